@@ -1,0 +1,34 @@
+"""When a test cannot run here: skip on a laptop, fail in CI.
+
+In CI (``CI=true``) root, Docker and containerd are installed by the project's own
+scripts, so their absence is a broken set-up, never a reason to skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need(condition: bool, reason: str) -> None:
+    """Continue only if ``condition``; otherwise skip (laptop) or fail (CI) with ``reason``."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true, and this test cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_root() -> None:
+    need(os.geteuid() == 0, "needs root (real network namespaces)")
+
+
+def need_binary(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    need(path is not None, f"needs the {name} binary")
+    assert path is not None
+    return path

@@ -1,0 +1,182 @@
+"""The correlator on hand-built snapshots: no root, no kernel, exact answers."""
+
+from __future__ import annotations
+
+from vethpeer.correlate import correlate
+from vethpeer.model import (
+    Claim,
+    Link,
+    Namespace,
+    NsKey,
+    NsView,
+    Relation,
+    Snapshot,
+    SourceResult,
+    SourceState,
+    SourceStatus,
+    Workload,
+    WorkloadKind,
+)
+from vethpeer.sources.kernel import KernelNames
+from vethpeer.sources import Context
+
+HOST = NsKey(4, 1000)
+LO = Link(1, "lo", mac="00:00:00:00:00:00")
+
+
+def ns(ino: int, *, names: tuple[str, ...] = (), pids: tuple[int, ...] = ()) -> Namespace:
+    return Namespace(
+        NsKey(4, ino),
+        is_host=ino == HOST.ino,
+        mounts=tuple(f"/run/netns/{n}" for n in names),
+        pids=pids,
+        comm="sleep" if pids else None,
+    )
+
+
+def kernel_names(snapshot: Snapshot) -> SourceResult:
+    return KernelNames().collect(Context(snapshot.host, tuple(v.ns for v in snapshot.views)))
+
+
+def veth(index: int, name: str, peer: int, nsid: int | None = None, master: int | None = None) -> Link:
+    return Link(index, name, kind="veth", mac=f"02:00:00:00:{index >> 8:02x}:{index & 255:02x}",
+                mtu=1500, operstate="up", link=peer, link_netnsid=nsid, master=master)
+
+
+def test_fifty_pods_with_the_same_eth0_ifindex_each_get_their_own_host_veth() -> None:
+    host_links = [LO, Link(2, "cni0", kind="bridge", mtu=1500)]
+    views = []
+    for i in range(50):
+        host_index = 100 + i
+        # Every pod's eth0 is ifindex 2, and every host veth points at ifindex 2 too.
+        host_links.append(veth(host_index, f"veth{i:04x}", peer=2, nsid=i, master=2))
+        pod = ns(2000 + i, names=(f"pod{i}",))
+        views.append(NsView(pod, (LO, veth(2, "eth0", peer=host_index, nsid=0)), {0: HOST}))
+    host_nsids = {i: NsKey(4, 2000 + i) for i in range(50)}
+    views.append(NsView(ns(HOST.ino), tuple(host_links), host_nsids))
+    snapshot = Snapshot(HOST, tuple(views))
+
+    report = correlate(snapshot, [kernel_names(snapshot)])
+
+    assert len(report.rows) == 50
+    for row in report.rows:
+        i = int(row.end.workload.name[3:])
+        assert row.end.link.name == "eth0"
+        assert row.relation is Relation.VETH
+        assert row.peer is not None
+        assert row.peer.link.name == f"veth{i:04x}"
+        assert row.peer.master == "cni0"
+        assert row.peer.workload.kind is WorkloadKind.HOST
+
+
+def test_pair_between_two_non_host_namespaces_appears_from_both_sides() -> None:
+    a, b = ns(2001, names=("a",)), ns(2002, names=("b",))
+    views = (
+        NsView(a, (LO, veth(5, "x0", peer=7, nsid=3)), {3: b.key}),
+        NsView(b, (LO, veth(7, "y0", peer=5, nsid=9)), {9: a.key}),
+        NsView(ns(HOST.ino), (LO,)),
+    )
+    report = correlate(Snapshot(HOST, views), [kernel_names(Snapshot(HOST, views))])
+    pairs = {(r.end.workload.label, r.end.link.name, r.peer.workload.label, r.peer.link.name)
+             for r in report.rows if r.peer}
+    assert pairs == {("netns/a", "x0", "netns/b", "y0"), ("netns/b", "y0", "netns/a", "x0")}
+
+
+def test_both_ends_in_the_host_are_two_host_rows_and_host_veths_with_workload_peers_are_not_rows() -> None:
+    pod = ns(2001, names=("p",))
+    views = (
+        NsView(ns(HOST.ino), (LO, veth(10, "a", peer=11), veth(11, "b", peer=10), veth(12, "vethp", 2, 0)),
+               {0: pod.key}),
+        NsView(pod, (LO, veth(2, "eth0", peer=12, nsid=0)), {0: HOST}),
+    )
+    report = correlate(Snapshot(HOST, views), [])
+    names = [(r.end.workload.label, r.end.link.name, r.peer.link.name if r.peer else None) for r in report.rows]
+    assert names == [("net:[2001]", "eth0", "vethp"), ("host", "a", "b"), ("host", "b", "a")]
+
+
+def test_both_ends_in_one_non_host_namespace() -> None:
+    only = ns(2001, names=("solo",))
+    views = (NsView(only, (LO, veth(2, "v0", peer=3), veth(3, "v1", peer=2))), NsView(ns(HOST.ino), (LO,)))
+    report = correlate(Snapshot(HOST, views), [])
+    assert [(r.end.link.name, r.peer.link.name if r.peer else None) for r in report.rows] == [
+        ("v0", "v1"), ("v1", "v0"),
+    ]
+
+
+def test_macvlan_points_at_its_parent_not_a_peer() -> None:
+    pod = ns(2001)
+    mv = Link(2, "eth0", kind="macvlan", mac="02:aa:00:00:00:01", link=2, link_netnsid=0)
+    views = (
+        NsView(ns(HOST.ino), (LO, Link(2, "eth0", mac="02:fc:00:00:00:01"))),
+        NsView(pod, (LO, mv), {0: HOST}),
+    )
+    (row,) = correlate(Snapshot(HOST, views), []).rows
+    assert row.relation is Relation.PARENT
+    assert row.peer is not None and row.peer.link.name == "eth0" and row.peer.ns.key == HOST
+
+
+def test_unknown_nsid_is_unresolved_with_a_reason_never_a_guess() -> None:
+    views = (
+        NsView(ns(HOST.ino), (LO, veth(2, "veth0", peer=2, nsid=0))),
+        NsView(ns(2001), (LO, veth(2, "eth0", peer=2, nsid=5))),  # nsid 5 resolved to nothing
+    )
+    report = correlate(Snapshot(HOST, views), [])
+    by_name = {(r.end.ns.key.ino, r.end.link.name): r for r in report.rows}
+    pod_row = by_name[(2001, "eth0")]
+    assert pod_row.peer is None and pod_row.unresolved and "nsid 5" in pod_row.unresolved
+    host_row = by_name[(HOST.ino, "veth0")]  # host veth with an unresolved peer is a row of its own
+    assert host_row.peer is None and host_row.unresolved
+
+
+def test_peer_that_does_not_point_back_is_unresolved() -> None:
+    pod = ns(2001)
+    views = (
+        NsView(ns(HOST.ino), (LO, veth(9, "vethx", peer=4, nsid=0)), {0: pod.key}),
+        NsView(pod, (LO, veth(2, "eth0", peer=9, nsid=0)), {0: HOST}),
+    )
+    report = correlate(Snapshot(HOST, views), [])
+    pod_row = next(r for r in report.rows if r.end.ns.key == pod.key)
+    assert pod_row.peer is None and "point back" in (pod_row.unresolved or "")
+
+
+def test_unreadable_peer_namespace_is_reported_not_skipped() -> None:
+    gone = ns(2002)
+    views = (
+        NsView(ns(HOST.ino), (LO,)),
+        NsView(ns(2001), (LO, veth(2, "eth0", peer=2, nsid=1)), {1: gone.key}),
+        NsView(gone, error="network namespace 2002 is gone"),
+    )
+    (row,) = correlate(Snapshot(HOST, views), []).rows
+    assert row.peer is None and "could not be read" in (row.unresolved or "")
+
+
+def test_loopback_only_namespace_still_has_a_row() -> None:
+    views = (NsView(ns(HOST.ino), (LO,)), NsView(ns(2001, pids=(42,)), (LO,)))
+    snapshot = Snapshot(HOST, views)
+    (row,) = correlate(snapshot, [kernel_names(snapshot)]).rows
+    assert row.end.link.name == "lo" and row.peer is None
+    assert row.end.workload.label == "pid/42 (sleep)"
+
+
+def test_runtime_claim_beats_netns_name_and_host_claims_are_host_network() -> None:
+    pod_ns = ns(2001, names=("cni-1234",))
+    views = (NsView(ns(HOST.ino), (LO,)), NsView(pod_ns, (LO, veth(2, "eth0", peer=5, nsid=0)), {0: HOST}))
+    snapshot = Snapshot(HOST, views)
+    pod = Workload(WorkloadKind.POD, "web", id="abc", namespace="shop", source="cri")
+    hostnet = Workload(WorkloadKind.DOCKER, "nodeexp", id="def", source="docker")
+    cri = SourceResult(
+        SourceStatus("cri", SourceState.OK), (Claim(pod_ns.key, pod, 40), Claim(HOST, hostnet, 40))
+    )
+    report = correlate(snapshot, [kernel_names(snapshot), cri])
+    (row,) = report.rows
+    assert row.end.workload == pod
+    assert report.workloads[pod_ns.key][0] == pod
+    assert [w.label for w in report.workloads[pod_ns.key]] == ["pod/shop/web", "netns/cni-1234"]
+    assert report.host_network == (hostnet,)
+
+
+def test_rows_are_sorted_deterministically() -> None:
+    views = tuple(NsView(ns(2000 + i, names=(f"n{9 - i}",)), (LO, Link(2, "eth0"))) for i in range(5))
+    snapshot = Snapshot(HOST, (NsView(ns(HOST.ino), (LO,)), *views))
+    labels = [r.end.workload.label for r in correlate(snapshot, [kernel_names(snapshot)]).rows]
+    assert labels == sorted(labels)

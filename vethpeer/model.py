@@ -1,0 +1,218 @@
+"""The values vethpeer passes around: frozen, typed, free of I/O.
+
+Sources produce them, the correlator joins them, the output formats print them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class NsKey:
+    """A network namespace's identity: (st_dev, st_ino) of its nsfs file.
+
+    Paths and names are only ways to reach a namespace; this is what it is.
+    """
+
+    dev: int
+    ino: int
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A network namespace found on the host, with every way to reach it."""
+
+    key: NsKey
+    is_host: bool = False
+    mounts: tuple[str, ...] = ()  # nsfs bind mounts: /run/netns/NAME, /run/docker/netns/ID, ...
+    pids: tuple[int, ...] = ()  # processes inside, ascending
+    comm: str | None = None  # command name of the lowest PID
+
+    @property
+    def netns_names(self) -> tuple[str, ...]:
+        """Names that `ip netns` knows this namespace by."""
+        return tuple(
+            path.rsplit("/", 1)[1]
+            for path in self.mounts
+            if path.startswith(("/run/netns/", "/var/run/netns/"))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One network interface, as the kernel reported it inside one namespace.
+
+    ``link`` and ``link_netnsid`` are IFLA_LINK and IFLA_LINK_NETNSID: the peer's
+    (or parent's) ifindex, and the nsid *this* namespace gives the namespace that
+    ifindex lives in (None: the same namespace).
+    """
+
+    index: int
+    name: str
+    flags: int = 0
+    kind: str | None = None
+    mac: str | None = None
+    mtu: int | None = None
+    operstate: str = "unknown"
+    master: int | None = None
+    link: int | None = None
+    link_netnsid: int | None = None
+    slave_kind: str | None = None
+    brport_state: str | None = None
+    addresses: tuple[str, ...] = ()
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.name == "lo" and self.kind is None and self.mac in (None, "00:00:00:00:00:00")
+
+
+@dataclass(frozen=True, slots=True)
+class FdbEntry:
+    """One entry of a bridge's forwarding database (AF_BRIDGE neighbour)."""
+
+    port: int
+    mac: str
+    master: int | None
+    vlan: int | None
+    state: int
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class NsView:
+    """Everything read from one namespace.
+
+    ``nsids`` maps the nsids this namespace uses (IFLA_LINK_NETNSID) to the
+    namespaces they were verified to mean, by RTM_GETNSID.
+    """
+
+    ns: Namespace
+    links: tuple[Link, ...] = ()
+    nsids: Mapping[int, NsKey] = field(default_factory=dict)
+    fdb: tuple[FdbEntry, ...] = ()
+    error: str | None = None  # why it could not be read (vanished, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The kernel's view of every network namespace that could be read."""
+
+    host: NsKey
+    views: tuple[NsView, ...]
+    unreadable_pids: int = 0  # /proc/PID/ns/net that refused us (protected processes)
+    vanished_pids: int = 0  # processes that exited during the walk
+    host_found_via: str = "pid 1"
+
+
+class WorkloadKind(str, Enum):
+    HOST = "host"
+    POD = "pod"
+    DOCKER = "docker"
+    CONTAINER = "container"  # a container known only from its cgroup path
+    NETNS = "netns"
+    PROCESS = "process"
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """Who a network namespace belongs to."""
+
+    kind: WorkloadKind
+    name: str
+    id: str | None = None
+    namespace: str | None = None  # Kubernetes namespace
+    uid: str | None = None  # Kubernetes pod UID
+    image: str | None = None
+    networks: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()  # all containers sharing the namespace
+    source: str = "kernel"  # which source named it
+    # Added for pods (CRI and the Kubernetes API); keep new fields at the end, with defaults.
+    container_ids: tuple[str, ...] = ()  # IDs of the containers in `containers` (CRI), for `which`
+    node: str | None = None  # Kubernetes node name (API)
+    pod_ip: str | None = None  # the pod's primary IP (API)
+    owner: str | None = None  # controlling owner as KIND/NAME, e.g. Deployment/web (API)
+
+    @property
+    def label(self) -> str:
+        """How a person refers to it: ``host``, ``docker/web``, ``pod/ns/name``, ``netns/x``."""
+        if self.kind is WorkloadKind.HOST:
+            return "host"
+        if self.kind is WorkloadKind.PROCESS or self.name.startswith(("/", "net:[")):
+            return self.name  # "pid/42 (sleep)", a bind-mount path, or "net:[INODE]" as readlink shows
+        if self.kind is WorkloadKind.POD and self.namespace:
+            return f"pod/{self.namespace}/{self.name}"
+        return f"{self.kind.value}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A source's statement that a namespace belongs to a workload.
+
+    ``priority`` decides between claims on one namespace (higher wins).
+    """
+
+    netns: NsKey
+    workload: Workload
+    priority: int
+
+
+class SourceState(str, Enum):
+    OK = "ok"
+    UNAVAILABLE = "unavailable"  # not installed, socket absent, daemon down
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    SKIPPED = "skipped"  # not asked for
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    name: str
+    state: SourceState
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceResult:
+    """What one source contributed; a failed source is a value, not an exception."""
+
+    status: SourceStatus
+    claims: tuple[Claim, ...] = ()
+
+
+class Relation(str, Enum):
+    VETH = "veth"  # the other end of a pair device (veth, netkit)
+    PARENT = "parent"  # the lower device of a macvlan/ipvlan/vlan/...
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """An interface together with where it lives and who owns that place."""
+
+    ns: Namespace
+    workload: Workload
+    link: Link
+    master: str | None  # name of the bridge/bond it is enslaved to
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One interface inside a workload namespace, joined with its peer."""
+
+    end: End
+    relation: Relation | None = None
+    peer: End | None = None
+    unresolved: str | None = None  # why a peer that exists could not be found
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The correlator's answer."""
+
+    rows: tuple[Row, ...]
+    workloads: Mapping[NsKey, tuple[Workload, ...]]  # all claims per namespace, best first
+    host_network: tuple[Workload, ...]  # workloads that share the host namespace
+    sources: tuple[SourceStatus, ...]
+    snapshot: Snapshot

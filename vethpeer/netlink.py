@@ -1,0 +1,287 @@
+"""A minimal, read-only rtnetlink client for the few messages vethpeer needs.
+
+pyroute2 is the project's reference netlink library, but importing it costs about
+0.2 s, more than the whole walk of a thousand namespaces is allowed to take. This
+module decodes only RTM_NEWLINK, RTM_NEWADDR, RTM_NEWNSID and (AF_BRIDGE)
+RTM_NEWNEIGH, with :mod:`struct`. ``tests/integration/test_netlink_vs_pyroute2.py``
+cross-checks every field against pyroute2 on real links.
+
+It only ever sends GET requests: dumps of links, addresses and FDB entries, and
+RTM_GETNSID, which (unlike a link dump) never allocates an nsid.
+
+A netlink socket belongs to the network namespace it was created in, for its
+whole life: open it after ``setns()`` and it keeps answering for that namespace.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .model import FdbEntry, Link
+
+# nlmsghdr and message types (linux/netlink.h, linux/rtnetlink.h)
+_NLMSG = struct.Struct("=IHHII")
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300
+RTM_NEWLINK = 16
+RTM_GETLINK = 18
+RTM_NEWADDR = 20
+RTM_GETADDR = 22
+RTM_NEWNEIGH = 28
+RTM_GETNEIGH = 30
+RTM_NEWNSID = 88
+RTM_GETNSID = 90
+
+_IFINFO = struct.Struct("=BxHiII")
+_IFADDR = struct.Struct("=BBBBI")
+_NDMSG = struct.Struct("=BxxxiHBB")
+_RTGEN = struct.Struct("=Bxxx")
+_NLA = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+_S32 = struct.Struct("=i")
+_U16 = struct.Struct("=H")
+
+# IFLA_* (linux/if_link.h)
+IFLA_ADDRESS = 1
+IFLA_IFNAME = 3
+IFLA_MTU = 4
+IFLA_LINK = 5
+IFLA_MASTER = 10
+IFLA_OPERSTATE = 16
+IFLA_LINKINFO = 18
+IFLA_EXT_MASK = 29
+IFLA_LINK_NETNSID = 37
+IFLA_INFO_KIND = 1
+IFLA_INFO_SLAVE_KIND = 4
+IFLA_INFO_SLAVE_DATA = 5
+IFLA_BRPORT_STATE = 1
+RTEXT_FILTER_SKIP_STATS = 1 << 3
+# IFA_* (linux/if_addr.h)
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+# NDA_* (linux/neighbour.h)
+NDA_LLADDR = 2
+NDA_VLAN = 5
+NDA_MASTER = 9
+# NETNSA_* (linux/net_namespace.h)
+NETNSA_NSID = 1
+NETNSA_FD = 3
+
+NLA_F_MASK = 0x3FFF  # strips NLA_F_NESTED / NLA_F_NET_BYTEORDER
+AF_BRIDGE = 7
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+
+OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
+BRPORT_STATES = ("disabled", "listening", "learning", "forwarding", "blocking")
+
+
+class NetlinkError(OSError):
+    """The kernel answered a request with an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawAddress:
+    index: int
+    address: str  # "10.0.0.2/24", "fe80::1/64"
+
+
+def _mac(data: bytes) -> str:
+    return data.hex(":")
+
+
+def _attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """Yield (type, start, stop) for each attribute between offset and end."""
+    unpack = _NLA.unpack_from
+    while offset + 4 <= end:
+        length, kind = unpack(data, offset)
+        if length < 4:
+            return
+        yield kind & NLA_F_MASK, offset + 4, offset + length
+        offset += (length + 3) & ~3
+
+
+def _cstr(data: bytes, start: int, stop: int) -> str:
+    return data[start:stop].split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def parse_link(data: bytes, offset: int, end: int) -> Link:
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(data, offset)
+    name = ""
+    kind = slave_kind = mac = brport_state = None
+    mtu = master = link = link_netnsid = None
+    operstate = "unknown"
+    for attr, start, stop in _attrs(data, offset + _IFINFO.size, end):
+        if attr == IFLA_IFNAME:
+            name = _cstr(data, start, stop)
+        elif attr == IFLA_ADDRESS:
+            mac = _mac(data[start:stop])
+        elif attr == IFLA_MTU:
+            mtu = _U32.unpack_from(data, start)[0]
+        elif attr == IFLA_LINK:
+            link = _S32.unpack_from(data, start)[0]
+        elif attr == IFLA_MASTER:
+            master = _U32.unpack_from(data, start)[0]
+        elif attr == IFLA_OPERSTATE:
+            value = data[start]
+            operstate = OPERSTATES[value] if value < len(OPERSTATES) else str(value)
+        elif attr == IFLA_LINK_NETNSID:
+            link_netnsid = _S32.unpack_from(data, start)[0]
+        elif attr == IFLA_LINKINFO:
+            for info, istart, istop in _attrs(data, start, stop):
+                if info == IFLA_INFO_KIND:
+                    kind = _cstr(data, istart, istop)
+                elif info == IFLA_INFO_SLAVE_KIND:
+                    slave_kind = _cstr(data, istart, istop)
+                elif info == IFLA_INFO_SLAVE_DATA:
+                    for sattr, sstart, _sstop in _attrs(data, istart, istop):
+                        if sattr == IFLA_BRPORT_STATE:
+                            value = data[sstart]
+                            brport_state = BRPORT_STATES[value] if value < len(BRPORT_STATES) else str(value)
+    if link is None and link_netnsid is not None:
+        # The kernel omits IFLA_LINK when it equals the device's own ifindex, which
+        # happens across namespaces: eth0 (ifindex 2) whose peer is ifindex 2 elsewhere.
+        link = index
+    return Link(
+        index=index,
+        name=name,
+        flags=flags,
+        kind=kind,
+        mac=mac,
+        mtu=mtu,
+        operstate=operstate,
+        master=master,
+        link=link,
+        link_netnsid=link_netnsid,
+        slave_kind=slave_kind,
+        brport_state=brport_state if slave_kind == "bridge" else None,
+    )
+
+
+def parse_address(data: bytes, offset: int, end: int) -> RawAddress | None:
+    family, prefixlen, _flags, _scope, index = _IFADDR.unpack_from(data, offset)
+    address = local = None
+    for attr, start, stop in _attrs(data, offset + _IFADDR.size, end):
+        if attr == IFA_ADDRESS:
+            address = data[start:stop]
+        elif attr == IFA_LOCAL:
+            local = data[start:stop]
+    # IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on
+    # point-to-point links, and the only one IPv6 sends.
+    raw = local if local is not None else address
+    if raw is None:
+        return None
+    return RawAddress(index, f"{socket.inet_ntop(family, raw)}/{prefixlen}")
+
+
+def parse_fdb(data: bytes, offset: int, end: int) -> FdbEntry | None:
+    _family, port, state, flags, _type = _NDMSG.unpack_from(data, offset)
+    mac = None
+    master = vlan = None
+    for attr, start, stop in _attrs(data, offset + _NDMSG.size, end):
+        if attr == NDA_LLADDR:
+            mac = _mac(data[start:stop])
+        elif attr == NDA_MASTER:
+            master = _U32.unpack_from(data, start)[0]
+        elif attr == NDA_VLAN:
+            vlan = _U16.unpack_from(data, start)[0]
+    if mac is None:
+        return None
+    return FdbEntry(port=port, mac=mac, master=master, vlan=vlan, state=state, flags=flags)
+
+
+class RtnlSocket:
+    """A NETLINK_ROUTE socket in the network namespace current at creation."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
+        )
+        self._sock.bind((0, 0))
+        self._seq = 0
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> RtnlSocket:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _request(self, msg_type: int, flags: int, payload: bytes) -> Iterator[tuple[int, bytes, int, int]]:
+        """Send one request; yield (type, buffer, body offset, body end) per reply."""
+        self._seq += 1
+        seq = self._seq
+        self._sock.send(_NLMSG.pack(_NLMSG.size + len(payload), msg_type, flags, seq, 0) + payload)
+        unpack = _NLMSG.unpack_from
+        while True:
+            data = self._sock.recv(1 << 17)
+            offset = 0
+            size = len(data)
+            while offset + _NLMSG.size <= size:
+                length, rtype, _flags, rseq, _pid = unpack(data, offset)
+                if length < _NLMSG.size:
+                    return
+                body, end = offset + _NLMSG.size, offset + length
+                offset += (length + 3) & ~3
+                if rseq != seq:
+                    continue
+                if rtype == NLMSG_DONE:
+                    return
+                if rtype == NLMSG_ERROR:
+                    errno = -_S32.unpack_from(data, body)[0]
+                    if errno:
+                        raise NetlinkError(errno, f"netlink request {msg_type} failed")
+                    return
+                yield rtype, data, body, end
+            if not flags & NLM_F_DUMP:
+                return
+
+    def links(self) -> list[Link]:
+        payload = (
+            _IFINFO.pack(0, 0, 0, 0, 0) + _NLA.pack(8, IFLA_EXT_MASK) + _U32.pack(RTEXT_FILTER_SKIP_STATS)
+        )
+        return [
+            parse_link(data, body, end)
+            for rtype, data, body, end in self._request(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, payload)
+            if rtype == RTM_NEWLINK
+        ]
+
+    def addresses(self) -> list[RawAddress]:
+        payload = _IFADDR.pack(0, 0, 0, 0, 0)
+        found = (
+            parse_address(data, body, end)
+            for rtype, data, body, end in self._request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, payload)
+            if rtype == RTM_NEWADDR
+        )
+        return [address for address in found if address is not None]
+
+    def fdb(self) -> list[FdbEntry]:
+        payload = _NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0)
+        found = (
+            parse_fdb(data, body, end)
+            for rtype, data, body, end in self._request(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, payload)
+            if rtype == RTM_NEWNEIGH
+        )
+        return [entry for entry in found if entry is not None]
+
+    def nsid_of(self, ns_fd: int) -> int | None:
+        """The nsid this socket's namespace has assigned to the namespace behind ns_fd.
+
+        RTM_GETNSID never allocates one: None means "not assigned".
+        """
+        payload = _RTGEN.pack(socket.AF_UNSPEC) + _NLA.pack(8, NETNSA_FD) + _U32.pack(ns_fd)
+        for rtype, data, body, end in self._request(RTM_GETNSID, NLM_F_REQUEST, payload):
+            if rtype != RTM_NEWNSID:
+                continue
+            for attr, start, _stop in _attrs(data, body + _RTGEN.size, end):
+                if attr == NETNSA_NSID:
+                    nsid = _S32.unpack_from(data, start)[0]
+                    return None if nsid < 0 else nsid
+        return None

@@ -1,0 +1,183 @@
+"""Finding every network namespace on the host, and entering one for a moment.
+
+A namespace is found three ways: the host's own (the one PID 1 is in), the
+namespaces of processes (``/proc/PID/ns/net``), and nsfs bind mounts with no
+process inside (``ip netns``, Docker, CNI, podman), read from
+``/proc/self/mountinfo``. They are merged on (st_dev, st_ino).
+
+Processes vanish and some refuse us (PID 1 can be protected even from root):
+both are counted, never raised.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from .errors import NamespaceGone, NoPrivilege
+from .model import Namespace, NsKey
+
+CLONE_NEWNET = 0x40000000
+_PROC = "/proc"
+
+
+def key_of(path: str) -> NsKey:
+    """The identity of the namespace a path refers to (follows /proc symlinks)."""
+    st = os.stat(path)
+    return NsKey(st.st_dev, st.st_ino)
+
+
+def _key_of_fd(fd: int) -> NsKey:
+    st = os.fstat(fd)
+    return NsKey(st.st_dev, st.st_ino)
+
+
+def _unescape_mountinfo(field: str) -> str:
+    r"""mountinfo escapes space, tab, newline and backslash as \040 \011 \012 \134."""
+    if "\\" not in field:
+        return field
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def nsfs_mounts(mountinfo: str) -> list[str]:
+    """Mount points of network-namespace nsfs bind mounts, from mountinfo text."""
+    paths: list[str] = []
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        # fields: id parent major:minor root mountpoint options ... - fstype source super
+        if len(fields) > 4 and fields[3].startswith("net:[") and " - nsfs " in line:
+            path = _unescape_mountinfo(fields[4])
+            if path not in paths:
+                paths.append(path)
+    return paths
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    host: NsKey
+    host_found_via: str
+    namespaces: tuple[Namespace, ...]
+    unreadable_pids: int
+    vanished_pids: int
+
+
+def _host_key() -> tuple[NsKey, str]:
+    """The initial network namespace.
+
+    PID 1 is in it, but PID 1 may refuse even root (EACCES). Kernel threads
+    always live in the initial namespace: kthreadd (PID 2) serves when it is one.
+    """
+    try:
+        return key_of("/proc/1/ns/net"), "pid 1"
+    except PermissionError:
+        pass
+    try:
+        with open("/proc/2/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        is_kthreadd = fields[1] == "0" and int(fields[6]) & 0x00200000  # ppid 0, PF_KTHREAD
+        if is_kthreadd:
+            return key_of("/proc/2/ns/net"), "kthreadd (pid 2)"
+    except (OSError, IndexError, ValueError):
+        pass
+    raise NoPrivilege("cannot read the host's network namespace (/proc/1/ns/net)")
+
+
+def _comm(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as comm:
+            return comm.read().rstrip("\n")
+    except OSError:
+        return None
+
+
+def discover() -> Discovery:
+    """Find every network namespace visible from here."""
+    host, via = _host_key()
+    pids: dict[NsKey, list[int]] = {host: []}
+    unreadable = vanished = 0
+    for entry in os.scandir(_PROC):
+        name = entry.name
+        if not name.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{name}/ns/net")
+        except PermissionError:
+            unreadable += 1
+            continue
+        except OSError:  # gone, or a zombie with no namespaces left
+            vanished += 1
+            continue
+        pids.setdefault(NsKey(st.st_dev, st.st_ino), []).append(int(name))
+
+    mounts: dict[NsKey, list[str]] = {}
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for path in nsfs_mounts(f.read()):
+            try:
+                mounts.setdefault(key_of(path), []).append(path)
+            except OSError:  # unmounted since
+                continue
+
+    namespaces = []
+    for key in sorted(pids.keys() | mounts.keys()):
+        members = sorted(pids.get(key, ()))
+        namespaces.append(
+            Namespace(
+                key=key,
+                is_host=key == host,
+                mounts=tuple(sorted(mounts.get(key, ()))),
+                pids=tuple(members),
+                comm=_comm(members[0]) if members and key != host else None,
+            )
+        )
+    return Discovery(host, via, tuple(namespaces), unreadable, vanished)
+
+
+def open_namespace(ns: Namespace) -> int:
+    """An O_RDONLY fd on the namespace, checked to be the same one (no PID reuse race)."""
+    candidates = [*ns.mounts, *(f"/proc/{pid}/ns/net" for pid in ns.pids)]
+    for path in candidates:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except PermissionError:
+            continue
+        except OSError:
+            continue
+        if _key_of_fd(fd) == ns.key:
+            return fd
+        os.close(fd)
+    raise NamespaceGone(f"network namespace {ns.key.ino} is gone (its processes exited)")
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def setns(fd: int) -> None:
+    """Move the calling thread (only) into the network namespace behind fd."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+@contextmanager
+def inside(fd: int, home_fd: int) -> Iterator[None]:
+    """Run the body in the namespace behind fd; always come back to home_fd."""
+    setns(fd)
+    try:
+        yield
+    finally:
+        setns(home_fd)  # failing to come back must not go unnoticed: it raises
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Make room for one fd per namespace (plus netlink sockets)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

@@ -1,0 +1,71 @@
+"""Sources name the namespaces: each one turns what some authority knows into claims.
+
+A source is a small object with a ``name`` and a ``collect(context)`` method that
+returns a :class:`~vethpeer.model.SourceResult`. It never raises for an expected
+failure (daemon down, socket missing, timeout): that is a status with a reason.
+Sources run in worker threads while the kernel walk runs, so they must not call
+``setns`` and must honour ``context.timeout`` on every blocking call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..model import Namespace, NsKey, SourceResult
+
+# Higher wins when several sources claim one namespace.
+PRIORITY_RUNTIME = 40  # docker, CRI: names given by the daemon that made it
+PRIORITY_CGROUP = 30  # an ID read from /proc/PID/cgroup, no daemon asked
+PRIORITY_NETNS = 20  # an `ip netns` name
+PRIORITY_PROCESS = 10  # only a process holds it
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What the command line asked the sources for."""
+
+    timeout: float = 3.0
+    docker_host: str | None = None  # None: DOCKER_HOST or the default socket
+    runtime_endpoint: str | None = None  # None: CONTAINER_RUNTIME_ENDPOINT or probing
+    kube: bool | None = None  # None: auto (kubeconfig present), True: --kube, False: --no-kube
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a source may look at: the namespaces discovered, and the options."""
+
+    host: NsKey
+    namespaces: tuple[Namespace, ...]
+    options: Options = Options()
+
+    def by_key(self) -> dict[NsKey, Namespace]:
+        return {ns.key: ns for ns in self.namespaces}
+
+
+class Source(Protocol):
+    name: str
+
+    def collect(self, context: Context) -> SourceResult: ...
+
+
+SourceFactory = Callable[[], Source]
+
+
+def all_sources() -> list[Source]:
+    """Every source, cheapest first. Each imports its heavy libraries only in collect()."""
+    from . import kernel
+
+    sources: list[Source] = [kernel.KernelNames()]
+    from . import cgroup, docker  # /proc/PID/cgroup (no daemon); the Docker daemon
+
+    sources += [cgroup.CgroupNames(), docker.DockerNames()]
+    from . import cri  # CRI runtime (containerd, CRI-O, cri-dockerd): pods
+
+    sources.append(cri.CriPods())
+    from . import kube  # Kubernetes API (optional): node, pod IP, owner of the CRI's pods
+
+    sources.append(kube.KubePods())
+    return sources

@@ -1,0 +1,37 @@
+"""Names known without asking any daemon: the host, `ip netns` names, bind mounts, processes."""
+
+from __future__ import annotations
+
+from ..model import Claim, Namespace, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
+from . import PRIORITY_NETNS, PRIORITY_PROCESS, Context
+
+HOST = Workload(WorkloadKind.HOST, "host")
+
+
+def names_of(ns: Namespace) -> list[Claim]:
+    """Every kernel-level name of one (non-host) namespace, best first."""
+    claims = [
+        Claim(ns.key, Workload(WorkloadKind.NETNS, name, id=name), PRIORITY_NETNS) for name in ns.netns_names
+    ]
+    named = set(ns.netns_names)
+    claims += [
+        # A bind mount elsewhere (/run/docker/netns/ID, podman's netns-*): the path is the name.
+        Claim(ns.key, Workload(WorkloadKind.NETNS, path, id=path), PRIORITY_PROCESS - 1)
+        for path in ns.mounts
+        if path.rsplit("/", 1)[1] not in named
+    ]
+    if ns.pids:
+        pid = ns.pids[0]
+        name = f"pid/{pid} ({ns.comm})" if ns.comm else f"pid/{pid}"
+        claims.append(Claim(ns.key, Workload(WorkloadKind.PROCESS, name, id=str(pid)), PRIORITY_PROCESS))
+    return claims
+
+
+class KernelNames:
+    """Always available; it only looks at what discovery already found."""
+
+    name = "kernel"
+
+    def collect(self, context: Context) -> SourceResult:
+        claims = [claim for ns in context.namespaces if not ns.is_host for claim in names_of(ns)]
+        return SourceResult(SourceStatus(self.name, SourceState.OK), tuple(claims))

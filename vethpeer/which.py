@@ -1,0 +1,191 @@
+"""`vethpeer which TARGET`: turn whatever the user has in hand into rows.
+
+TARGET is tried, in order, as an IP address, a MAC address, a PID, a path to a
+namespace file, a host interface name, an `ip netns` name, and finally a workload
+(name, label, ID or unique ID prefix, container name, `NS/NAME`, `pod/NAME`).
+More than one namespace matching is an error listing the candidates: a guess
+would be worse than no answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .correlate import HOST
+from .errors import Ambiguous, NoPrivilege, NotFound
+from .model import NsKey, Report, Row, Workload
+from .netns import key_of
+
+_MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
+_ID_PREFIX = re.compile(r"^[0-9a-f]{3,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What a target resolved to."""
+
+    target: str
+    how: str  # "ip", "mac", "pid", "path", "host interface", "netns", "workload"
+    rows: tuple[Row, ...]
+    host_network: tuple[Workload, ...] = ()  # the target shares the host's namespace
+
+
+def _one_namespace(target: str, how: str, rows: Iterable[Row], report: Report) -> Match:
+    found = tuple(rows)
+    spaces = {row.end.ns.key for row in found}
+    if len(spaces) > 1:
+        labels = sorted({row.end.workload.label for row in found})
+        raise Ambiguous(f"{target!r} matches interfaces in {len(spaces)} namespaces", labels)
+    return Match(target, how, found)
+
+
+def _rows_in(report: Report, key: NsKey) -> tuple[Row, ...]:
+    return tuple(row for row in report.rows if row.end.ns.key == key)
+
+
+def _by_namespace(report: Report, target: str, how: str, key: NsKey) -> Match:
+    if key == report.snapshot.host:
+        return Match(target, how, (), host_network=(HOST,))
+    known = any(view.ns.key == key for view in report.snapshot.views)
+    if not known:
+        raise NotFound(f"{target!r} is not a network namespace that was found (inode {key.ino})")
+    return Match(target, how, _rows_in(report, key))
+
+
+def _ip(report: Report, target: str) -> Match | None:
+    try:
+        wanted = ipaddress.ip_interface(target).ip
+    except ValueError:
+        return None
+    rows = [
+        row
+        for row in report.rows
+        if any(ipaddress.ip_interface(a).ip == wanted for a in row.end.link.addresses)
+    ]
+    if not rows:
+        raise NotFound(f"no workload interface has the address {wanted}")
+    return _one_namespace(target, "ip", rows, report)
+
+
+def _mac(report: Report, target: str) -> Match | None:
+    if not _MAC.match(target.lower()):
+        return None
+    mac = target.lower().replace("-", ":")
+    rows = [
+        row
+        for row in report.rows
+        if row.end.link.mac == mac or (row.peer is not None and row.peer.link.mac == mac)
+    ]
+    if not rows:
+        raise NotFound(f"no workload interface or peer has the MAC address {mac}")
+    return _one_namespace(target, "mac", rows, report)
+
+
+def _pid(report: Report, target: str) -> Match | None:
+    if not target.isdigit() or not os.path.exists(f"/proc/{target}"):
+        return None
+    try:
+        key = key_of(f"/proc/{target}/ns/net")
+    except PermissionError as error:
+        raise NoPrivilege(f"cannot read the network namespace of PID {target}: {error.strerror}") from None
+    except OSError:
+        raise NotFound(f"PID {target} exited") from None
+    return _by_namespace(report, target, "pid", key)
+
+
+def _path(report: Report, target: str) -> Match | None:
+    if not target.startswith(("/", "./")):
+        return None
+    try:
+        key = key_of(target)
+    except PermissionError as error:
+        raise NoPrivilege(f"cannot read {target}: {error.strerror}") from None
+    except OSError as error:
+        raise NotFound(f"{target}: {error.strerror}") from None
+    return _by_namespace(report, target, "path", key)
+
+
+def _host_interface(report: Report, target: str) -> Match | None:
+    host = report.snapshot.host
+    rows = [
+        row
+        for row in report.rows
+        if (row.end.ns.key == host and row.end.link.name == target)
+        or (row.peer is not None and row.peer.ns.key == host and row.peer.link.name == target)
+    ]
+    if rows:
+        return _one_namespace(target, "host interface", rows, report)
+    for view in report.snapshot.views:
+        if view.ns.key == host and any(link.name == target for link in view.links):
+            raise NotFound(f"{target} is a host interface with no workload namespace behind it")
+    return None
+
+
+def _netns_name(report: Report, target: str) -> Match | None:
+    for view in report.snapshot.views:
+        if target in view.ns.netns_names:
+            return Match(target, "netns", _rows_in(report, view.ns.key))
+    return None
+
+
+def _workload_matchers(target: str, namespace: str | None) -> tuple[Callable[[Workload], bool], ...]:
+    """Exact matchers first, then the ID prefix one."""
+    kube_ns, _, kube_name = target.partition("/")
+    name = target[4:] if target.startswith("pod/") else target
+
+    def in_namespace(w: Workload) -> bool:
+        return namespace is None or w.namespace == namespace
+
+    def exact(w: Workload) -> bool:
+        return in_namespace(w) and (
+            target in (w.name, w.label, w.id)
+            or name == w.name
+            or target in w.containers
+            or target in w.container_ids
+            or (bool(kube_name) and w.namespace == kube_ns and w.name == kube_name)
+        )
+
+    def prefix(w: Workload) -> bool:
+        ids = (w.id, *w.container_ids)  # a pod answers to its sandbox ID and its containers' IDs
+        hit = any(i and i.startswith(target) for i in ids)
+        return in_namespace(w) and bool(_ID_PREFIX.match(target)) and hit
+
+    return exact, prefix
+
+
+def _workload(report: Report, target: str, namespace: str | None) -> Match | None:
+    candidates = [(key, w) for key, found in report.workloads.items() for w in found]
+    candidates += [(report.snapshot.host, w) for w in report.host_network]
+    for matcher in _workload_matchers(target, namespace):
+        keys = {key for key, w in candidates if matcher(w)}
+        if len(keys) > 1:
+            labels = sorted({report.workloads.get(k, (w,))[0].label for k, w in candidates if matcher(w)})
+            raise Ambiguous(f"{target!r} matches {len(keys)} workloads", labels)
+        if keys:
+            key = keys.pop()
+            if key == report.snapshot.host:
+                hits = tuple(w for _, w in candidates if matcher(w))
+                return Match(target, "workload", (), host_network=hits)
+            return Match(target, "workload", _rows_in(report, key))
+    return None
+
+
+def resolve(report: Report, target: str, *, namespace: str | None = None) -> Match:
+    """Find what TARGET names; raises NotFound or Ambiguous."""
+    target = target.strip()
+    for attempt in (_ip, _mac, _pid, _path, _host_interface, _netns_name):
+        found = attempt(report, target)
+        if found is not None:
+            return found
+    found = _workload(report, target, namespace)
+    if found is not None:
+        return found
+    where = f" in namespace {namespace!r}" if namespace else ""
+    raise NotFound(
+        f"nothing named {target!r}{where}",
+        hint="try an IP, MAC, PID, netns name or path, host interface, container or pod name or ID",
+    )
