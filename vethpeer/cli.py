@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("target", metavar="TARGET")
     which.add_argument("-q", "--quiet", action="store_true", help="print only host-side veth names")
     _output(which)
+
+    from .oncall import add_commands  # doctor, capture
+
+    add_commands(commands, _common, _output)
     return parser
 
 
@@ -133,12 +137,15 @@ def _options(args: argparse.Namespace) -> Options:
     )
 
 
-def _gather(args: argparse.Namespace) -> Report:
+def _gather(args: argparse.Namespace, *, fdb: bool = False) -> Report:
+    from . import ovs
     from .inventory import gather
     from .model import SourceState
 
     _check_privilege()
-    report = gather(_options(args), debug=args.debug)
+    options = _options(args)
+    report = gather(options, fdb=fdb, debug=args.debug)
+    report = ovs.annotate(report, ovs.collect(options.timeout))  # OVS bridges as masters of their ports
     from .output import warnings
 
     for line in warnings(report):
@@ -157,14 +164,16 @@ def _gather(args: argparse.Namespace) -> Report:
 def _table(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     from . import output
 
-    report = _gather(args)
+    report = _gather(args, fdb=args.output in ("wide", "json"))
     rows = report.rows
+    shared = report.host_network
     if args.namespace:
         rows = tuple(r for r in rows if r.end.workload.namespace == args.namespace)
+        shared = tuple(w for w in shared if w.namespace == args.namespace)
     if args.output == "json":
         output.write_json(report, out, rows)
     else:
-        output.write_table(report, out, rows, wide=args.output == "wide")
+        output.write_table(report, out, rows, wide=args.output == "wide", host_network=shared)
     return ExitStatus.SUCCESS
 
 
@@ -172,7 +181,7 @@ def _which(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     from . import output
     from .which import resolve
 
-    report = _gather(args)
+    report = _gather(args, fdb=not args.quiet)
     match = resolve(report, args.target, namespace=args.namespace)
     if args.quiet:
         for name in output.host_veths(match.rows, report.snapshot.host):
@@ -180,8 +189,10 @@ def _which(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     elif args.output == "json":
         output.write_json(report, out, match.rows)
     else:
-        if match.rows:
-            output.write_table(report, out, match.rows, wide=args.output == "wide")
+        if match.rows:  # host-network workloads other than the target's are not the question here
+            output.write_table(report, out, match.rows, wide=args.output == "wide", host_network=())
+            for line in output.evidence(report, match.rows):  # the bridge's MAC table as a second witness
+                out.write(line + "\n")
         for w in match.host_network:
             if w.kind.value == "host":
                 out.write(f"{args.target} is in the host network namespace: it has no veth of its own\n")
@@ -192,12 +203,29 @@ def _which(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     return ExitStatus.SUCCESS
 
 
-COMMANDS = {"table": _table, "which": _which}
+def _doctor(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    from .oncall import doctor
+
+    return doctor(args, out, _gather)
+
+
+def _capture(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    from .oncall import capture
+
+    return capture(args, out, _gather)
+
+
+COMMANDS = {"table": _table, "which": _which, "doctor": _doctor, "capture": _capture}
 
 
 def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> ExitStatus:
     """Parse and run; raises VethpeerError for anything the user should see as one line."""
+    from .oncall import split_tcpdump_args
+
+    argv, tcpdump_args = split_tcpdump_args(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
+    if tcpdump_args:
+        args.tcpdump_args = tcpdump_args
     command = args.command or "table"
     if args.command is None:  # bare `vethpeer` = `vethpeer table`
         args.output = "table"

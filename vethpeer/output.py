@@ -109,9 +109,23 @@ def report_json(report: Report, rows: Sequence[Row] | None = None) -> dict[str, 
             "unreadable_pids": snap.unreadable_pids,
             "vanished_pids": snap.vanished_pids,
         },
-        "interfaces": [row_json(row) for row in (report.rows if rows is None else rows)],
+        "interfaces": _with_fdb(report, report.rows if rows is None else rows),
         "workloads": workloads,
     }
+
+
+def _with_fdb(report: Report, rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Interface entries plus "fdb": the bridge MAC table's verdict (null: no Linux bridge, or not read)."""
+    from .fdb import classify, row_key
+
+    verdicts = classify(report, rows)
+    entries = []
+    for row in rows:
+        entry = row_json(row)
+        verdict = verdicts.get(row_key(row))
+        entry["fdb"] = verdict.as_json() if verdict is not None else None
+        entries.append(entry)
+    return entries
 
 
 def write_json(report: Report, out: TextIO, rows: Sequence[Row] | None = None) -> None:
@@ -149,7 +163,7 @@ def _state(row: Row) -> str:
 
 def _workload_cell(w: Workload) -> str:
     if w.kind is WorkloadKind.POD:
-        return w.name
+        return w.name if w.namespace else w.label  # known only from its cgroup: pod/<uid>
     if w.kind is WorkloadKind.DOCKER:
         return f"docker/{w.name}"
     return w.label
@@ -168,7 +182,10 @@ def columns(report: Report, rows: Sequence[Row], wide: bool) -> tuple[list[str],
         "STATE",
     ]
     if wide:
-        header += ["IFINDEX", "PEER IFINDEX", "MTU", "KIND", "NETNS"]
+        header += ["IFINDEX", "PEER IFINDEX", "MTU", "KIND", "NETNS", "FDB"]
+    from .fdb import classify, row_key
+
+    verdicts = classify(report, rows) if wide else {}
     table = []
     for row in rows:
         w = row.end.workload
@@ -191,21 +208,35 @@ def columns(report: Report, rows: Sequence[Row], wide: bool) -> tuple[list[str],
                 (row.end.link.kind or "-")
                 + (f"/{peer.kind}" if peer and peer.kind != row.end.link.kind else ""),
                 str(row.end.ns.key.ino),
+                verdicts[row_key(row)].cell if row_key(row) in verdicts else "-",
             ]
         table.append(cells)
     return header, table
 
 
-def notes(report: Report, rows: Sequence[Row]) -> list[str]:
-    """Lines under the table: host-network workloads, unresolved peers, failed sources."""
+def notes(report: Report, rows: Sequence[Row], host_network: Sequence[Workload] | None = None) -> list[str]:
+    """Lines under the table: host-network workloads (all, or those given), unresolved peers."""
     lines = []
-    if report.host_network:
-        names = ", ".join(w.label for w in report.host_network)
+    shared = report.host_network if host_network is None else host_network
+    if shared:
+        names = ", ".join(w.label for w in shared)
         lines.append(f"sharing the host network namespace (no veth of their own): {names}")
     for row in rows:
         if row.unresolved:
             lines.append(f"{row.end.workload.label} {row.end.link.name}: peer unresolved: {row.unresolved}")
     return lines
+
+
+def evidence(report: Report, rows: Sequence[Row]) -> list[str]:
+    """For `which`: what the bridge's MAC table says about each row (independent of ifindex/iflink)."""
+    from .fdb import classify, row_key
+
+    verdicts = classify(report, rows)
+    return [
+        f"fdb: {row.end.workload.label} {row.end.link.name}: {verdicts[row_key(row)].evidence()}"
+        for row in rows
+        if row_key(row) in verdicts
+    ]
 
 
 def warnings(report: Report) -> list[str]:
@@ -222,7 +253,12 @@ def use_color(out: TextIO) -> bool:
 
 
 def write_table(
-    report: Report, out: TextIO, rows: Sequence[Row] | None = None, *, wide: bool = False
+    report: Report,
+    out: TextIO,
+    rows: Sequence[Row] | None = None,
+    *,
+    wide: bool = False,
+    host_network: Sequence[Workload] | None = None,  # None: all of report.host_network
 ) -> None:
     shown = report.rows if rows is None else rows
     header, table = columns(report, shown, wide)
@@ -234,7 +270,7 @@ def write_table(
         widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
         for cells in [header, *table]:
             out.write("   ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip() + "\n")
-    for line in notes(report, shown):
+    for line in notes(report, shown, host_network):
         out.write(line + "\n")
 
 

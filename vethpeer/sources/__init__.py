@@ -9,6 +9,7 @@ Sources run in worker threads while the kernel walk runs, so they must not call
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -52,6 +53,16 @@ class Source(Protocol):
 
 
 SourceFactory = Callable[[], Source]
+
+# Hold this while importing a client library (docker, grpc, kubernetes) in a source:
+#     with HEAVY_IMPORTS:
+#         import docker
+# Sources run in parallel threads, and those libraries share dependencies whose modules
+# import each other (docker and kubernetes both pull in ``requests``): two threads
+# importing them at once can meet a partially initialised module and fail with
+# "cannot import name ... (most likely due to a circular import)". One lock around
+# every such import means they never overlap.
+HEAVY_IMPORTS = threading.RLock()
 
 
 def all_sources() -> list[Source]:

@@ -1,0 +1,245 @@
+"""A stand-in for the Kubernetes API server, on loopback, for testing the "kube" source.
+
+Why a stand-in: no kube-apiserver, kubelet, kind, k3s or minikube binary is available
+from any package registry reachable on the machines these tests run on, so the real
+thing cannot run here. This server answers the few GETs vethpeer makes with documents
+shaped like the real API's (v1 Pod / PodList, apps/v1 ReplicaSet, batch/v1 Job, v1
+Status errors), including ``fieldSelector=spec.nodeName=...`` filtering, and records
+every request so tests can assert what was asked.
+
+It is reached through an ordinary kubeconfig (:meth:`ApiServer.kubeconfig`), so the
+``kubernetes`` client's own configuration loading and transport are what is exercised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+CREATED = "2024-05-01T10:00:00Z"
+
+
+def pod_json(
+    name: str,
+    namespace: str,
+    uid: str,
+    *,
+    node: str,
+    pod_ip: str | None,
+    containers: dict[str, str] | None = None,  # container name -> runtime container ID ("" = not started)
+    owner: tuple[str, str] | None = None,  # (kind, name) of the controller
+    host_network: bool = False,
+) -> dict[str, Any]:
+    """A v1 Pod as the API server returns it (the fields vethpeer reads, and typical neighbours)."""
+    containers = containers or {"app": ""}
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "uid": uid,
+        "resourceVersion": "4711",
+        "creationTimestamp": CREATED,
+        "labels": {"app": name.rsplit("-", 2)[0]},
+    }
+    if owner is not None:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1" if owner[0] == "ReplicaSet" else "batch/v1",
+                "kind": owner[0],
+                "name": owner[1],
+                "uid": str(uuid.uuid4()),
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "containers": [
+                {"name": c, "image": "registry.example/vpk:1", "imagePullPolicy": "IfNotPresent"}
+                for c in containers
+            ],
+            "nodeName": node,
+            "hostNetwork": host_network,
+            "restartPolicy": "Always",
+            "serviceAccountName": "default",
+        },
+        "status": {
+            "phase": "Running",
+            "hostIP": "192.0.2.10",
+            "podIP": pod_ip,
+            "podIPs": [{"ip": pod_ip}] if pod_ip else [],
+            "startTime": CREATED,
+            "containerStatuses": [
+                {
+                    "name": c,
+                    "ready": True,
+                    "restartCount": 0,
+                    "image": "registry.example/vpk:1",
+                    "imageID": "registry.example/vpk@sha256:" + "0" * 64,
+                    "started": True,
+                    "state": {"running": {"startedAt": CREATED}},
+                    **({"containerID": f"containerd://{cid}"} if cid else {}),
+                }
+                for c, cid in containers.items()
+            ],
+        },
+    }
+
+
+def controller_json(kind: str, name: str, namespace: str, owner: tuple[str, str] | None) -> dict[str, Any]:
+    """An apps/v1 ReplicaSet or batch/v1 Job, with its own controller reference."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())}
+    if owner is not None:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1" if owner[0] == "Deployment" else "batch/v1",
+                "kind": owner[0],
+                "name": owner[1],
+                "uid": str(uuid.uuid4()),
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    api = "apps/v1" if kind == "ReplicaSet" else "batch/v1"
+    return {"apiVersion": api, "kind": kind, "metadata": meta, "spec": {}, "status": {}}
+
+
+def status_json(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+@dataclass
+class ApiServer:
+    """The stand-in: ``pods`` and ``controllers`` are served; ``mode`` "ok", "forbidden" or "hang"."""
+
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    controllers: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (ns, kind, name)
+    mode: str = "ok"
+    requests: list[str] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _release: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def answer(self, path: str) -> tuple[int, dict[str, Any]]:
+        url = urlparse(path)
+        query = parse_qs(url.query)
+        parts = [p for p in url.path.split("/") if p]
+        if parts == ["api", "v1", "pods"]:
+            selector = query.get("fieldSelector", [""])[0]
+            items = self.pods
+            if selector.startswith("spec.nodeName="):
+                node = selector.split("=", 1)[1]
+                items = [p for p in items if p["spec"].get("nodeName") == node]
+            return 200, {
+                "kind": "PodList",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": "4711"},
+                "items": items,
+            }
+        if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods":
+            for pod in self.pods:
+                if pod["metadata"]["namespace"] == parts[3] and pod["metadata"]["name"] == parts[5]:
+                    return 200, pod
+            return 404, status_json(404, "NotFound", f'pods "{parts[5]}" not found')
+        if len(parts) == 7 and parts[0] == "apis" and parts[3] == "namespaces":
+            kind = {"replicasets": "ReplicaSet", "jobs": "Job"}.get(parts[5], "")
+            found = self.controllers.get((parts[4], kind, parts[6]))
+            if found is not None:
+                return 200, found
+            return 404, status_json(404, "NotFound", f'{parts[5]}.{parts[2]} "{parts[6]}" not found')
+        return 404, status_json(404, "NotFound", "the server could not find the requested resource")
+
+    def start(self) -> None:
+        server_self = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                server_self.requests.append(self.path)
+                server_self.authorizations.append(self.headers.get("Authorization"))
+                if server_self.mode == "hang":
+                    server_self._release.wait(30)
+                    return
+                if server_self.mode == "forbidden":
+                    code, body = (
+                        403,
+                        status_json(
+                            403,
+                            "Forbidden",
+                            'pods is forbidden: User "system:serviceaccount:default:default" cannot list '
+                            'resource "pods" in API group "" at the cluster scope',
+                        ),
+                    )
+                else:
+                    code, body = server_self.answer(self.path)
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="vpk-kube-api", daemon=True).start()
+
+    def stop(self) -> None:
+        self._release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @contextlib.contextmanager
+    def kubeconfig(self, token: str = "vpk-token") -> Iterator[str]:
+        """A kubeconfig file pointing at this server (bearer token auth); removed afterwards."""
+        fd, path = tempfile.mkstemp(prefix="vpk-kubeconfig-", suffix=".yaml")
+        with os.fdopen(fd, "w") as f:
+            f.write(
+                "apiVersion: v1\nkind: Config\n"
+                f"clusters:\n- name: vpk\n  cluster:\n    server: {self.url}\n"
+                f"users:\n- name: vpk\n  user:\n    token: {token}\n"
+                "contexts:\n- name: vpk\n  context:\n    cluster: vpk\n    user: vpk\n"
+                "current-context: vpk\n"
+            )
+        try:
+            yield path
+        finally:
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def api_server(**kwargs: Any) -> Iterator[ApiServer]:
+    server = ApiServer(**kwargs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,302 @@
+"""The CRI source's pure parts, and its statuses against real (non-CRI) unix sockets. No root needed."""
+
+from __future__ import annotations
+
+import filecmp
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import pytest
+
+from tests.policy import need
+from vethpeer.cri import api_pb2 as pb
+from vethpeer.model import NsKey, SourceState, SourceStatus, Workload, WorkloadKind
+from vethpeer.sources import PRIORITY_RUNTIME, Context, Options, cri
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = NsKey(1, 1)
+
+
+def context(**options: object) -> Context:
+    return Context(HOST, (), Options(**options))  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(cri.ENV, raising=False)
+
+
+# ----------------------------------------------------------------------- endpoints
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "path"),
+    [
+        ("unix:///run/containerd/containerd.sock", "/run/containerd/containerd.sock"),
+        ("unix:/run/crio/crio.sock", "/run/crio/crio.sock"),
+        ("/var/run/cri-dockerd.sock", "/var/run/cri-dockerd.sock"),
+        ("  unix:///x.sock ", "/x.sock"),
+    ],
+)
+def test_socket_path(endpoint: str, path: str) -> None:
+    assert cri.socket_path(endpoint) == path
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["tcp://127.0.0.1:1234", "npipe:////./pipe/x", "run/x.sock", "unix://x.sock"]
+)
+def test_socket_path_rejects(endpoint: str) -> None:
+    with pytest.raises(cri.EndpointError):
+        cri.socket_path(endpoint)
+
+
+@pytest.fixture
+def sockets(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Two bound unix sockets and a symlink to the first (like /var/run -> /run)."""
+    made = {}
+    listeners = []
+    for name in ("a", "b"):
+        path = str(tmp_path / f"{name}.sock")
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(path)
+        listeners.append(s)
+        made[name] = path
+    os.symlink(tmp_path, tmp_path / "link")
+    made["a-link"] = str(tmp_path / "link" / "a.sock")
+    (tmp_path / "file").write_text("")
+    made["file"] = str(tmp_path / "file")
+    yield made
+    for s in listeners:
+        s.close()
+
+
+def test_probe_order_dedupe_and_absent(sockets: dict[str, str]) -> None:
+    table = [
+        ("x", "/nonexistent/vpk.sock"),
+        ("A", sockets["a"]),
+        ("A again", sockets["a-link"]),
+        ("B", sockets["b"]),
+    ]
+    found, why = cri.candidates(Options(), table)
+    assert [(c.path, c.why) for c in found] == [(sockets["a"], "A"), (sockets["b"], "B")]
+    assert why == ""
+    none, why = cri.candidates(Options(), [("x", "/nonexistent/vpk.sock")])
+    assert none == [] and "no CRI socket found" in why and "/nonexistent/vpk.sock" in why
+
+
+def test_explicit_endpoint_is_the_only_candidate(
+    sockets: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found, _ = cri.candidates(Options(runtime_endpoint=f"unix://{sockets['b']}"), [("A", sockets["a"])])
+    assert [c.path for c in found] == [sockets["b"]]
+    missing, why = cri.candidates(Options(runtime_endpoint="/nonexistent/vpk.sock"), [("A", sockets["a"])])
+    assert missing == [] and why == "/nonexistent/vpk.sock (from --runtime-endpoint): no such socket"
+    _, why = cri.candidates(Options(runtime_endpoint=sockets["file"]))
+    assert why.endswith("not a socket")
+    monkeypatch.setenv(cri.ENV, f"unix://{sockets['a']}")
+    found, _ = cri.candidates(Options(), [("B", sockets["b"])])
+    assert [(c.path, c.why) for c in found] == [(sockets["a"], "$CONTAINER_RUNTIME_ENDPOINT")]
+    found, _ = cri.candidates(Options(runtime_endpoint=sockets["b"]))  # the flag beats the variable
+    assert [c.path for c in found] == [sockets["b"]]
+
+
+# ----------------------------------------------------------------------- namespaces
+
+
+def _info(path: str | None, pid: int, closed: bool = False) -> dict[str, object]:
+    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "mount"}]
+    if path is not None:
+        namespaces.append({"type": "network", "path": path})
+    return {
+        "pid": pid,
+        "netNamespaceClosed": closed,
+        "runtimeSpec": {"linux": {"namespaces": namespaces}},
+    }
+
+
+def _key(path: str) -> NsKey:
+    st = os.stat(path)
+    return NsKey(st.st_dev, st.st_ino)
+
+
+def test_sandbox_netns_prefers_the_path_then_the_pid() -> None:
+    mine = _key("/proc/self/ns/net")
+    assert cri.sandbox_netns(_info("/proc/self/ns/net", 0)) == mine
+    assert cri.sandbox_netns(_info("/nonexistent/netns", os.getpid())) == mine
+    assert cri.sandbox_netns(_info(None, os.getpid())) == mine  # hostNetwork-like spec: the process's
+    # Stopped: containerd still reports the old path, with pid 0 and the namespace closed.
+    assert cri.sandbox_netns(_info("/proc/self/ns/net", 0, closed=True)) is None
+    assert cri.sandbox_netns({}) is None
+    assert cri.sandbox_netns({"pid": "x", "runtimeSpec": []}) is None
+
+
+def test_parse_info_tolerates_missing_and_bad_json() -> None:
+    assert cri.parse_info({"info": '{"pid": 7}'}) == {"pid": 7}
+    assert cri.parse_info({}) == {}
+    assert cri.parse_info({"info": "not json"}) == {}
+    assert cri.parse_info({"info": "[1]"}) == {}
+    assert cri.netns_path(_info("/run/netns/cni-1", 1)) == "/run/netns/cni-1"
+    assert cri.netns_path(_info(None, 1)) is None
+    assert cri.has_network_namespace_entry(_info(None, 1)) is False
+    assert cri.has_network_namespace_entry({}) is None
+
+
+def test_containers_by_sandbox_names_once_ids_newest_first() -> None:
+    def c(cid: str, sandbox: str, name: str, created: int) -> pb.Container:
+        return pb.Container(
+            id=cid, pod_sandbox_id=sandbox, metadata=pb.ContainerMetadata(name=name), created_at=created
+        )
+
+    grouped = cri._containers_by_sandbox(
+        [
+            c("c1", "s1", "app", 1),
+            c("c2", "s1", "app", 5),
+            c("c3", "s1", "sidecar", 2),
+            c("c4", "s2", "db", 1),
+        ]
+    )
+    assert grouped == {"s1": (("app", "sidecar"), ("c2", "c1", "c3")), "s2": (("db",), ("c4",))}
+
+
+def test_claims_host_network_pods_claim_the_host() -> None:
+    pod = Workload(WorkloadKind.POD, "p", id="s", namespace="n", source="cri")
+    fetched = cri.Fetch(
+        SourceStatus("cri", SourceState.OK),
+        (
+            cri.PodSandbox(pod, NsKey(1, 9), False),
+            cri.PodSandbox(pod, None, True),
+            cri.PodSandbox(pod, None, False),
+        ),
+    )
+    assert [(c.netns, c.priority) for c in cri.claims(fetched, HOST)] == [
+        (NsKey(1, 9), PRIORITY_RUNTIME),
+        (HOST, PRIORITY_RUNTIME),
+    ]
+
+
+# --------------------------------------------------- statuses against real sockets
+
+
+def test_no_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = cri.CriPods().collect(context(runtime_endpoint="/nonexistent/vpk.sock"))
+    assert result.status.state is SourceState.ERROR  # named by the user: worth a warning
+    assert result.claims == ()
+    monkeypatch.setattr(cri, "SOCKETS", (("containerd", str(tmp_path / "none.sock")),))
+    monkeypatch.setattr(cri, "HOST_ROOT", str(tmp_path / "no-host"))
+    result = cri.CriPods().collect(context())
+    assert result.status.state is SourceState.SKIPPED  # probed, nothing, no pods: not a node
+    assert result.status.detail.startswith("no CRI socket found (probed ")
+
+
+def test_hung_socket_times_out(tmp_path: Path) -> None:
+    path = str(tmp_path / "hung.sock")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen(8)  # the kernel accepts; nobody speaks HTTP/2
+        started = time.monotonic()
+        result = cri.fetch(context(runtime_endpoint=path, timeout=0.5))
+        elapsed = time.monotonic() - started
+    assert result.status.state is SourceState.TIMEOUT, result.status
+    assert "no answer within 0.5 s" in result.status.detail
+    assert elapsed < 3
+
+
+def test_refused_socket_is_unavailable(tmp_path: Path) -> None:
+    path = str(tmp_path / "dead.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.close()
+    result = cri.fetch(context(runtime_endpoint=path, timeout=2))
+    assert result.status.state is SourceState.ERROR
+    assert result.status.detail == f"{path}: cannot connect: Connection refused"
+
+
+def test_grpc_server_without_cri_is_unavailable_with_a_hint(tmp_path: Path) -> None:
+    grpc = pytest.importorskip("grpc")
+    path = str(tmp_path / "plain.sock")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_insecure_port(f"unix://{path}")
+    server.start()
+    try:
+        result = cri.fetch(context(runtime_endpoint=path, timeout=3))
+    finally:
+        server.stop(None)
+    assert result.status.state is SourceState.ERROR
+    assert "not the CRI runtime.v1 API" in result.status.detail
+    assert "Docker's own containerd" in result.status.detail
+
+
+def test_probing_tries_every_socket_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    grpc = pytest.importorskip("grpc")
+    dead = str(tmp_path / "dead.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(dead)
+    s.close()
+    plain = str(tmp_path / "plain.sock")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_insecure_port(f"unix://{plain}")
+    server.start()
+    monkeypatch.setattr(
+        cri, "SOCKETS", (("containerd", dead), ("CRI-O", str(tmp_path / "none")), ("x", plain))
+    )
+    monkeypatch.setattr(cri, "HOST_ROOT", str(tmp_path / "no-host"))
+    try:
+        result = cri.fetch(context(timeout=3))
+    finally:
+        server.stop(None)
+    assert result.status.state is SourceState.UNAVAILABLE
+    detail = result.status.detail
+    assert detail.startswith(f"{dead}: cannot connect")
+    assert f"; {plain} answers gRPC but not the CRI runtime.v1 API" in detail
+
+
+def test_shared_fetch_asks_once_per_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    gate = threading.Event()
+
+    def slow_fetch(ctx: Context) -> cri.Fetch:
+        calls.append(ctx)
+        gate.wait(5)
+        return cri.Fetch(SourceStatus("cri", SourceState.OK, "fake"))
+
+    monkeypatch.setattr(cri, "fetch", slow_fetch)
+    ctx = context()
+    results: list[cri.Fetch | None] = []
+    threads = [threading.Thread(target=lambda: results.append(cri.shared_fetch(ctx))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    assert cri.shared_fetch(ctx, wait=0.05) is None  # still running elsewhere: do not wait past the budget
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert len(calls) == 1
+    assert [r.status.detail if r else None for r in results] == ["fake"] * 3
+    cri.shared_fetch(context())  # another gather(): asked again
+    assert len(calls) == 2
+
+
+# ------------------------------------------------------------------ generated code
+
+
+def test_generated_bindings_are_reproducible(tmp_path: Path) -> None:
+    """`sh vethpeer/cri/regen.sh` regenerates byte-identical files from api.proto."""
+    need(importlib.util.find_spec("grpc_tools") is not None, "needs grpcio-tools (test extra)")
+    need(shutil.which("protoc-gen-mypy") is not None, "needs mypy-protobuf's protoc-gen-mypy (test extra)")
+    copy = tmp_path / "vethpeer" / "cri"
+    shutil.copytree(ROOT / "vethpeer" / "cri", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py", "api_pb2_grpc.pyi"):
+        (copy / name).unlink()
+    done = subprocess.run(["sh", str(copy / "regen.sh")], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    for name in ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py", "api_pb2_grpc.pyi"):
+        assert filecmp.cmp(copy / name, ROOT / "vethpeer" / "cri" / name, shallow=False), (
+            f"{name} differs from what regen.sh makes: run `sh vethpeer/cri/regen.sh` and commit"
+        )

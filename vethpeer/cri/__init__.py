@@ -1,0 +1,1 @@
+"""Minimal CRI runtime.v1 client bindings (generated from api.proto)."""

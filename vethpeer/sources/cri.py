@@ -1,0 +1,486 @@
+"""Pods from the node's container runtime, over the Kubernetes CRI (``runtime.v1``, gRPC).
+
+This is the node's own truth: the runtime that made each pod sandbox knows its
+name, namespace, UID, containers and network namespace, whether or not an API
+server is reachable. Three kinds of call, each under the one deadline
+``options.timeout``:
+
+* ``Version`` (is this a CRI runtime at all? Docker's own containerd answers gRPC
+  but runs with the CRI plugin disabled: UNIMPLEMENTED),
+* ``ListPodSandbox`` (READY sandboxes only: a pod recreated several times leaves
+  NOTREADY sandboxes behind whose namespace is closed) and ``ListContainers``
+  (once, for the container names and IDs of every sandbox), side by side,
+* ``PodSandboxStatus(verbose=true)`` for every ready sandbox, all in flight at once
+  on one HTTP/2 connection (it is the only per-pod call; there is no batch form).
+  Its ``info["info"]`` JSON (containerd and CRI-O alike) carries the sandbox's
+  ``pid`` and ``runtimeSpec.linux.namespaces[type=network].path``.
+
+The namespace is identified by stat()ing that path (or ``/proc/PID/ns/net``):
+read-only, no setns. A pod with ``hostNetwork: true`` (network namespace mode
+NODE, or a namespace that is the host's) is a claim on the host key, so the
+correlator lists it apart. A runtime that gives no pid or path (cri-dockerd) is
+matched through the pod UID in the cgroup path of the namespaces' processes.
+
+grpc is imported only once a socket is known to exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
+from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, Options
+
+if TYPE_CHECKING:
+    import grpc
+
+    from ..cri import api_pb2
+
+ENV = "CONTAINER_RUNTIME_ENDPOINT"  # crictl's convention
+
+# Probed in this order when no endpoint is given (crictl's list, plus k3s/rke2 and microk8s).
+SOCKETS: tuple[tuple[str, str], ...] = (
+    ("containerd", "/run/containerd/containerd.sock"),
+    ("CRI-O", "/var/run/crio/crio.sock"),
+    ("CRI-O", "/run/crio/crio.sock"),
+    ("cri-dockerd", "/var/run/cri-dockerd.sock"),
+    ("k3s/rke2", "/run/k3s/containerd/containerd.sock"),
+    ("microk8s", "/var/snap/microk8s/common/run/containerd.sock"),
+)
+
+CONTAINER_NAME_LABEL = "io.kubernetes.container.name"  # set by the kubelet
+# `kubectl debug node/NAME` mounts the node's root file system here.
+HOST_ROOT = "/host"
+IN_FLIGHT = 64  # PodSandboxStatus calls outstanding at once
+MAX_MESSAGE = 64 << 20  # ListContainers on a busy node can exceed gRPC's 4 MiB default
+
+
+class EndpointError(ValueError):
+    """An endpoint the user gave that cannot be a CRI unix socket."""
+
+
+def socket_path(endpoint: str) -> str:
+    """The path of a CRI endpoint: ``unix:///run/x.sock``, ``unix:/run/x.sock`` or ``/run/x.sock``."""
+    text = endpoint.strip()
+    if text.startswith("unix://"):
+        path = text[len("unix://") :]
+    elif text.startswith("unix:"):
+        path = text[len("unix:") :]
+    elif "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise EndpointError(f"{endpoint}: only unix sockets are supported, not {scheme}://")
+    else:
+        path = text
+    if not path.startswith("/"):
+        raise EndpointError(f"{endpoint}: the socket path must be absolute")
+    return path
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    path: str
+    why: str  # "--runtime-endpoint", "$CONTAINER_RUNTIME_ENDPOINT", or the runtime probed for
+
+
+def candidates(
+    options: Options, sockets: Sequence[tuple[str, str]] | None = None
+) -> tuple[list[Candidate], str]:
+    """The sockets to try, in order, and (when there are none) why.
+
+    An endpoint given by the user is the only candidate, present or not; otherwise
+    every probed socket that exists (one entry per real file: /var/run is /run),
+    and when none does, the same paths under /host (inside ``kubectl debug node/...``).
+    Raises EndpointError for an endpoint that is not a unix socket path.
+    """
+    given, why = options.runtime_endpoint, "--runtime-endpoint"
+    if not given and os.environ.get(ENV):
+        given, why = os.environ[ENV], f"${ENV}"
+    if given:
+        path = socket_path(given)
+        if not os.path.exists(path):
+            return [], f"{path} (from {why}): no such socket"
+        if not _is_socket(path):
+            return [], f"{path} (from {why}): not a socket"
+        return [Candidate(path, why)], ""
+    sockets = SOCKETS if sockets is None else sockets
+    found: list[Candidate] = []
+    seen: set[str] = set()
+    for root in ("", HOST_ROOT):
+        for runtime, path in sockets:
+            real = os.path.realpath(root + path)
+            if real not in seen and _is_socket(root + path):
+                seen.add(real)
+                found.append(Candidate(root + path, runtime))
+        if found:  # the node's own sockets first; /host only from inside a debug pod
+            break
+    if not found:
+        probed = ", ".join(dict.fromkeys(p for _, p in sockets))
+        return [], f"no CRI socket found (probed {probed}; use --runtime-endpoint)"
+    return found, ""
+
+
+@dataclass(frozen=True, slots=True)
+class PodSandbox:
+    """One READY sandbox and what its namespace resolved to (None: not readable)."""
+
+    workload: Workload
+    netns: NsKey | None
+    host_network: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """What the runtime said: a status, and the ready pods (possibly partial on timeout)."""
+
+    status: SourceStatus
+    pods: tuple[PodSandbox, ...] = ()
+
+
+NAME = "cri"
+
+
+def _status(state: SourceState, detail: str) -> SourceStatus:
+    return SourceStatus(NAME, state, detail)
+
+
+# ------------------------------------------------------------------------ namespaces
+
+
+def _key(path: str) -> NsKey | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return NsKey(st.st_dev, st.st_ino)
+
+
+def netns_path(info: Mapping[str, Any]) -> str | None:
+    """``runtimeSpec.linux.namespaces[type=network].path`` of the verbose info, if any."""
+    spec = info.get("runtimeSpec")
+    linux = spec.get("linux") if isinstance(spec, dict) else None
+    namespaces = linux.get("namespaces") if isinstance(linux, dict) else None
+    for ns in namespaces if isinstance(namespaces, list) else ():
+        if isinstance(ns, dict) and ns.get("type") == "network":
+            path = ns.get("path")
+            return path if isinstance(path, str) and path else None
+    return None
+
+
+def has_network_namespace_entry(info: Mapping[str, Any]) -> bool | None:
+    """Whether the spec asks for a network namespace at all (None: no spec to tell)."""
+    spec = info.get("runtimeSpec")
+    linux = spec.get("linux") if isinstance(spec, dict) else None
+    namespaces = linux.get("namespaces") if isinstance(linux, dict) else None
+    if not isinstance(namespaces, list):
+        return None
+    return any(isinstance(ns, dict) and ns.get("type") == "network" for ns in namespaces)
+
+
+def sandbox_netns(info: Mapping[str, Any]) -> NsKey | None:
+    """The live sandbox's namespace: the spec's netns path, else the sandbox process's.
+
+    A stopped sandbox still reports its old path; ``pid`` 0 or ``netNamespaceClosed``
+    say it is gone, and then nothing is claimed.
+    """
+    try:
+        pid = int(info.get("pid") or 0)
+    except (TypeError, ValueError):
+        pid = 0
+    closed = info.get("netNamespaceClosed") is True
+    path = netns_path(info)
+    if path and not closed:
+        key = _key(path)
+        if key is not None:
+            return key
+    if pid > 0:
+        return _key(f"/proc/{pid}/ns/net")
+    return None
+
+
+def parse_info(raw: Mapping[str, str]) -> dict[str, Any]:
+    """The JSON under ``info["info"]`` ({} when absent or not JSON: cri-dockerd, non-verbose)."""
+    try:
+        info = json.loads(raw.get("info", "") or "{}")
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _pod_uids_by_namespace(context: Context, per_namespace: int = 8) -> dict[str, NsKey]:
+    """Pod UID -> namespace, from the cgroup paths of (the first few) processes of each namespace."""
+    from .. import cgroup
+
+    found: dict[str, NsKey] = {}
+    for ns in context.namespaces:
+        for pid in ns.pids[:per_namespace]:
+            identity = cgroup.of_pid(pid)
+            if identity is not None and identity.pod_uid:
+                found.setdefault(identity.pod_uid, ns.key)
+    return found
+
+
+# ---------------------------------------------------------------------------- gRPC
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.01, self.end - time.monotonic())
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.end
+
+
+def _rpc_problem(error: grpc.RpcError, path: str, seconds: float) -> tuple[SourceState, str]:
+    import grpc
+
+    code = error.code() if hasattr(error, "code") else None
+    details = (error.details() if hasattr(error, "details") else None) or str(code)
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        return SourceState.UNAVAILABLE, (
+            f"{path} answers gRPC but not the CRI runtime.v1 API ({details}); Docker's own containerd "
+            "runs with the CRI plugin disabled: point --runtime-endpoint at the kubelet's runtime"
+        )
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return SourceState.TIMEOUT, f"{path}: no answer within {seconds:g} s"
+    if code is grpc.StatusCode.UNAVAILABLE:
+        # gRPC's text nests the socket path twice; the OS error at its end is what matters.
+        reason = details.rsplit("error: ", 1)[-1] if "connect failed" in details else details
+        return SourceState.UNAVAILABLE, f"{path}: cannot connect: {reason}"
+    if code is grpc.StatusCode.PERMISSION_DENIED:
+        return SourceState.UNAVAILABLE, f"{path}: permission denied ({details})"
+    return SourceState.ERROR, f"{path}: {code.name if code else 'error'}: {details}"
+
+
+def _labels_name(labels: Mapping[str, str], metadata: Any) -> tuple[str, str | None, str | None]:
+    name = metadata.name or labels.get("io.kubernetes.pod.name", "")
+    namespace = metadata.namespace or labels.get("io.kubernetes.pod.namespace") or None
+    uid = metadata.uid or labels.get("io.kubernetes.pod.uid") or None
+    return name, namespace, uid
+
+
+def _containers_by_sandbox(containers: Iterable[Any]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """sandbox ID -> (container names, container IDs): names once each, IDs newest first per name."""
+    grouped: dict[str, list[Any]] = {}
+    for c in containers:
+        grouped.setdefault(c.pod_sandbox_id, []).append(c)
+    result = {}
+    for sandbox, found in grouped.items():
+        found.sort(key=lambda c: (c.metadata.name, -c.created_at))
+        names = dict.fromkeys(c.metadata.name or c.labels.get(CONTAINER_NAME_LABEL, "") for c in found)
+        result[sandbox] = (tuple(n for n in names if n), tuple(c.id for c in found))
+    return result
+
+
+def _query(path: str, deadline: _Deadline, context: Context) -> tuple[str, list[PodSandbox], int, int]:
+    """(runtime description, pods, sandboxes without a namespace, statuses that did not arrive).
+
+    Raises grpc.RpcError for a failure of the runtime as a whole.
+    """
+    import grpc
+
+    from ..cri import api_pb2 as pb
+    from ..cri import api_pb2_grpc
+
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.enable_retries", 0)]
+    with grpc.insecure_channel(f"unix://{path}", options=options) as channel:
+        stub = api_pb2_grpc.RuntimeServiceStub(channel)
+        version = stub.Version(pb.VersionRequest(version="v1"), timeout=deadline.left())
+        runtime = f"{version.runtime_name} {version.runtime_version}".strip()
+        ready = pb.PodSandboxFilter(state=pb.PodSandboxStateValue(state=pb.SANDBOX_READY))
+        sandboxes_call = stub.ListPodSandbox.future(
+            pb.ListPodSandboxRequest(filter=ready), timeout=deadline.left()
+        )
+        containers_call = stub.ListContainers.future(pb.ListContainersRequest(), timeout=deadline.left())
+        sandboxes = [s for s in sandboxes_call.result().items if s.state == pb.SANDBOX_READY]
+        containers = _containers_by_sandbox(containers_call.result().containers)
+        statuses, missing = _statuses(stub, [s.id for s in sandboxes], deadline)
+        pods: list[PodSandbox] = []
+        unresolved = 0
+        uids: dict[str, NsKey] | None = None
+        for sandbox in sandboxes:
+            reply = statuses.get(sandbox.id)
+            if reply is None:
+                continue
+            status = reply.status
+            if status.id and status.state != pb.SANDBOX_READY:
+                continue  # stopped between the list and the status call
+            name, namespace, uid = _labels_name(
+                sandbox.labels, status.metadata if status.id else sandbox.metadata
+            )
+            names, ids = containers.get(sandbox.id, ((), ()))
+            workload = Workload(
+                WorkloadKind.POD,
+                name,
+                id=sandbox.id,
+                namespace=namespace,
+                uid=uid,
+                containers=names,
+                container_ids=ids,
+                source=NAME,
+            )
+            info = parse_info(reply.info)
+            host_network = status.linux.namespaces.options.network == pb.NODE
+            key = None if host_network else sandbox_netns(info)
+            if not host_network and key is None and uid and not info:
+                # No verbose info (cri-dockerd): find the pod by its UID in the cgroup paths.
+                uids = _pod_uids_by_namespace(context) if uids is None else uids
+                key = uids.get(uid)
+            if host_network or key == context.host:
+                pods.append(PodSandbox(workload, context.host, True))
+            elif key is not None:
+                pods.append(PodSandbox(workload, key, False))
+            else:
+                unresolved += 1
+        return runtime, pods, unresolved, missing
+
+
+def _statuses(
+    stub: Any, ids: list[str], deadline: _Deadline
+) -> tuple[dict[str, api_pb2.PodSandboxStatusResponse], int]:
+    """PodSandboxStatus(verbose) for every id, IN_FLIGHT at a time; (replies, how many did not arrive)."""
+    import grpc
+
+    from ..cri import api_pb2 as pb
+
+    replies: dict[str, pb.PodSandboxStatusResponse] = {}
+    missing = 0
+    for start in range(0, len(ids), IN_FLIGHT):
+        batch = ids[start : start + IN_FLIGHT]
+        if deadline.expired():
+            missing += len(batch)
+            continue
+        calls = {
+            sid: stub.PodSandboxStatus.future(
+                pb.PodSandboxStatusRequest(pod_sandbox_id=sid, verbose=True), timeout=deadline.left()
+            )
+            for sid in batch
+        }
+        for sid, call in calls.items():
+            try:
+                replies[sid] = call.result()
+            except grpc.RpcError as error:
+                if error.code() is grpc.StatusCode.NOT_FOUND:
+                    continue  # removed since the list: not a pod any more
+                if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED):
+                    raise
+                missing += 1
+    return replies, missing
+
+
+def fetch(context: Context) -> Fetch:
+    """Ask the runtime for its ready pods; every failure is a status."""
+    options = context.options
+    try:
+        found, why_none = candidates(options)
+    except EndpointError as error:
+        return Fetch(_status(SourceState.ERROR, str(error)))
+    explicit = bool(options.runtime_endpoint or os.environ.get(ENV))
+    if not found:
+        if explicit:  # the user named a socket: its absence is an error worth a warning
+            return Fetch(_status(SourceState.ERROR, why_none))
+        seen = _pod_uids_by_namespace(context, per_namespace=1)
+        if seen:  # a node whose runtime is down, or whose socket is somewhere unusual
+            return Fetch(_status(SourceState.UNAVAILABLE, f"{why_none}; yet cgroups show {len(seen)} pods"))
+        return Fetch(_status(SourceState.SKIPPED, why_none))  # not a Kubernetes node
+    try:
+        with HEAVY_IMPORTS:
+            import grpc
+
+            from ..cri import api_pb2_grpc  # noqa: F401  (fails early if protobuf is too old)
+    except ImportError as error:
+        return Fetch(_status(SourceState.UNAVAILABLE, f"the CRI client needs grpcio and protobuf: {error}"))
+
+    deadline = _Deadline(options.timeout)
+    problems: list[tuple[SourceState, str]] = []
+    for candidate in found:
+        if deadline.expired():
+            problems.append((SourceState.TIMEOUT, f"{candidate.path}: not tried, no time left"))
+            break
+        try:
+            runtime, pods, unresolved, missing = _query(candidate.path, deadline, context)
+        except grpc.RpcError as error:
+            problems.append(_rpc_problem(error, candidate.path, options.timeout))
+            if problems[-1][0] is SourceState.TIMEOUT:
+                break
+            continue
+        detail = f"{runtime} at {candidate.path}: {len(pods)} ready pod{'' if len(pods) == 1 else 's'}"
+        if unresolved:
+            detail += f", {unresolved} without a readable network namespace"
+        if missing:
+            detail += f", {missing} pod statuses failed or did not arrive within {options.timeout:g} s"
+        state = SourceState.TIMEOUT if missing else SourceState.OK
+        return Fetch(_status(state, detail), tuple(pods))
+    worst = next((p for p in problems if p[0] is SourceState.TIMEOUT), None) or problems[0]
+    state = SourceState.ERROR if explicit and worst[0] is SourceState.UNAVAILABLE else worst[0]
+    return Fetch(_status(state, "; ".join(detail for _, detail in problems)))
+
+
+# -------------------------------------------------- one fetch for the cri and kube sources
+
+_lock = threading.Lock()
+_recent: list[tuple[Context, Future[Fetch]]] = []
+
+
+def shared_fetch(context: Context, wait: float | None = None) -> Fetch | None:
+    """:func:`fetch`, once per Context however many sources ask (the kube source reuses it).
+
+    Returns None if another thread's fetch did not finish within ``wait`` seconds.
+    """
+    with _lock:
+        mine = next((future for known, future in _recent if known is context), None)
+        owner = mine is None
+        if mine is None:
+            mine = Future()
+            _recent.append((context, mine))
+            del _recent[:-4]  # keep the last few: a gather() holds one Context
+    if owner:
+        try:
+            mine.set_result(fetch(context))
+        except BaseException as error:
+            mine.set_exception(error)
+            raise
+    try:
+        return mine.result(timeout=wait)
+    except FutureTimeout:
+        return None
+
+
+def claims(fetched: Fetch, host: NsKey) -> tuple[Claim, ...]:
+    """One claim per pod: on its namespace, or on the host's for hostNetwork pods."""
+    found = []
+    for pod in fetched.pods:
+        key = host if pod.host_network else pod.netns
+        if key is not None:
+            found.append(Claim(key, pod.workload, PRIORITY_RUNTIME))
+    return tuple(found)
+
+
+class CriPods:
+    """Source "cri": every READY pod sandbox of the node's CRI runtime."""
+
+    name = NAME
+
+    def collect(self, context: Context) -> SourceResult:
+        fetched = shared_fetch(context)
+        assert fetched is not None  # no wait limit: this thread fetched, or waited for, the answer
+        return SourceResult(fetched.status, claims(fetched, context.host))
