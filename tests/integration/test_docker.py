@@ -1,0 +1,432 @@
+"""Docker containers against a real Docker engine, through the real CLI.
+
+Needs root, Debian's ``docker.io`` (dockerd), ``busybox-static`` (the test image is a
+``docker import`` of it: no registry is reachable) and the ``docker`` SDK. If no engine
+answers on /var/run/docker.sock, one is started with ``--live-restore`` (so containers
+survive the "daemon stopped" test) and stopped at the end. Everything created is named
+``vpd-*`` or labelled ``vethpeer.test-owner=vpd`` and removed at the end, pass or fail.
+
+Every assertion about a veth compares with the kernel's own answer for the container's
+init PID: ``nsenter -t PID -n ip -j link show eth0`` -> IFLA_LINK -> the host interface
+with that ifindex (see tests/lab/docker_lab.py: peer_ifindex_of, host_ifname).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Cli, run_vethpeer
+from tests.lab import docker_lab as lab
+from tests.policy import IN_CI, need
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "vpd-it"
+NET1, NET2 = "vpd-it-net1", "vpd-it-net2"
+
+
+# ---------------------------------------------------------------- the engine and the containers
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[tuple[lab.DockerDaemon, Any]]:
+    need(os.geteuid() == 0, "needs root")
+    need(os.access(lab.DOCKERD, os.X_OK), f"needs {lab.DOCKERD} (apt-get install docker.io)")
+    need(os.access(lab.BUSYBOX, os.X_OK), f"needs {lab.BUSYBOX} (apt-get install busybox-static)")
+    need(importlib.util.find_spec("docker") is not None, "needs the docker Python SDK")
+    daemon = lab.ensure_dockerd(extra_args=("--live-restore",))
+    client = daemon.client()
+    try:
+        lab.cleanup(client, PREFIX)
+        lab.ensure_image(client)
+        lab.create_network(client, NET1, "10.213.101.0/24")
+        lab.create_network(client, NET2, "10.213.102.0/24")
+        yield daemon, client
+    finally:
+        try:
+            if not daemon.is_running() and daemon.started_by_us:
+                daemon.start()
+            lab.cleanup(client, PREFIX)
+            lab.cleanup(client, "vpd", remove_image=False)  # labelled k8s_* ones
+        finally:
+            client.close()
+            daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def client(engine: tuple[lab.DockerDaemon, Any]) -> Any:
+    return engine[1]
+
+
+def run(client: Any, name: str, **kwargs: Any) -> Any:
+    return lab.run_container(client, name, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def containers(client: Any) -> dict[str, Any]:
+    """The module's long-lived containers, one per network mode."""
+    made = {
+        "bridge": run(client, f"{PREFIX}-bridge"),
+        "user": run(client, f"{PREFIX}-user", network=NET1),
+        "two": run(client, f"{PREFIX}-two", network=NET1, networks=[NET2]),
+        "host": run(client, f"{PREFIX}-host", network="host"),
+        "none": run(client, f"{PREFIX}-none", network="none"),
+    }
+    made["join"] = run(client, f"{PREFIX}-join", network=f"container:{PREFIX}-bridge")
+    return made
+
+
+# ---------------------------------------------------------------- oracles and helpers
+
+
+def pid_of(client: Any, name: str) -> int:
+    pid = lab.container_pid(client, name)
+    assert pid > 0, f"{name} is not running"
+    return pid
+
+
+def kernel_peer(client: Any, name: str, ifname: str = "eth0") -> str:
+    """The host-side veth of IFNAME in the container, as the kernel says."""
+    found = lab.host_ifname(lab.peer_ifindex_of(pid_of(client, name), ifname))
+    assert found is not None, f"the kernel shows no host peer for {name}'s {ifname}"
+    return found
+
+
+def table() -> dict[str, Any]:
+    done = run_vethpeer("table", "--json")
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = done.json()
+    return data
+
+
+def rows_of(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [i for i in data["interfaces"] if i["workload"]["name"] == name]
+
+
+def by_ifname(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["ifname"]: r for r in rows}
+
+
+def source(data: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in data["sources"] if s["name"] == name)
+
+
+def which(*args: str) -> Cli:
+    return run_vethpeer("which", *args)
+
+
+def bridge_of(client: Any, network: str) -> str:
+    """The Linux bridge behind a user-defined network: br-<first 12 of its ID>."""
+    return "br-" + str(client.networks.get(network).id)[:12]
+
+
+# ---------------------------------------------------------------- network modes
+
+
+def test_default_bridge(client: Any, containers: dict[str, Any]) -> None:
+    name = f"{PREFIX}-bridge"
+    data = table()
+    assert source(data, "docker")["status"] == "ok"
+    rows = by_ifname(rows_of(data, name))
+    assert set(rows) == {"eth0"}
+    eth0 = rows["eth0"]
+    workload = eth0["workload"]
+    assert workload["kind"] == "docker"
+    assert workload["id"] == containers["bridge"].id and len(workload["id"]) == 64
+    assert workload["image"] == lab.TEST_IMAGE
+    assert workload["networks"] == ["bridge"]
+    assert eth0["peer"]["ifname"] == kernel_peer(client, name)
+    assert eth0["peer"]["kind"] == "veth" and eth0["peer"]["master"] == "docker0"
+    assert eth0["peer"]["netns"]["is_host"] is True
+
+
+def test_user_defined_network(client: Any, containers: dict[str, Any]) -> None:
+    name = f"{PREFIX}-user"
+    (row,) = rows_of(table(), name)
+    assert row["ifname"] == "eth0"
+    assert row["peer"]["ifname"] == kernel_peer(client, name)
+    assert row["peer"]["master"] == bridge_of(client, NET1)
+    assert row["workload"]["networks"] == [NET1]
+    assert row["addresses"][0].startswith("10.213.101.")
+
+
+def test_two_networks_two_rows(client: Any, containers: dict[str, Any]) -> None:
+    name = f"{PREFIX}-two"
+    rows = by_ifname(rows_of(table(), name))
+    assert set(rows) == {"eth0", "eth1"}
+    assert rows["eth0"]["peer"]["ifname"] == kernel_peer(client, name, "eth0")
+    assert rows["eth1"]["peer"]["ifname"] == kernel_peer(client, name, "eth1")
+    assert rows["eth0"]["peer"]["ifname"] != rows["eth1"]["peer"]["ifname"]
+    assert {rows["eth0"]["peer"]["master"], rows["eth1"]["peer"]["master"]} == {
+        bridge_of(client, NET1),
+        bridge_of(client, NET2),
+    }
+    assert rows["eth0"]["workload"]["networks"] == [NET1, NET2]
+    quiet = which("-q", name)
+    assert quiet.returncode == 0, quiet.stderr
+    assert sorted(quiet.stdout.split()) == sorted(
+        [kernel_peer(client, name, "eth0"), kernel_peer(client, name, "eth1")]
+    )
+
+
+def test_host_network(client: Any, containers: dict[str, Any]) -> None:
+    name = f"{PREFIX}-host"
+    data = table()
+    assert rows_of(data, name) == []  # no interface is printed as the container's
+    shared = [w for w in data["workloads"] if w["host_network"] and w["workload"]["name"] == name]
+    assert len(shared) == 1 and shared[0]["workload"]["id"] == containers["host"].id
+    hosted = [w for w in data["workloads"] if not w["host_network"] and w["workload"]["name"] == name]
+    assert hosted == []
+    plain = which(name)
+    assert plain.returncode == 0, plain.stderr
+    assert f"docker/{name} shares the host network namespace" in plain.stdout
+    # Never the host's own veths as if they were the container's: no table at all.
+    assert plain.stdout.splitlines() == [
+        f"docker/{name} shares the host network namespace: it has no veth of its own"
+    ]
+    quiet = which("-q", name)
+    assert (quiet.returncode, quiet.stdout) == (0, "")
+
+
+def test_container_network_mode_shares_one_namespace(client: Any, containers: dict[str, Any]) -> None:
+    owner, joiner = f"{PREFIX}-bridge", f"{PREFIX}-join"
+    assert pid_of(client, owner) != pid_of(client, joiner)
+    assert (
+        os.stat(f"/proc/{pid_of(client, owner)}/ns/net").st_ino
+        == os.stat(f"/proc/{pid_of(client, joiner)}/ns/net").st_ino
+    )
+    data = table()
+    assert rows_of(data, joiner) == []  # one namespace, one set of rows: named after the owner
+    (row,) = rows_of(data, owner)
+    assert row["workload"]["containers"] == [owner, joiner]
+    expected = kernel_peer(client, owner)
+    for target in (joiner, containers["join"].id, containers["join"].id[:12]):
+        quiet = which("-q", target)
+        assert (quiet.returncode, quiet.stdout.split()) == (0, [expected]), (target, quiet.stderr)
+
+
+def test_network_none_loopback_only(client: Any, containers: dict[str, Any]) -> None:
+    name = f"{PREFIX}-none"
+    rows = rows_of(table(), name)
+    assert [r["ifname"] for r in rows] == ["lo"]
+    assert rows[0]["peer"] is None and rows[0]["unresolved_peer"] is None
+    quiet = which("-q", name)
+    assert (quiet.returncode, quiet.stdout) == (0, "")
+
+
+def test_back_to_back_containers_get_their_own_veths(client: Any, containers: dict[str, Any]) -> None:
+    """Two containers started at once. Their eth0 ifindex inside may be equal (Docker 28 and CNI
+    create the pair inside the namespace; this Debian 20.10 engine does not), so an ifindex alone
+    proves nothing: each must get the veth the kernel pairs with its own eth0."""
+    first, second = f"{PREFIX}-b2b-1", f"{PREFIX}-b2b-2"
+    run(client, first)
+    run(client, second)
+    data = table()
+    peers = {}
+    for name in (first, second):
+        (row,) = rows_of(data, name)
+        assert row["peer"]["ifname"] == kernel_peer(client, name)
+        peers[name] = row["peer"]["ifname"]
+    assert peers[first] != peers[second]
+    for name, veth in peers.items():  # and the reverse question
+        back = which("--json", veth)
+        assert back.returncode == 0, back.stderr
+        assert {i["workload"]["name"] for i in back.json()["interfaces"]} == {name}
+
+
+def test_reverse_lookup_names_the_container(client: Any, containers: dict[str, Any]) -> None:
+    veth = kernel_peer(client, f"{PREFIX}-user")
+    done = which(veth)
+    assert done.returncode == 0, done.stderr
+    assert f"docker/{PREFIX}-user" in done.stdout
+
+
+def test_stopped_between_two_runs(client: Any, containers: dict[str, Any]) -> None:
+    name = f"{PREFIX}-stopped"
+    run(client, name)
+    veth = kernel_peer(client, name)
+    (before,) = rows_of(table(), name)
+    assert before["peer"]["ifname"] == veth
+    client.containers.get(name).stop(timeout=5)
+    after = table()
+    assert rows_of(after, name) == []
+    assert veth not in {i["ifname"] for i in after["interfaces"]}
+    assert all((i["peer"] or {}).get("ifname") != veth for i in after["interfaces"])
+    gone = which(name)
+    assert gone.returncode == 3, (gone.stdout, gone.stderr)  # not found
+    assert gone.stderr.count("\n") == 1 and "Traceback" not in gone.stderr
+
+
+# ---------------------------------------------------------------- IDs
+
+
+def test_full_id_and_unique_prefix(client: Any, containers: dict[str, Any]) -> None:
+    name = f"{PREFIX}-user"
+    cid = containers["user"].id
+    expected = [kernel_peer(client, name)]
+    others = [c.id for c in client.containers.list() if c.id != cid]
+    length = next(
+        n for n in range(3, 65) if not any(o.startswith(cid[:n]) for o in others) and not cid[:n].isdigit()
+    )
+    for target in (cid, cid[:12], cid[:length]):
+        done = which("-q", target)
+        assert (done.returncode, done.stdout.split()) == (0, expected), (target, done.stderr)
+
+
+def _shortest_prefix() -> int:
+    from vethpeer import which as which_module
+
+    pattern: re.Pattern[str] = which_module._ID_PREFIX
+    return next(n for n in range(1, 65) if pattern.match("a" * n))
+
+
+def test_ambiguous_prefix(client: Any, containers: dict[str, Any]) -> None:
+    """Start containers until two IDs share the shortest prefix `which` accepts (as the docker CLI,
+    which accepts any), then expect exit 4 and both candidates on stderr."""
+    length = _shortest_prefix()
+    running = {c.id: c.name for c in client.containers.list() if c.name.startswith(PREFIX)}
+    made = 0
+    while True:
+        seen: dict[str, str] = {}
+        shared = None
+        for cid in running:
+            prefix = cid[:length]
+            if prefix in seen and not prefix.isdigit():
+                shared = prefix
+                break
+            seen[prefix] = cid
+        if shared is not None:
+            break
+        assert made < 150, "no shared prefix after 150 containers"
+        c = run(client, f"{PREFIX}-amb-{made}", network="none")
+        running[c.id] = c.name
+        made += 1
+    done = which(shared)
+    assert done.returncode == 4, (shared, done.stdout, done.stderr)
+    names = [n for cid, n in running.items() if cid.startswith(shared)]
+    assert len(names) >= 2
+    for n in names:
+        assert n in done.stderr
+    for i in range(made):
+        client.containers.get(f"{PREFIX}-amb-{i}").remove(force=True)
+
+
+# ---------------------------------------------------------------- Kubernetes through Docker
+
+
+def test_dockershim_pod(client: Any, containers: dict[str, Any]) -> None:
+    uid = str(uuid.uuid4())
+    pod, ns = "vpd-web", "vpd-ns"
+    labels = {"io.kubernetes.pod.name": pod, "io.kubernetes.pod.namespace": ns, "io.kubernetes.pod.uid": uid}
+    sandbox = run(
+        client,
+        f"k8s_POD_{pod}_{ns}_{uid}_0",
+        labels={**labels, "io.kubernetes.docker.type": "podsandbox"},
+    )
+    app = run(
+        client,
+        f"k8s_app_{pod}_{ns}_{uid}_0",
+        network=f"container:{sandbox.id}",
+        labels={**labels, "io.kubernetes.container.name": "app", "io.kubernetes.docker.type": "container"},
+    )
+    expected = kernel_peer(client, sandbox.name)
+    data = table()
+    rows = [i for i in data["interfaces"] if i["workload"]["uid"] == uid]
+    assert [r["ifname"] for r in rows] == ["eth0"]
+    w = rows[0]["workload"]
+    assert (w["kind"], w["name"], w["namespace"], w["id"], w["containers"]) == (
+        "pod",
+        pod,
+        ns,
+        sandbox.id,
+        ["app"],
+    )
+    assert w["container_ids"] == [app.id] and w["source"] == "docker"
+    assert rows[0]["peer"]["ifname"] == expected
+    for target in (f"{ns}/{pod}", f"pod/{pod}", sandbox.id[:12], app.id):
+        done = which("-q", target)
+        assert (done.returncode, done.stdout.split()) == (0, [expected]), (target, done.stderr)
+
+
+def test_sdk_and_socket_clients_agree(client: Any, containers: dict[str, Any]) -> None:
+    """The plain-socket client (local unix sockets) and the docker SDK (tcp://, ssh://, or
+    VETHPEER_DOCKER_SDK=1) must produce the same claims."""
+    from vethpeer.netns import discover
+    from vethpeer.sources import Context, Options
+    from vethpeer.sources.docker import DockerNames
+
+    found = discover()
+    context = Context(found.host, found.namespaces, Options(timeout=10))
+    plain = DockerNames(use_sdk=False).collect(context)
+    sdk = DockerNames(use_sdk=True).collect(context)
+    assert plain.status.state.value == sdk.status.state.value == "ok", (plain.status, sdk.status)
+    assert set(plain.claims) == set(sdk.claims)
+    assert any(c.workload.name == f"{PREFIX}-bridge" for c in plain.claims)
+
+
+# ---------------------------------------------------------------- the daemon away (last: they stop it)
+
+
+def test_daemon_hung_times_out_and_the_table_still_comes(
+    engine: tuple[lab.DockerDaemon, Any], containers: dict[str, Any]
+) -> None:
+    daemon, client = engine
+    need(daemon.started_by_us, "the Docker engine was not started by the tests; not freezing it")
+    name = f"{PREFIX}-bridge"
+    expected = kernel_peer(client, name)
+    assert daemon.pid is not None
+    os.kill(daemon.pid, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        done = run_vethpeer("table", "--json", "--timeout", "1")
+        took = time.monotonic() - began
+        strict = run_vethpeer("table", "--json", "--timeout", "1", "--strict")
+    finally:
+        os.kill(daemon.pid, signal.SIGCONT)
+    assert done.returncode == 0, done.stderr
+    assert took < 4.0
+    data = done.json()
+    assert source(data, "docker")["status"] == "timeout"
+    (row,) = [i for i in data["interfaces"] if i["workload"]["id"] == containers["bridge"].id]
+    assert row["peer"]["ifname"] == expected
+    assert strict.returncode == 7
+
+
+def test_daemon_stopped_table_from_kernel_and_cgroups(
+    engine: tuple[lab.DockerDaemon, Any], containers: dict[str, Any]
+) -> None:
+    daemon, client = engine
+    need(daemon.started_by_us, "the Docker engine was not started by the tests; not stopping it")
+    expected = {
+        key: kernel_peer(client, c.name) for key, c in containers.items() if key in ("bridge", "user")
+    }
+    daemon.stop()
+    try:
+        assert not daemon.is_running()
+        done = run_vethpeer("table", "--json")
+        strict = run_vethpeer("table", "--strict")
+        assert done.returncode == 0, done.stderr
+        data = done.json()
+        docker = source(data, "docker")
+        assert docker["status"] == "unavailable" and "socket" in docker["detail"]
+        for key, veth in expected.items():
+            cid = containers[key].id
+            (row,) = [i for i in data["interfaces"] if i["workload"]["id"] == cid]
+            assert row["workload"]["name"] == cid[:12] and row["workload"]["source"] == "cgroup"
+            assert row["peer"]["ifname"] == veth
+        shared = [w["workload"]["id"] for w in data["workloads"] if w["host_network"]]
+        assert containers["host"].id in shared
+        assert strict.returncode == 7 and "docker" in strict.stderr
+    finally:
+        daemon.start()
+    if IN_CI:
+        assert daemon.is_running()

@@ -1,0 +1,520 @@
+"""Docker containers' names, images and networks, from the Docker daemon.
+
+One ``GET /containers/json`` gives every running container's ID, name, image,
+network mode and networks, but not its PID or namespace. The join goes through
+the cgroup instead: each process of a namespace names its container ID in
+``/proc/PID/cgroup`` (:mod:`vethpeer.cgroup`), so the namespaces are labelled with
+no call per container. Only containers still unplaced after that (a cgroup layout
+not recognised, processes hidden from us) are inspected, one call each
+(``State.Pid`` -> ``/proc/PID/ns/net``, else ``NetworkSettings.SandboxKey``).
+
+Clients: on a local unix socket (the usual case) a plain HTTP/1.0 GET on the socket
+module (see :class:`LocalApi` for why); the ``docker`` SDK, whose import alone costs
+0.1-0.2 s, more than the rest of a 100-container table, for every other
+``DOCKER_HOST`` (tcp:// with TLS, ssh://), or everywhere with ``VETHPEER_DOCKER_SDK=1``.
+Nothing is imported until a socket is there to talk to. Status: no socket and no sign
+that Docker ran since boot -> ``skipped``; socket missing although Docker ran, refused,
+or daemon down -> ``unavailable``; no answer within ``--timeout`` -> ``timeout``.
+
+Network modes: ``host`` containers become host-network claims (they have no
+namespace or veth of their own); ``container:X`` joins X's namespace, which is
+named after X with both in ``containers``; ``none`` has its own namespace with
+loopback only. Containers made by Kubernetes through dockershim / cri-dockerd
+(``io.kubernetes.pod.*`` labels, names ``k8s_<container>_<pod>_<ns>_<uid>_<n>``)
+are claimed as their pod, named after the pod sandbox (``k8s_POD_...``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .. import cgroup
+from ..model import Claim, Namespace, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
+from ..netns import key_of
+from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context
+from .cgroup import scan
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+RAN_SINCE_BOOT = "/run/docker"  # the daemon's runtime dir; /run is a tmpfs, so it means "since boot"
+
+POD_NAME = "io.kubernetes.pod.name"
+POD_NAMESPACE = "io.kubernetes.pod.namespace"
+POD_UID = "io.kubernetes.pod.uid"
+CONTAINER_NAME = "io.kubernetes.container.name"
+DOCKER_TYPE = "io.kubernetes.docker.type"  # "podsandbox" or "container"
+
+
+# ---------------------------------------------------------------- the daemon's facts, parsed
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """One running container, as ``GET /containers/json`` lists it."""
+
+    id: str
+    name: str
+    image: str | None = None
+    network_mode: str = "default"
+    networks: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def joins(self) -> str | None:
+        """The container (ID or name) whose namespace this one joins (``--network container:X``)."""
+        mode = self.network_mode
+        return mode.split(":", 1)[1] if mode.startswith("container:") else None
+
+    @property
+    def pod(self) -> PodRef | None:
+        """The Kubernetes pod it belongs to (dockershim / cri-dockerd), or None."""
+        labels = self.labels
+        if POD_UID in labels and POD_NAME in labels:
+            container = labels.get(CONTAINER_NAME) or (
+                "POD" if labels.get(DOCKER_TYPE) == "podsandbox" else ""
+            )
+            return PodRef(labels[POD_NAME], labels.get(POD_NAMESPACE), labels[POD_UID], container)
+        return PodRef.from_name(self.name)
+
+    @property
+    def is_sandbox(self) -> bool:
+        pod = self.pod
+        return pod is not None and pod.container == "POD"
+
+
+@dataclass(frozen=True, slots=True)
+class PodRef:
+    name: str
+    namespace: str | None
+    uid: str
+    container: str  # "POD" for the sandbox
+
+    @staticmethod
+    def from_name(name: str) -> PodRef | None:
+        """``k8s_<container>_<pod>_<namespace>_<uid>_<attempt>``: none of the parts has ``_`` in it."""
+        parts = name.split("_")
+        if len(parts) != 6 or parts[0] != "k8s" or not parts[5].isdigit():
+            return None
+        return PodRef(parts[2], parts[3], parts[4], parts[1])
+
+
+def parse_container(summary: Mapping[str, Any]) -> Container:
+    """A ``GET /containers/json`` entry -> Container (missing fields tolerated)."""
+    names = [str(n).lstrip("/") for n in summary.get("Names") or ()]
+    own = [n for n in names if "/" not in n]  # legacy links add "/other/alias" names
+    cid = str(summary["Id"])
+    networks = (summary.get("NetworkSettings") or {}).get("Networks") or {}
+    return Container(
+        id=cid,
+        name=(own or names or [cid[:12]])[0],
+        image=summary.get("Image") or None,
+        network_mode=str((summary.get("HostConfig") or {}).get("NetworkMode") or "default"),
+        networks=tuple(sorted(networks)),
+        labels=dict(summary.get("Labels") or {}),
+    )
+
+
+# ---------------------------------------------------------------- the join (pure)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the containers were found: the namespace of each, and who is left to inspect."""
+
+    ns_of: Mapping[str, NsKey]  # container ID -> namespace
+    host_network: frozenset[str]  # IDs of containers in the host's namespace
+    unplaced: tuple[Container, ...]
+
+
+def owners(containers: Sequence[Container]) -> dict[str, Container]:
+    """Container ID -> the container whose namespace it uses (itself, or X of ``container:X``)."""
+    by_id = {c.id: c for c in containers}
+    by_name = {c.name: c for c in containers}
+
+    def find(ref: str) -> Container | None:
+        if ref in by_id:
+            return by_id[ref]
+        if ref in by_name:
+            return by_name[ref]
+        hits = [c for c in containers if c.id.startswith(ref)]
+        return hits[0] if len(hits) == 1 else None
+
+    result: dict[str, Container] = {}
+    for container in containers:
+        current, seen = container, {container.id}
+        while current.joins is not None:
+            target = find(current.joins)
+            if target is None or target.id in seen:
+                break  # X is not running (then neither is this one, really) or a loop
+            seen.add(target.id)
+            current = target
+        result[container.id] = current
+    return result
+
+
+def place(containers: Sequence[Container], ids_in: Mapping[NsKey, Iterable[str]]) -> Placement:
+    """Join containers to namespaces through the container IDs their processes' cgroups name."""
+    ns_of_id: dict[str, NsKey] = {}
+    for key, ids in ids_in.items():
+        for cid in ids:
+            ns_of_id.setdefault(cid, key)
+    owner = owners(containers)
+    ns_of: dict[str, NsKey] = {}
+    host: set[str] = set()
+    unplaced: list[Container] = []
+    for container in containers:
+        root = owner[container.id]
+        if root.network_mode == "host":
+            host.add(container.id)
+        elif container.id in ns_of_id:
+            ns_of[container.id] = ns_of_id[container.id]
+        elif root.id in ns_of_id:
+            ns_of[container.id] = ns_of_id[root.id]
+        else:
+            unplaced.append(container)
+    return Placement(ns_of, frozenset(host), tuple(unplaced))
+
+
+def _workload(container: Container, sharing: Sequence[Container] = ()) -> Workload:
+    together = sharing or (container,)
+    return Workload(
+        WorkloadKind.DOCKER,
+        container.name,
+        id=container.id,
+        image=container.image,
+        networks=container.networks,
+        containers=tuple(c.name for c in together),
+        source="docker",
+        container_ids=tuple(c.id for c in together),
+    )
+
+
+def _pod_claims(key: NsKey, found: Sequence[Container], priority: int) -> list[Claim]:
+    by_uid: dict[str, list[Container]] = {}
+    for container in found:
+        pod = container.pod
+        assert pod is not None
+        by_uid.setdefault(pod.uid, []).append(container)
+    claims = []
+    for uid, group in sorted(by_uid.items()):
+        sandbox = next((c for c in group if c.is_sandbox), None)
+        pod = (sandbox or group[0]).pod
+        assert pod is not None
+        apps = sorted((c for c in group if not c.is_sandbox), key=lambda c: c.name)
+        names = tuple(dict.fromkeys(c.pod.container for c in apps if c.pod is not None))
+        workload = Workload(
+            WorkloadKind.POD,
+            pod.name,
+            id=sandbox.id if sandbox else None,
+            namespace=pod.namespace,
+            uid=uid,
+            networks=sandbox.networks if sandbox else (),
+            containers=names,
+            source="docker",
+            container_ids=tuple(c.id for c in apps),
+        )
+        claims.append(Claim(key, workload, priority))
+    return claims
+
+
+def claims(containers: Sequence[Container], placement: Placement, host: NsKey) -> list[Claim]:
+    """Claims for every placed container: pods first, then plain containers by namespace owner."""
+    owner = owners(containers)
+    groups: dict[NsKey, list[Container]] = {}
+    for container in containers:
+        if container.id in placement.host_network:
+            groups.setdefault(host, []).append(container)
+        elif container.id in placement.ns_of:
+            groups.setdefault(placement.ns_of[container.id], []).append(container)
+    result: list[Claim] = []
+    for key, found in groups.items():
+        in_pods = [c for c in found if c.pod is not None]
+        plain = [c for c in found if c.pod is None]
+        result += _pod_claims(key, in_pods, PRIORITY_RUNTIME)
+        if key == host:  # each host-network container is a workload of its own
+            result += [Claim(key, _workload(c), PRIORITY_RUNTIME) for c in plain]
+        elif plain:
+            # Named after the one that owns the network; those that joined it are listed with it.
+            plain.sort(key=lambda c: (owner[c.id].id != c.id, c.name))
+            priority = PRIORITY_RUNTIME - 1 if in_pods else PRIORITY_RUNTIME
+            result.append(Claim(key, _workload(plain[0], plain), priority))
+    return result
+
+
+def ids_by_namespace(namespaces: tuple[Namespace, ...], host: NsKey) -> dict[NsKey, list[str]]:
+    """Container IDs named by the cgroups of each (non-host) namespace's processes, in PID order."""
+    found: dict[NsKey, list[str]] = {}
+    for key, members in scan(namespaces).items():
+        if key == host:
+            continue
+        ids = [m.identity.id for m in members if m.identity.id and cgroup.HEX_ID.match(m.identity.id)]
+        if ids:
+            found[key] = list(dict.fromkeys(ids))
+    return found
+
+
+# ---------------------------------------------------------------- talking to the daemon
+
+
+def docker_host(option: str | None) -> str:
+    """--docker-host, else $DOCKER_HOST, else the default socket. A bare path means a unix socket."""
+    url = option or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+    return f"unix://{url}" if url.startswith("/") else url
+
+
+def socket_path(url: str) -> str | None:
+    """The file behind a ``unix://`` URL (None for tcp://, ssh://, ...)."""
+    if url.startswith("unix://"):
+        return url[len("unix://") :] or None
+    return None
+
+
+class _Timeout(Exception):
+    pass
+
+
+class ApiError(Exception):
+    """The daemon answered with an HTTP error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class Api(Protocol):
+    """The two calls this source makes, whichever client makes them."""
+
+    def containers(self, timeout: float) -> list[dict[str, Any]]: ...
+
+    def inspect(self, container_id: str, timeout: float) -> dict[str, Any] | None: ...
+
+    def close(self) -> None: ...
+
+
+class BadResponse(Exception):
+    """What came back was not an HTTP response."""
+
+
+def _dechunk(body: bytes) -> bytes:
+    """Transfer-Encoding: chunked (a server must not send it to HTTP/1.0; decoded anyway)."""
+    out: list[bytes] = []
+    rest = body
+    while True:
+        size_line, sep, rest = rest.partition(b"\r\n")
+        if not sep:
+            raise BadResponse("truncated chunked body")
+        size = int(size_line.split(b";", 1)[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(rest[:size])
+        rest = rest[size + 2 :]
+
+
+def parse_response(data: bytes) -> tuple[int, bytes]:
+    """(status, body) of a complete HTTP/1.x response read until the server closed."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = lines[0].split(None, 2)
+    if not sep or len(status) < 2 or not status[0].startswith(b"HTTP/") or not status[1].isdigit():
+        raise BadResponse(f"not an HTTP response: {data[:60]!r}")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+        body = _dechunk(body)
+    return int(status[1]), body
+
+
+class LocalApi:
+    """The Engine API on a local unix socket: one HTTP/1.0 GET per call, on the socket module.
+
+    Neither the docker SDK (0.1-0.2 s to import: requests, urllib3) nor http.client
+    (40 ms: it imports ssl and email) is worth it for two GETs on a local socket; that
+    is most of vethpeer's time on a host with a hundred containers. HTTP/1.0 keeps the
+    exchange trivial: the daemon sends the body whole and closes the connection. Paths
+    carry no API version, so the daemon answers in its own and neither an old engine
+    (20.10: API 1.41) nor a new one (29: 1.44 and up) refuses the request; the fields
+    read here are the same in all of them.
+    """
+
+    def __init__(self, path: str, remaining: Callable[[], float]) -> None:
+        self.path = path
+        self.remaining = remaining  # seconds left before the deadline; raises when none
+
+    def _get(self, path: str) -> Any:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.remaining())
+            sock.connect(self.path)
+            request = f"GET {path} HTTP/1.0\r\nHost: docker\r\nAccept: application/json\r\n\r\n"
+            sock.sendall(request.encode())
+            chunks = []
+            while True:
+                sock.settimeout(self.remaining())
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        status, body = parse_response(b"".join(chunks))
+        if status != 200:
+            try:
+                message = str(json.loads(body).get("message", ""))
+            except (ValueError, AttributeError):
+                message = body[:200].decode(errors="replace")
+            raise ApiError(status, message)
+        return json.loads(body)
+
+    def containers(self, timeout: float) -> list[dict[str, Any]]:
+        found = self._get("/containers/json")
+        return list(found) if isinstance(found, list) else []
+
+    def inspect(self, container_id: str, timeout: float) -> dict[str, Any] | None:
+        try:
+            info = self._get(f"/containers/{container_id}/json")
+        except ApiError as error:
+            if error.status == 404:
+                return None  # removed since the list
+            raise
+        return info if isinstance(info, dict) else None
+
+    def close(self) -> None:
+        pass
+
+
+class SdkApi:
+    """The Engine API through the docker SDK: tcp:// with TLS (``DOCKER_TLS_VERIFY``,
+    ``DOCKER_CERT_PATH``), ssh://, and whatever else ``DOCKER_HOST`` may say."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        with HEAVY_IMPORTS:  # not at the same time as kubernetes (both import requests)
+            import docker  # heavy (requests, urllib3): only now that a daemon is to be asked
+        self.errors = docker.errors
+        kwargs = docker.utils.kwargs_from_env()
+        kwargs.update(base_url=url, version="auto", timeout=timeout)
+        self.client = docker.DockerClient(**kwargs)  # asks the daemon its API version
+
+    def containers(self, timeout: float) -> list[dict[str, Any]]:
+        self.client.api.timeout = timeout
+        return list(self.client.api.containers())
+
+    def inspect(self, container_id: str, timeout: float) -> dict[str, Any] | None:
+        self.client.api.timeout = timeout
+        try:
+            return dict(self.client.api.inspect_container(container_id))
+        except self.errors.NotFound:
+            return None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _classify(error: BaseException) -> tuple[SourceState, str]:
+    """A socket / http.client / SDK error -> (timeout or unavailable, a one-line reason)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    names = {type(e).__name__ for e in seen}
+    timeouts = {"Timeout", "ReadTimeout", "ConnectTimeout", "ReadTimeoutError"}
+    if isinstance(error, _Timeout) or names & timeouts:
+        return SourceState.TIMEOUT, "no answer"
+    if any(isinstance(e, (socket.timeout, TimeoutError)) for e in seen):
+        return SourceState.TIMEOUT, "no answer"
+    if any(isinstance(e, PermissionError) for e in seen):
+        return SourceState.UNAVAILABLE, "permission denied on the socket"
+    if any(isinstance(e, ConnectionRefusedError) for e in seen):
+        return SourceState.UNAVAILABLE, "connection refused (daemon not running)"
+    if any(isinstance(e, FileNotFoundError) for e in seen):
+        return SourceState.UNAVAILABLE, "socket vanished (daemon stopped)"
+    if names & {"RemoteDisconnected", "ConnectionResetError", "BadStatusLine", "BrokenPipeError"}:
+        return SourceState.UNAVAILABLE, "the daemon closed the connection"
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return SourceState.UNAVAILABLE, text[:200]
+
+
+def _namespace_of(info: Mapping[str, Any]) -> NsKey | None:
+    """The namespace of an inspected container: its init's, else its sandbox's bind mount."""
+    pid = int((info.get("State") or {}).get("Pid") or 0)
+    paths = [f"/proc/{pid}/ns/net"] if pid > 0 else []
+    sandbox = (info.get("NetworkSettings") or {}).get("SandboxKey")
+    if sandbox:
+        paths.append(str(sandbox))
+    for path in paths:
+        try:
+            return key_of(path)
+        except OSError:
+            continue
+    return None
+
+
+class DockerNames:
+    """Names Docker containers (and dockershim pods) through the Docker Engine API."""
+
+    name = "docker"
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, use_sdk: bool | None = None) -> None:
+        self.clock = clock
+        # None: the SDK only where the standard library cannot go (tcp:// with TLS, ssh://, ...).
+        self.use_sdk = os.environ.get("VETHPEER_DOCKER_SDK") == "1" if use_sdk is None else use_sdk
+
+    def _absent(self, path: str, context: Context) -> SourceResult:
+        """No socket: skipped on a host without Docker, unavailable where Docker evidently ran."""
+        ran = os.path.isdir(RAN_SINCE_BOOT) or any(
+            (found := cgroup.of_pid(ns.pids[0])) is not None and found.runtime == cgroup.DOCKER
+            for ns in context.namespaces
+            if not ns.is_host and ns.pids
+        )
+        if ran:
+            return SourceResult(
+                SourceStatus(self.name, SourceState.UNAVAILABLE, f"no socket at {path} (daemon stopped?)")
+            )
+        return SourceResult(SourceStatus(self.name, SourceState.SKIPPED, f"no socket at {path}"))
+
+    def collect(self, context: Context) -> SourceResult:
+        url = docker_host(context.options.docker_host)
+        path = socket_path(url)
+        if path is not None and not os.path.exists(path):
+            return self._absent(path, context)
+        deadline = self.clock() + context.options.timeout
+
+        def remaining() -> float:
+            left = deadline - self.clock()
+            if left <= 0:
+                raise _Timeout()
+            return left
+
+        api: Api | None = None
+        try:
+            if path is not None and not self.use_sdk:
+                api = LocalApi(path, remaining)
+            else:
+                try:
+                    api = SdkApi(url, remaining())
+                except ImportError:
+                    return SourceResult(
+                        SourceStatus(
+                            self.name, SourceState.UNAVAILABLE, "the docker Python package is not installed"
+                        )
+                    )
+            containers = [parse_container(s) for s in api.containers(remaining())]
+            placement = place(containers, ids_by_namespace(context.namespaces, context.host))
+            placed = dict(placement.ns_of)
+            for container in placement.unplaced:  # only those the cgroups did not place
+                info = api.inspect(container.id, remaining())
+                key = _namespace_of(info) if info is not None else None
+                if key is not None:
+                    placed[container.id] = key
+            placement = Placement(placed, placement.host_network, ())
+        except Exception as error:  # socket, http.client, requests, urllib3 and SDK errors alike
+            state, reason = _classify(error)
+            return SourceResult(SourceStatus(self.name, state, f"{url}: {reason}"))
+        finally:
+            if api is not None:
+                api.close()
+        found = claims(containers, placement, context.host)
+        unplaced = len(containers) - len(placement.ns_of) - len(placement.host_network)
+        detail = f"{len(containers)} containers" + (f", {unplaced} without a namespace" if unplaced else "")
+        return SourceResult(SourceStatus(self.name, SourceState.OK, detail), tuple(found))
