@@ -50,6 +50,16 @@ def _rank(claims: Iterable[Claim]) -> dict[NsKey, tuple[Workload, ...]]:
     return ranked
 
 
+def _host_network(claims: Iterable[Claim]) -> tuple[Workload, ...]:
+    """Workloads sharing the host namespace; one per ID, named by the best source."""
+    best: dict[str, Workload] = {}
+    for claim in sorted(claims, key=lambda c: -c.priority):
+        w = claim.workload
+        if w.kind is not WorkloadKind.HOST:
+            best.setdefault(w.id or w.label, w)
+    return tuple(sorted(best.values(), key=lambda w: w.label))
+
+
 class _Index:
     """Lookups over one snapshot."""
 
@@ -121,16 +131,7 @@ def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
     """Every interface inside a workload namespace, joined with its peer, sorted."""
     claims = [claim for result in results for claim in result.claims]
     workloads = _rank(c for c in claims if c.netns != snapshot.host)
-    host_network = tuple(
-        sorted(
-            {
-                c.workload
-                for c in claims
-                if c.netns == snapshot.host and c.workload.kind is not WorkloadKind.HOST
-            },
-            key=lambda w: w.label,
-        )
-    )
+    host_network = _host_network(c for c in claims if c.netns == snapshot.host)
     index = _Index(snapshot, workloads)
     rows = []
     for view in snapshot.views:

@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Benchmark: `vethpeer table --json` against the best stock-iproute2 method, at N namespaces.
+
+For each N it builds N namespaces, each with a veth to one Linux bridge (``ip -batch``,
+with the lab prefix ``vpb``), then times, as subprocesses and wall-clock including
+interpreter start, best of ``--repeat``:
+
+* ``vethpeer table --json``;
+* the baseline: ``ip -all netns exec ip -o link`` plus one host ``ip -o -d link`` (what a
+  script must run to have every namespace's links; it still has to pair them itself);
+* ``vethpeer which <a host veth>``;
+
+and once ``vethpeer --version``. Peak memory is the child's own ru_maxrss (``wait4``).
+Everything built is removed afterwards, also on Ctrl-C or SIGTERM.
+
+Needs root. Run from the repository: ``python benchmarks/bench_core.py --sizes 10,100,1000``.
+Targets (issue #2, 2 cores): at N=1000 >= 40x faster than the baseline and < 0.4 s;
+``which`` < 0.2 s; ``--version`` < 60 ms; peak < 100 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.lab import netlab  # noqa: E402
+from tests.lab.netlab import HOST, Lab  # noqa: E402
+
+TARGETS = {"ratio": 40.0, "table": 0.4, "which": 0.2, "version": 0.06, "rss_mb": 100.0}
+VETHPEER = [sys.executable, "-m", "vethpeer"]
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    maxrss_kb: int
+    returncode: int
+    stdout: str
+
+
+def run_once(argv: Sequence[str]) -> Run:
+    """One child, timed from fork to exit; its own peak RSS from wait4 (not the other children's)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        return Run(wall, usage.ru_maxrss, proc.returncode, out.read().decode("utf-8", "replace"))
+
+
+def best(argvs: Sequence[Sequence[str]], repeat: int) -> tuple[float, int, list[Run]]:
+    """Best total wall over repeat runs of the argvs in sequence; max RSS; the last runs."""
+    walls, rss, last = [], 0, []
+    for _ in range(repeat):
+        last = [run_once(argv) for argv in argvs]
+        for run in last:
+            if run.returncode != 0:
+                raise SystemExit(f"{' '.join(argvs[last.index(run)])}: exit {run.returncode}")
+        walls.append(sum(run.wall for run in last))
+        rss = max(rss, *(run.maxrss_kb for run in last))
+    return min(walls), rss, last
+
+
+@dataclass(frozen=True)
+class Built:
+    lab: Lab
+    bridge: str
+    host_veths: list[str]
+    inodes: set[int]
+
+
+def build(lab: Lab, count: int) -> Built:
+    """count namespaces, eth0 in each, the host end on one bridge: a node full of pods."""
+    bridge = lab.bridge(HOST, lab.bridge_name("0")).ifname
+    stems = [f"{i:04d}" for i in range(count)]
+    namespaces = lab.netns_many(stems)
+    names = [lab.link_name(stem) for stem in stems]
+    # not registered as host links: deleting the namespaces removes the pairs, in one kernel batch
+    netlab.ip_batch(
+        line
+        for name, ns in zip(names, namespaces, strict=True)
+        for line in (
+            f"link add {name} type veth peer name eth0 netns {ns.name}",
+            f"link set {name} master {bridge} up",
+        )
+    )
+    return Built(lab, bridge, names, {ns.inode for ns in namespaces})
+
+
+def check_table(built: Built, stdout: str) -> None:
+    """The benchmark times a correct answer only: every lab namespace, with its own host veth."""
+    rows = [e for e in json.loads(stdout)["interfaces"] if e["netns"]["inode"] in built.inodes]
+    peers = {e["peer"]["ifname"] for e in rows if e["peer"]}
+    if len(rows) != len(built.inodes) or peers != set(built.host_veths):
+        raise SystemExit(
+            f"wrong answer: {len(rows)} rows, {len(peers)} distinct peers for {len(built.inodes)}"
+        )
+
+
+def wait_gone(prefix: str, timeout: float = 60) -> None:
+    """Namespace teardown is asynchronous in the kernel: wait for the host ends to vanish."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        links = json.loads(
+            subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout
+        )
+        if not any(link["ifname"].startswith(prefix) for link in links):
+            return
+        time.sleep(0.2)
+
+
+@contextmanager
+def cleanup_guard() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C; while cleaning up, neither interrupts the cleanup."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def measure(count: int, repeat: int) -> dict[str, float]:
+    with cleanup_guard():
+        lab = Lab()
+        try:
+            started = time.perf_counter()
+            built = build(lab, count)
+            build_s = time.perf_counter() - started
+            table, table_rss, runs = best([[*VETHPEER, "table", "--json"]], repeat)
+            check_table(built, runs[0].stdout)
+            baseline, _, _ = best(
+                [["ip", "-all", "netns", "exec", "ip", "-o", "link"], ["ip", "-o", "-d", "link"]], repeat
+            )
+            target = built.host_veths[count // 2]
+            which, which_rss, runs = best([[*VETHPEER, "which", "-q", target]], repeat)
+            if runs[0].stdout.split() != [target]:
+                raise SystemExit(f"which -q {target} printed {runs[0].stdout!r}")
+            return {
+                "n": count,
+                "namespaces": len(netlab.ip_json(HOST, "netns", "list")),
+                "build": build_s,
+                "table": table,
+                "baseline": baseline,
+                "ratio": baseline / table,
+                "which": which,
+                "rss_mb": max(table_rss, which_rss) / 1024,
+            }
+        finally:
+            old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                lab.cleanup()
+                wait_gone(netlab.PREFIX + lab.tag)
+            finally:
+                signal.signal(signal.SIGINT, old)
+
+
+def mark(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10,100,1000", help="comma-separated N (default 10,100,1000)")
+    parser.add_argument("--repeat", type=int, default=3, help="best of R runs (default 3)")
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_core: needs root (it builds network namespaces)", file=sys.stderr)
+        return 5
+    sizes = [int(n) for n in args.sizes.split(",") if n]
+    try:
+        version, _, _ = best([[*VETHPEER, "--version"]], max(5, args.repeat))
+        python, _, _ = best([[sys.executable, "-c", "pass"]], max(5, args.repeat))
+        results = []
+        for count in sizes:
+            print(f"N={count}: building and timing ...", file=sys.stderr, flush=True)
+            results.append(measure(count, args.repeat))
+    except KeyboardInterrupt:
+        print("bench_core: interrupted; everything built was removed", file=sys.stderr)
+        return 130
+
+    print(
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, kernel {os.uname().release}; "
+        f"best of {args.repeat}; wall time includes interpreter start "
+        f"(`python -c pass`: {python * 1000:.0f} ms)\n"
+    )
+    print(
+        "| N | namespaces on host | build (s) | `vethpeer table --json` (s) | iproute2 baseline (s) | ratio "
+        "| `vethpeer which -q VETH` (s) | peak RSS (MB) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r['n']} | {r['namespaces']} | {r['build']:.1f} | {r['table']:.3f} | {r['baseline']:.3f} "
+            f"| {r['ratio']:.1f}x | {r['which']:.3f} | {r['rss_mb']:.1f} |"
+        )
+    print(
+        f"\n`vethpeer --version`: {version * 1000:.0f} ms (target < {TARGETS['version'] * 1000:.0f} ms: "
+        f"{mark(version < TARGETS['version'])})"
+    )
+    top = max(results, key=lambda r: r["n"]) if results else None
+    if top is not None:
+        t, top_ok = (
+            TARGETS,
+            {
+                "ratio": top["ratio"] >= TARGETS["ratio"],
+                "table": top["table"] < TARGETS["table"],
+                "which": top["which"] < TARGETS["which"],
+                "rss_mb": top["rss_mb"] < TARGETS["rss_mb"],
+            },
+        )
+        checks = [
+            f"ratio {top['ratio']:.1f}x (>= {t['ratio']:.0f}x: {mark(top_ok['ratio'])})",
+            f"table {top['table']:.3f} s (< {t['table']} s: {mark(top_ok['table'])})",
+            f"which {top['which']:.3f} s (< {t['which']} s: {mark(top_ok['which'])})",
+            f"peak {top['rss_mb']:.1f} MB (< {t['rss_mb']:.0f} MB: {mark(top_ok['rss_mb'])})",
+        ]
+        print(f"at N={top['n']:.0f}: " + ", ".join(checks))
+    if args.json:
+        print(json.dumps({"version": version, "python": python, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
