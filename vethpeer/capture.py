@@ -1,0 +1,166 @@
+"""`vethpeer capture TARGET [--interface IF | --all] [-- TCPDUMP ARGS]`: tcpdump on a workload's host veth.
+
+TARGET is resolved exactly like `which`. The process then *becomes* tcpdump
+(``os.execv``): Ctrl-C, SIGTERM, ``-c N`` and tcpdump's exit status reach the user
+unchanged, and nothing of vethpeer stays around while it captures.
+
+Several host-side interfaces (a container on two networks) need a choice:
+``--interface`` picks one (by host veth name, or by the workload's own name for it,
+``eth1``); ``--all`` captures on all of them with *one* tcpdump, on the ``any``
+pseudo-device restricted to their ifindexes by the ``ifindex`` filter primitive
+(libpcap >= 1.10, ``LINUX_SLL2`` link type, which also prints the interface name of
+each packet). One process keeps exec's guarantees and gives one time-ordered
+stream, which ``-w`` can write to one file; one tcpdump per interface would need a
+supervisor forwarding signals and merging outputs and files. To put the user's
+filter after the ifindex clause, the user's arguments are split with tcpdump's own
+option table; ``-i`` and ``-y`` are then refused (the capture device is chosen here).
+"""
+
+from __future__ import annotations
+
+import getopt
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .doctor import in_ns
+from .errors import NotFound, UsageError, VethpeerError
+from .model import NsKey, Relation, Report, Row
+from .which import Match
+
+# tcpdump 4.99's options: these take an argument (the others are flags).
+SHORT_OPTS = "AbdDefhHIJKlLnNOpqStuUvxX#B:c:C:E:F:G:i:j:M:Q:r:s:T:V:w:W:y:z:Z:"
+LONG_OPTS = [
+    "buffer-size=", "count", "list-interfaces", "help", "version", "interface=", "monitor-mode",
+    "immediate-mode", "time-stamp-type=", "list-time-stamp-types", "time-stamp-precision=", "micro",
+    "nano", "dont-verify-checksums", "list-data-link-types", "number", "no-optimize",
+    "no-promiscuous-mode", "print", "direction=", "absolute-tcp-sequence-numbers", "snapshot-length=",
+    "packet-buffered", "linktype=", "relinquish-privileges=", "print-sampling=", "skip=", "lengths",
+    "fp-type",
+]  # fmt: skip
+CHOSEN_HERE = {"-i", "--interface", "-y", "--linktype"}
+
+
+class TcpdumpMissing(VethpeerError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A host-side interface to capture on, and the workload interface behind it."""
+
+    ifname: str
+    ifindex: int
+    row: Row
+
+    @property
+    def label(self) -> str:
+        return f"{self.ifname} ({self.row.end.workload.label} {self.row.end.link.name})"
+
+
+def candidates(rows: Sequence[Row], host: NsKey) -> list[Candidate]:
+    """The host-side interfaces of rows, once each, in order."""
+    found: list[Candidate] = []
+    for row in rows:
+        if row.peer is not None and row.relation is Relation.VETH and row.peer.ns.key == host:
+            link = row.peer.link
+        elif row.end.ns.key == host:
+            link = row.end.link
+        else:
+            continue
+        if all(c.ifindex != link.index for c in found):
+            found.append(Candidate(link.name, link.index, row))
+    return found
+
+
+def _no_host_side(match: Match, report: Report) -> VethpeerError:
+    if match.host_network:
+        names = ", ".join(w.label for w in match.host_network)
+        return NotFound(
+            f"{match.target!r} is in the host network namespace ({names}): it has no veth of its own",
+            hint="capture on the host's own interfaces, e.g. tcpdump -i any",
+        )
+    inside = [
+        in_ns(row.end.ns, report.snapshot.host, "tcpdump", "-i", row.end.link.name)
+        for row in match.rows
+        if not row.end.link.is_loopback
+    ]
+    hint = ("capture inside instead: " + "; ".join(inside)) if inside else None
+    return NotFound(f"{match.target!r} has no interface with a host-side veth", hint=hint)
+
+
+def choose(
+    match: Match, report: Report, *, interface: str | None = None, everything: bool = False
+) -> list[Candidate]:
+    """The host-side interfaces to capture on; raises when the choice is the user's."""
+    found = candidates(match.rows, report.snapshot.host)
+    if not found:
+        raise _no_host_side(match, report)
+    names = [c.label for c in found]
+    if interface is not None:
+        picked = [c for c in found if c.ifname == interface]
+        picked = picked or [c for c in found if c.row.end.link.name == interface]
+        if len(picked) != 1:
+            raise UsageError(
+                f"{interface!r} is not one of {match.target!r}'s interfaces"
+                if not picked
+                else f"{interface!r} names several of {match.target!r}'s interfaces",
+                hint="choose one of: " + ", ".join(names),
+            )
+        return picked
+    if len(found) > 1 and not everything:
+        raise UsageError(
+            f"{match.target!r} has {len(found)} host-side interfaces: pick one with --interface, "
+            "or capture on all of them with --all",
+            hint="choose one of: " + ", ".join(names),
+        )
+    return found
+
+
+def split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(tcpdump options with their values, filter expression words), as tcpdump would see them."""
+    try:
+        options, expression = getopt.gnu_getopt(list(args), SHORT_OPTS, LONG_OPTS)
+    except getopt.GetoptError as error:
+        raise UsageError(f"cannot read the tcpdump arguments for --all: {error}") from None
+    flat: list[str] = []
+    for name, value in options:
+        if name in CHOSEN_HERE:
+            raise UsageError(f"tcpdump {name} cannot be combined with --all: vethpeer chooses the device")
+        flat.append(name)
+        takes_value = (name.startswith("--") and f"{name[2:]}=" in LONG_OPTS) or (
+            not name.startswith("--") and f"{name[1]}:" in SHORT_OPTS
+        )
+        if takes_value:
+            flat.append(value)
+    return flat, expression
+
+
+def command(chosen: Sequence[Candidate], args: Sequence[str]) -> list[str]:
+    """The tcpdump command line."""
+    if len(chosen) == 1:
+        return ["tcpdump", "-i", chosen[0].ifname, *args]
+    options, expression = split_args(args)
+    clause = "(" + " or ".join(f"ifindex {c.ifindex}" for c in chosen) + ")"
+    if expression:
+        clause += " and (" + " ".join(expression) + ")"
+    return ["tcpdump", "-i", "any", "-y", "LINUX_SLL2", *options, clause]
+
+
+def execute(argv: Sequence[str], chosen: Sequence[Candidate]) -> None:
+    """Become tcpdump. Returns only by raising."""
+    path = shutil.which(argv[0])
+    if path is None:
+        raise TcpdumpMissing(
+            "tcpdump is not installed (or not in PATH)",
+            hint="install it: apt-get install tcpdump / dnf install tcpdump / apk add tcpdump",
+        )
+    print("vethpeer: capturing on " + ", ".join(c.label for c in chosen), file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(path, list(argv))
+    except OSError as error:
+        raise VethpeerError(f"cannot run {path}: {error.strerror}") from None

@@ -1,0 +1,161 @@
+"""The extra facts `doctor` needs from inside namespaces: routes, neighbours, sysctls, holders.
+
+The walk reads links only (it must stay fast for the table). `doctor` also wants
+each workload's routing table and ARP/NDP cache (is there a default route, does its
+gateway answer?) and, for veth pairs with both ends in one namespace, the
+``rp_filter`` / ``accept_local`` sysctls. Those live under ``/proc/sys/net``, which
+shows the network namespace *of the thread that opens the file*: so they are read
+while the thread is inside the namespace (``netns.inside``), like the netlink socket
+is created there. Nothing is changed and nothing is forked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .errors import NamespaceGone
+from .model import Namespace, NsKey
+from .netlink import Neighbour, Route, RtnlSocket
+from .netns import inside, open_namespace
+
+CONF_KEYS = ("rp_filter", "accept_local")
+
+
+@dataclass(frozen=True, slots=True)
+class NsFacts:
+    """What `doctor` read inside one namespace."""
+
+    routes: tuple[Route, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+    # (interface or "all", key) -> value, from /proc/sys/net/ipv4/conf/<if>/<key>
+    ipv4_conf: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _read_conf(ifnames: Iterable[str]) -> dict[tuple[str, str], int]:
+    values: dict[tuple[str, str], int] = {}
+    for ifname in ("all", *ifnames):
+        for key in CONF_KEYS:
+            try:
+                with open(f"/proc/sys/net/ipv4/conf/{ifname}/{key}", encoding="ascii") as f:
+                    values[(ifname, key)] = int(f.read().strip())
+            except (OSError, ValueError):
+                continue
+    return values
+
+
+def read(
+    namespaces: Iterable[Namespace],
+    *,
+    routes: Iterable[NsKey] = (),
+    conf: Mapping[NsKey, Iterable[str]] | None = None,
+) -> dict[NsKey, NsFacts]:
+    """Routes and neighbours of the namespaces in ``routes``; ipv4 conf sysctls of ``conf``'s interfaces."""
+    want_routes = set(routes)
+    want_conf = dict(conf or {})
+    facts: dict[NsKey, NsFacts] = {}
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for ns in namespaces:
+            if ns.key not in want_routes and ns.key not in want_conf:
+                continue
+            try:
+                fd = open_namespace(ns)
+            except NamespaceGone as gone:
+                facts[ns.key] = NsFacts(error=str(gone))
+                continue
+            try:
+                with inside(fd, home):
+                    found_routes: tuple[Route, ...] = ()
+                    neighbours: tuple[Neighbour, ...] = ()
+                    if ns.key in want_routes:
+                        with RtnlSocket() as sock:
+                            found_routes = tuple(sock.routes())
+                            neighbours = tuple(sock.neighbours())
+                    values = _read_conf(want_conf.get(ns.key, ()))
+                facts[ns.key] = NsFacts(found_routes, neighbours, values)
+            except OSError as error:
+                facts[ns.key] = NsFacts(error=f"cannot read: {error.strerror or error}")
+            finally:
+                os.close(fd)
+    finally:
+        os.close(home)
+    return facts
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A process holding a network namespace only through an open file descriptor."""
+
+    pid: int
+    fd: int
+    comm: str | None
+
+    def __str__(self) -> str:
+        return f"pid {self.pid}" + (f" ({self.comm})" if self.comm else "") + f" fd {self.fd}"
+
+
+def fd_holders(nsids: Iterable[int], nsfs_dev: int) -> dict[int, list[Holder]]:
+    """Processes holding an fd on the namespaces the host knows by these nsids.
+
+    A namespace with no process and no bind mount can still be alive because some
+    process keeps an fd on it (a runtime that leaked it). Discovery does not look at
+    fds (too costly for the table); `doctor` does for the few orphans it explains.
+    An fd opened through /proc/PID/ns/net reads as ``net:[INO]``; one opened through
+    a bind mount reads as the mount's path, or ``/`` once it is unmounted: so any fd
+    on the nsfs device (``nsfs_dev``) is a candidate, and RTM_GETNSID says which.
+    """
+    wanted = set(nsids)
+    found: dict[int, list[Holder]] = {}
+    if not wanted:
+        return found
+    seen: dict[int, int | None] = {}  # nsfs inode -> nsid
+    with RtnlSocket() as sock:
+        for pid in (name for name in os.listdir("/proc") if name.isdigit()):
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd_name in fds:
+                path = f"/proc/{pid}/fd/{fd_name}"
+                try:
+                    target = os.readlink(path)
+                    if target.startswith(_NOT_NSFS) or not (target.startswith(("net:[", "/"))):
+                        continue
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                if st.st_dev != nsfs_dev:
+                    continue
+                if st.st_ino not in seen:
+                    seen[st.st_ino] = _nsid_via(sock, path)
+                nsid = seen[st.st_ino]
+                if nsid is not None and nsid in wanted:
+                    found.setdefault(nsid, []).append(Holder(int(pid), int(fd_name), _comm(pid)))
+    return found
+
+
+_NOT_NSFS = ("socket:", "pipe:", "anon_inode:", "/dev/", "/proc/", "/sys/", "/usr/", "/var/log/")
+
+
+def _nsid_via(sock: RtnlSocket, path: str) -> int | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return sock.nsid_of(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _comm(pid: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
