@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
-from .errors import ExitStatus, NoPrivilege, SourceFailed, UsageError, VethpeerError
+from .errors import ExitStatus, NoPrivilege, NotFound, SourceFailed, UsageError, VethpeerError
 
 if TYPE_CHECKING:
     from .model import Report
@@ -137,14 +137,14 @@ def _options(args: argparse.Namespace) -> Options:
     )
 
 
-def _gather(args: argparse.Namespace, *, fdb: bool = False) -> Report:
+def _gather(args: argparse.Namespace, *, fdb: bool = False, host_ifname: str | None = None) -> Report:
     from . import ovs
     from .inventory import gather
     from .model import SourceState
 
     _check_privilege()
     options = _options(args)
-    report = gather(options, fdb=fdb, debug=args.debug)
+    report = gather(options, fdb=fdb, debug=args.debug, host_ifname=host_ifname)
     report = ovs.annotate(report, ovs.collect(options.timeout))  # OVS bridges as masters of their ports
     from .output import warnings
 
@@ -177,14 +177,25 @@ def _table(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     return ExitStatus.SUCCESS
 
 
+def _maybe_ifname(target: str) -> str | None:
+    """A target that could be a host interface name (and nothing `which` tries earlier)."""
+    if len(target) > 15 or target.isdigit() or any(c in target for c in "/:. "):
+        return None
+    return target
+
+
 def _which(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     from . import output
     from .which import resolve
 
-    report = _gather(args, fdb=not args.quiet)
+    report = _gather(args, fdb=not args.quiet, host_ifname=_maybe_ifname(args.target))
     match = resolve(report, args.target, namespace=args.namespace)
     if args.quiet:
-        for name in output.host_veths(match.rows, report.snapshot.host):
+        names = output.host_veths(match.rows, report.snapshot.host)
+        if not names:  # an empty answer would make `tcpdump -i "$(vethpeer which -q X)"` misbehave
+            why = "it shares the host network namespace" if match.host_network else "no peer is in the host"
+            raise NotFound(f"{args.target} has no host-side veth ({why})")
+        for name in names:
             out.write(name + "\n")
     elif args.output == "json":
         output.write_json(report, out, match.rows)

@@ -86,9 +86,18 @@ def row_key(row: Row) -> RowKey:
     return (row.end.ns.key, row.end.link.index)
 
 
-def _bridge_entries(view: NsView, bridge: int) -> list[FdbEntry]:
-    """The bridge's own table: entries it reports as their master (NTF_MASTER)."""
-    return [e for e in view.fdb if e.master == bridge]
+class _Tables:
+    """One namespace's FDB indexed once: (bridge ifindex, MAC) -> entries, and link names."""
+
+    def __init__(self, view: NsView) -> None:
+        self.names = {link.index: link.name for link in view.links}
+        self.links = {link.index: link for link in view.links}
+        self.read: set[int] = set()  # bridges whose table was read
+        self.by_mac: dict[tuple[int, str], list[FdbEntry]] = {}
+        for entry in view.fdb:
+            if entry.master is not None:  # the bridge's own table (NTF_MASTER)
+                self.read.add(entry.master)
+                self.by_mac.setdefault((entry.master, entry.mac), []).append(entry)
 
 
 def _is_local(entry: FdbEntry) -> bool:
@@ -97,11 +106,14 @@ def _is_local(entry: FdbEntry) -> bool:
 
 def classify_one(mac: str, peer: Link, bridge: Link, view: NsView) -> FdbStatus | None:
     """Where ``bridge`` (in ``view``) has learned ``mac``, relative to port ``peer``."""
-    entries = _bridge_entries(view, bridge.index)
-    if not entries:
+    return _classify(mac, peer, bridge, _Tables(view))
+
+
+def _classify(mac: str, peer: Link, bridge: Link, tables: _Tables) -> FdbStatus | None:
+    if bridge.index not in tables.read:
         return None  # FDB not read (every read bridge has local entries)
-    names = {link.index: link.name for link in view.links}
-    found = [e for e in entries if e.mac == mac]
+    names = tables.names
+    found = tables.by_mac.get((bridge.index, mac), [])
     vlans = tuple(sorted({e.vlan for e in found if e.vlan is not None}))
     base = FdbStatus(FdbState.NOT_LEARNED, bridge.name, peer.name, mac, vlans=vlans)
     local = [e for e in found if _is_local(e)]
@@ -139,6 +151,7 @@ def _bridge_port(row: Row) -> tuple[Link, NsKey] | None:
 def classify(report: Report, rows: Iterable[Row] | None = None) -> dict[RowKey, FdbStatus]:
     """An FDB verdict for every row whose peer is a Linux bridge port and whose bridge was read."""
     views = {view.ns.key: view for view in report.snapshot.views}
+    tables: dict[NsKey, _Tables] = {}
     verdicts: dict[RowKey, FdbStatus] = {}
     for row in report.rows if rows is None else rows:
         port = _bridge_port(row)
@@ -146,13 +159,14 @@ def classify(report: Report, rows: Iterable[Row] | None = None) -> dict[RowKey, 
             continue
         peer, key = port
         view = views.get(key)
-        if view is None:
+        if view is None or not view.fdb:
             continue
-        bridge = next((link for link in view.links if link.index == peer.master), None)
+        table = tables.get(key) or tables.setdefault(key, _Tables(view))
+        bridge = table.links.get(peer.master) if peer.master is not None else None
         mac = row.end.link.mac
         if bridge is None or bridge.kind != "bridge" or mac is None:
             continue
-        verdict = classify_one(mac, peer, bridge, view)
+        verdict = _classify(mac, peer, bridge, table)
         if verdict is not None:
             verdicts[row_key(row)] = verdict
     return verdicts

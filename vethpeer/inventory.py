@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from dataclasses import replace
 
 from .correlate import correlate
 from .model import Report, SourceResult, SourceState, SourceStatus
 from .netns import discover
 from .sources import Context, Options, Source, all_sources
-from .walk import snapshot
+from .walk import peer_namespace, snapshot
 
 GRACE = 0.5  # seconds a source may overrun its own timeout before it is abandoned
 
@@ -46,16 +47,28 @@ def gather(
     fdb: bool = False,
     sources: list[Source] | None = None,
     debug: bool = False,
+    host_ifname: str | None = None,
 ) -> Report:
+    """Everything, or with ``host_ifname`` only the host and that link's peer namespace.
+
+    The focused walk is for `which vethXXXX`; if the peer cannot be located quickly
+    it falls back to the full walk.
+    """
     options = options or Options()
     discovery = discover()
+    walked = discovery
+    if host_ifname is not None:
+        peer = peer_namespace(discovery, host_ifname)
+        if peer is not None:
+            keep = {discovery.host, peer}
+            walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
     context = Context(discovery.host, discovery.namespaces, options)
     chosen = all_sources() if sources is None else sources
     inline = [s for s in chosen if s.name == "kernel"]  # cheap: no thread
     workers = [_Worker(s, context, debug) for s in chosen if s.name != "kernel"]
     for worker in workers:
         worker.start()
-    snap = snapshot(discovery, fdb=fdb)
+    snap = snapshot(walked, fdb=fdb)
     results = [_run(s, context, debug) for s in inline]
     deadline = time.monotonic() + options.timeout + GRACE
     for worker in workers:

@@ -110,13 +110,39 @@ def _cstr(data: bytes, start: int, stop: int) -> str:
     return data[start:stop].split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+_LINK_ATTRS = frozenset(
+    {
+        IFLA_IFNAME,
+        IFLA_ADDRESS,
+        IFLA_MTU,
+        IFLA_LINK,
+        IFLA_MASTER,
+        IFLA_OPERSTATE,
+        IFLA_LINK_NETNSID,
+        IFLA_LINKINFO,
+    }
+)
+
+
 def parse_link(data: bytes, offset: int, end: int) -> Link:
     _family, _type, index, flags, _change = _IFINFO.unpack_from(data, offset)
     name = ""
     kind = slave_kind = mac = brport_state = None
     mtu = master = link = link_netnsid = None
     operstate = "unknown"
-    for attr, start, stop in _attrs(data, offset + _IFINFO.size, end):
+    # A flat loop, not _attrs(): a link carries ~50 attributes and only 8 matter here.
+    unpack = _NLA.unpack_from
+    wanted = _LINK_ATTRS
+    pos = offset + _IFINFO.size
+    while pos + 4 <= end:
+        length, attr = unpack(data, pos)
+        if length < 4:
+            break
+        start, stop = pos + 4, pos + length
+        pos += (length + 3) & ~3
+        attr &= NLA_F_MASK
+        if attr not in wanted:
+            continue
         if attr == IFLA_IFNAME:
             name = _cstr(data, start, stop)
         elif attr == IFLA_ADDRESS:
@@ -242,6 +268,25 @@ class RtnlSocket:
                 yield rtype, data, body, end
             if not flags & NLM_F_DUMP:
                 return
+
+    def link(self, name: str) -> Link | None:
+        """One link by name (a single RTM_GETLINK, no dump); None if there is none."""
+        raw = name.encode() + b"\0"
+        padded = raw + b"\0" * (-len(raw) % 4)
+        payload = (
+            _IFINFO.pack(0, 0, 0, 0, 0)
+            + _NLA.pack(4 + len(raw), IFLA_IFNAME)
+            + padded
+            + _NLA.pack(8, IFLA_EXT_MASK)
+            + _U32.pack(RTEXT_FILTER_SKIP_STATS)
+        )
+        try:
+            for rtype, data, body, end in self._request(RTM_GETLINK, NLM_F_REQUEST, payload):
+                if rtype == RTM_NEWLINK:
+                    return parse_link(data, body, end)
+        except NetlinkError:  # ENODEV
+            return None
+        return None
 
     def links(self) -> list[Link]:
         payload = (

@@ -7,17 +7,17 @@ cli's gathering (privilege check, sources, --strict) through the ``gather`` call
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .errors import ExitStatus
-from .model import Report
 
-Gather = Callable[..., Report]  # cli._gather(args, fdb=...)
+if TYPE_CHECKING:
+    from .model import Report
+
+Gather = Callable[..., "Report"]  # cli._gather(args, fdb=...)
 SCHEMA_VERSION = 1
 
 
@@ -85,10 +85,14 @@ def doctor(args: argparse.Namespace, out: TextIO, gather: Gather) -> ExitStatus:
     holders = nsfacts.fd_holders(orphans, report.snapshot.host.dev) if orphans else {}
     diagnosis = doc.diagnose(report, rows, facts, holders)
     if args.output == "json":
+        import json
+
+        from .output import generated_at
+
         data: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "vethpeer_version": __version__,
-            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "generated_at": generated_at(),
             "sources": [
                 {"name": s.name, "status": s.state.value, "detail": s.detail} for s in report.sources
             ],
@@ -97,7 +101,7 @@ def doctor(args: argparse.Namespace, out: TextIO, gather: Gather) -> ExitStatus:
             "findings": [doc.finding_json(f) for f in diagnosis.findings],
             "summary": doc.summary(diagnosis),
         }
-        json.dump(data, out, indent=2)
+        out.write(json.dumps(data, indent=2))
         out.write("\n")
     else:
         doc.write_text(diagnosis, out)

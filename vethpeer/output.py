@@ -100,7 +100,7 @@ def report_json(report: Report, rows: Sequence[Row] | None = None) -> dict[str, 
     return {
         "schema_version": SCHEMA_VERSION,
         "vethpeer_version": __version__,
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": generated_at(),
         "host_netns": {"inode": snap.host.ino, "dev": snap.host.dev, "found_via": snap.host_found_via},
         "sources": [{"name": s.name, "status": s.state.value, "detail": s.detail} for s in report.sources],
         "namespaces": {
@@ -128,9 +128,19 @@ def _with_fdb(report: Report, rows: Sequence[Row]) -> list[dict[str, Any]]:
     return entries
 
 
+def generated_at() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def dumps(document: dict[str, Any], out: TextIO) -> str:
+    """Indented for people on a terminal; compact (and C-encoded, much faster) for programs."""
+    if out.isatty():
+        return json.dumps(document, indent=2)
+    return json.dumps(document, separators=(",", ":"))
+
+
 def write_json(report: Report, out: TextIO, rows: Sequence[Row] | None = None) -> None:
-    json.dump(report_json(report, rows), out, indent=2)
-    out.write("\n")
+    out.write(dumps(report_json(report, rows), out) + "\n")
 
 
 # ---------------------------------------------------------------- tables

@@ -178,3 +178,49 @@ def snapshot(discovery: Discovery, *, fdb: bool = False) -> Snapshot:
         vanished_pids=discovery.vanished_pids,
         host_found_via=discovery.host_found_via,
     )
+
+
+def peer_namespace(discovery: Discovery, host_ifname: str) -> NsKey | None:
+    """The namespace on the other side of a host link, for `which vethXXXX` without a full walk.
+
+    One RTM_GETLINK for the link, then the host's socket is asked which nsid it gives each
+    namespace until one equals the link's IFLA_LINK_NETNSID (RTM_GETNSID allocates nothing).
+    None when the link is not there, has no peer elsewhere, or no namespace matches: the
+    caller then walks everything.
+    """
+    host_ns = next((ns for ns in discovery.namespaces if ns.key == discovery.host), None)
+    if host_ns is None:
+        return None
+    home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        host_fd = open_namespace(host_ns)
+        try:
+            with inside(host_fd, home_fd):
+                sock = RtnlSocket()
+        finally:
+            os.close(host_fd)
+    except (OSError, NamespaceGone):
+        os.close(home_fd)
+        return None
+    try:
+        link = sock.link(host_ifname)
+        if link is None or link.link_netnsid is None:
+            return None
+        for ns in discovery.namespaces:
+            if ns.key == discovery.host:
+                continue
+            try:
+                fd = open_namespace(ns)
+            except NamespaceGone:
+                continue
+            try:
+                if sock.nsid_of(fd) == link.link_netnsid:
+                    return ns.key
+            except NetlinkError:
+                continue
+            finally:
+                os.close(fd)
+        return None
+    finally:
+        sock.close()
+        os.close(home_fd)

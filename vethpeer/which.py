@@ -21,7 +21,7 @@ from .model import NsKey, Report, Row, Workload
 from .netns import key_of
 
 _MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
-_ID_PREFIX = re.compile(r"^[0-9a-f]{3,64}$")
+_ID_PREFIX = re.compile(r"^[0-9a-f]{1,64}$")  # any unique prefix, as the docker CLI accepts
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,8 +193,13 @@ def test_host_network(client: Any, containers: dict[str, Any]) -> None:
     assert plain.stdout.splitlines() == [
         f"docker/{name} shares the host network namespace: it has no veth of its own"
     ]
+    # -q has no veth to print: not-found (3), so `tcpdump -i "$(vethpeer which -q X)"` stops early.
     quiet = which("-q", name)
-    assert (quiet.returncode, quiet.stdout) == (0, "")
+    assert (quiet.returncode, quiet.stdout) == (3, "")
+    assert (
+        quiet.stderr.strip()
+        == f"vethpeer: {name} has no host-side veth (it shares the host network namespace)"
+    )
 
 
 def test_container_network_mode_shares_one_namespace(client: Any, containers: dict[str, Any]) -> None:
@@ -220,7 +225,8 @@ def test_network_none_loopback_only(client: Any, containers: dict[str, Any]) -> 
     assert [r["ifname"] for r in rows] == ["lo"]
     assert rows[0]["peer"] is None and rows[0]["unresolved_peer"] is None
     quiet = which("-q", name)
-    assert (quiet.returncode, quiet.stdout) == (0, "")
+    assert (quiet.returncode, quiet.stdout) == (3, "")
+    assert quiet.stderr.strip() == f"vethpeer: {name} has no host-side veth (no peer is in the host)"
 
 
 def test_back_to_back_containers_get_their_own_veths(client: Any, containers: dict[str, Any]) -> None:

@@ -17,8 +17,8 @@ from vethpeer.model import (
     Workload,
     WorkloadKind,
 )
-from vethpeer.sources.kernel import KernelNames
 from vethpeer.sources import Context
+from vethpeer.sources.kernel import KernelNames
 
 HOST = NsKey(4, 1000)
 LO = Link(1, "lo", mac="00:00:00:00:00:00")
@@ -39,8 +39,17 @@ def kernel_names(snapshot: Snapshot) -> SourceResult:
 
 
 def veth(index: int, name: str, peer: int, nsid: int | None = None, master: int | None = None) -> Link:
-    return Link(index, name, kind="veth", mac=f"02:00:00:00:{index >> 8:02x}:{index & 255:02x}",
-                mtu=1500, operstate="up", link=peer, link_netnsid=nsid, master=master)
+    return Link(
+        index,
+        name,
+        kind="veth",
+        mac=f"02:00:00:00:{index >> 8:02x}:{index & 255:02x}",
+        mtu=1500,
+        operstate="up",
+        link=peer,
+        link_netnsid=nsid,
+        master=master,
+    )
 
 
 def test_fifty_pods_with_the_same_eth0_ifindex_each_get_their_own_host_veth() -> None:
@@ -77,20 +86,28 @@ def test_pair_between_two_non_host_namespaces_appears_from_both_sides() -> None:
         NsView(ns(HOST.ino), (LO,)),
     )
     report = correlate(Snapshot(HOST, views), [kernel_names(Snapshot(HOST, views))])
-    pairs = {(r.end.workload.label, r.end.link.name, r.peer.workload.label, r.peer.link.name)
-             for r in report.rows if r.peer}
+    pairs = {
+        (r.end.workload.label, r.end.link.name, r.peer.workload.label, r.peer.link.name)
+        for r in report.rows
+        if r.peer
+    }
     assert pairs == {("netns/a", "x0", "netns/b", "y0"), ("netns/b", "y0", "netns/a", "x0")}
 
 
 def test_both_ends_in_the_host_are_two_host_rows_and_host_veths_with_workload_peers_are_not_rows() -> None:
     pod = ns(2001, names=("p",))
     views = (
-        NsView(ns(HOST.ino), (LO, veth(10, "a", peer=11), veth(11, "b", peer=10), veth(12, "vethp", 2, 0)),
-               {0: pod.key}),
+        NsView(
+            ns(HOST.ino),
+            (LO, veth(10, "a", peer=11), veth(11, "b", peer=10), veth(12, "vethp", 2, 0)),
+            {0: pod.key},
+        ),
         NsView(pod, (LO, veth(2, "eth0", peer=12, nsid=0)), {0: HOST}),
     )
     report = correlate(Snapshot(HOST, views), [])
-    names = [(r.end.workload.label, r.end.link.name, r.peer.link.name if r.peer else None) for r in report.rows]
+    names = [
+        (r.end.workload.label, r.end.link.name, r.peer.link.name if r.peer else None) for r in report.rows
+    ]
     assert names == [("net:[2001]", "eth0", "vethp"), ("host", "a", "b"), ("host", "b", "a")]
 
 
@@ -99,7 +116,8 @@ def test_both_ends_in_one_non_host_namespace() -> None:
     views = (NsView(only, (LO, veth(2, "v0", peer=3), veth(3, "v1", peer=2))), NsView(ns(HOST.ino), (LO,)))
     report = correlate(Snapshot(HOST, views), [])
     assert [(r.end.link.name, r.peer.link.name if r.peer else None) for r in report.rows] == [
-        ("v0", "v1"), ("v1", "v0"),
+        ("v0", "v1"),
+        ("v1", "v0"),
     ]
 
 
