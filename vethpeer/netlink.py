@@ -75,6 +75,7 @@ NETNSA_FD = 3
 NLA_F_MASK = 0x3FFF  # strips NLA_F_NESTED / NLA_F_NET_BYTEORDER
 AF_BRIDGE = 7
 IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
 IFF_LOWER_UP = 0x10000
 
 OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
@@ -124,6 +125,31 @@ _LINK_ATTRS = frozenset(
 )
 
 
+def _parse_loopback(data: bytes, halves: memoryview, index: int, flags: int, pos: int, end: int) -> Link:
+    """A loopback device has no kind, master, peer or MAC: its first few attributes are all
+    there is to know, so the other ~35 are not walked (one per namespace adds up)."""
+    name, operstate, mtu = "", "unknown", None
+    missing = 3
+    while pos + 4 <= end and missing:
+        length = halves[pos >> 1]
+        if length < 4:
+            break
+        attr = halves[(pos >> 1) + 1] & NLA_F_MASK
+        start, stop = pos + 4, pos + length
+        pos += (length + 3) & ~3
+        if attr == IFLA_IFNAME:
+            name = _cstr(data, start, stop)
+        elif attr == IFLA_MTU:
+            mtu = _U32.unpack_from(data, start)[0]
+        elif attr == IFLA_OPERSTATE:
+            value = data[start]
+            operstate = OPERSTATES[value] if value < len(OPERSTATES) else str(value)
+        else:
+            continue
+        missing -= 1
+    return Link(index=index, name=name, flags=flags, mac="00:00:00:00:00:00", mtu=mtu, operstate=operstate)
+
+
 def parse_link(data: bytes, offset: int, end: int) -> Link:
     _family, _type, index, flags, _change = _IFINFO.unpack_from(data, offset)
     name = ""
@@ -131,16 +157,19 @@ def parse_link(data: bytes, offset: int, end: int) -> Link:
     mtu = master = link = link_netnsid = None
     operstate = "unknown"
     # A flat loop, not _attrs(): a link carries ~50 attributes and only 8 matter here.
-    unpack = _NLA.unpack_from
+    # Attribute headers are 4-aligned (u16 length, u16 type): read them as halfwords.
+    halves = memoryview(data).cast("H")
+    if flags & IFF_LOOPBACK:
+        return _parse_loopback(data, halves, index, flags, offset + _IFINFO.size, end)
     wanted = _LINK_ATTRS
     pos = offset + _IFINFO.size
     while pos + 4 <= end:
-        length, attr = unpack(data, pos)
+        length = halves[pos >> 1]
         if length < 4:
             break
+        attr = halves[(pos >> 1) + 1] & NLA_F_MASK
         start, stop = pos + 4, pos + length
         pos += (length + 3) & ~3
-        attr &= NLA_F_MASK
         if attr not in wanted:
             continue
         if attr == IFLA_IFNAME:
@@ -166,9 +195,10 @@ def parse_link(data: bytes, offset: int, end: int) -> Link:
                     slave_kind = _cstr(data, istart, istop)
                 elif info == IFLA_INFO_SLAVE_DATA:
                     for sattr, sstart, _sstop in _attrs(data, istart, istop):
-                        if sattr == IFLA_BRPORT_STATE:
+                        if sattr == IFLA_BRPORT_STATE:  # the first of ~40 port attributes
                             value = data[sstart]
                             brport_state = BRPORT_STATES[value] if value < len(BRPORT_STATES) else str(value)
+                            break
     if link is None and link_netnsid is not None:
         # The kernel omits IFLA_LINK when it equals the device's own ifindex, which
         # happens across namespaces: eth0 (ifindex 2) whose peer is ifindex 2 elsewhere.

@@ -51,11 +51,23 @@ def netns_json(ns: Namespace) -> dict[str, Any]:
     }
 
 
-def _end_json(end: End) -> dict[str, Any]:
+_Memo = dict[int, dict[str, Any]]
+
+
+def _end_json(end: End, memo: _Memo | None = None) -> dict[str, Any]:
+    """One end; with ``memo``, the workload and netns objects are built once per report
+    (the host's appear on a thousand rows). The encoder writes shared dicts like any other."""
     link = end.link
+    if memo is None:
+        workload, netns = workload_json(end.workload), netns_json(end.ns)
+    else:
+        workload = memo.get(id(end.workload)) or memo.setdefault(
+            id(end.workload), workload_json(end.workload)
+        )
+        netns = memo.get(id(end.ns)) or memo.setdefault(id(end.ns), netns_json(end.ns))
     return {
-        "workload": workload_json(end.workload),
-        "netns": netns_json(end.ns),
+        "workload": workload,
+        "netns": netns,
         "ifname": link.name,
         "ifindex": link.index,
         "kind": link.kind,
@@ -67,11 +79,11 @@ def _end_json(end: End) -> dict[str, Any]:
     }
 
 
-def row_json(row: Row) -> dict[str, Any]:
-    entry = _end_json(row.end)
+def row_json(row: Row, memo: _Memo | None = None) -> dict[str, Any]:
+    entry = _end_json(row.end, memo)
     entry["peer"] = None
     if row.peer is not None and row.relation is not None:
-        entry["peer"] = {"relation": row.relation.value, **_end_json(row.peer)}
+        entry["peer"] = {"relation": row.relation.value, **_end_json(row.peer, memo)}
     entry["unresolved_peer"] = None
     if row.unresolved is not None:
         entry["unresolved_peer"] = {
@@ -120,8 +132,9 @@ def _with_fdb(report: Report, rows: Sequence[Row]) -> list[dict[str, Any]]:
 
     verdicts = classify(report, rows)
     entries = []
+    memo: _Memo = {}
     for row in rows:
-        entry = row_json(row)
+        entry = row_json(row, memo)
         verdict = verdicts.get(row_key(row))
         entry["fdb"] = verdict.as_json() if verdict is not None else None
         entries.append(entry)
@@ -289,10 +302,14 @@ def _rich_table(header: list[str], table: list[list[str]], out: TextIO, *, color
     from rich.console import Console
     from rich.table import Table
 
+    # Never shorten a name to fit the terminal ("veth1a…" is no answer): the table is as
+    # wide as its content needs, and a narrow terminal wraps lines, as with kubectl.
+    natural = sum(max(len(h), *(len(r[i]) for r in table)) + 3 for i, h in enumerate(header))
     console = Console(file=out, no_color=not color, highlight=False, soft_wrap=False)
+    console.width = max(console.width, natural)
     t = Table(box=box.SIMPLE_HEAD, header_style="bold" if color else "", pad_edge=False)
     for name in header:
-        t.add_column(name, no_wrap=name in ("IF", "PEER", "MAC"))
+        t.add_column(name, no_wrap=True)
     for cells in table:
         t.add_row(*cells)
     console.print(t)
