@@ -56,19 +56,20 @@ def gather(
     """
     options = options or Options()
     discovery = discover()
-    walked = discovery
+    walked, host_links = discovery, None
     if host_ifname is not None:
         peer = peer_namespace(discovery, host_ifname)
         if peer is not None:
             keep = {discovery.host, peer}
             walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
+            host_links = (host_ifname,)
     context = Context(discovery.host, discovery.namespaces, options)
     chosen = all_sources() if sources is None else sources
     inline = [s for s in chosen if s.name == "kernel"]  # cheap: no thread
     workers = [_Worker(s, context, debug) for s in chosen if s.name != "kernel"]
     for worker in workers:
         worker.start()
-    snap = snapshot(walked, fdb=fdb)
+    snap = snapshot(walked, fdb=fdb, host_links=host_links)
     results = [_run(s, context, debug) for s in inline]
     deadline = time.monotonic() + options.timeout + GRACE
     for worker in workers:

@@ -299,14 +299,15 @@ class RtnlSocket:
             if not flags & NLM_F_DUMP:
                 return
 
-    def link(self, name: str) -> Link | None:
-        """One link by name (a single RTM_GETLINK, no dump); None if there is none."""
-        raw = name.encode() + b"\0"
-        padded = raw + b"\0" * (-len(raw) % 4)
+    def link(self, name: str | None = None, index: int = 0) -> Link | None:
+        """One link by name or ifindex (a single RTM_GETLINK, no dump); None if there is none."""
+        attrs = b""
+        if name is not None:
+            raw = name.encode() + b"\0"
+            attrs = _NLA.pack(4 + len(raw), IFLA_IFNAME) + raw + b"\0" * (-len(raw) % 4)
         payload = (
-            _IFINFO.pack(0, 0, 0, 0, 0)
-            + _NLA.pack(4 + len(raw), IFLA_IFNAME)
-            + padded
+            _IFINFO.pack(0, 0, index, 0, 0)
+            + attrs
             + _NLA.pack(8, IFLA_EXT_MASK)
             + _U32.pack(RTEXT_FILTER_SKIP_STATS)
         )

@@ -23,7 +23,7 @@ An nsid that none of this resolves stays unresolved; the correlator reports it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 
 from .errors import NamespaceGone
@@ -62,7 +62,15 @@ def _with_addresses(links: Iterable[Link], sock: RtnlSocket) -> tuple[Link, ...]
     )
 
 
-def _read(ns: Namespace, home_fd: int, fdb: bool) -> _Open:
+def _some_links(sock: RtnlSocket, names: Collection[str]) -> list[Link]:
+    """Only the named links and their masters: for `which vethXXXX`, not a dump of the host."""
+    found = [link for link in map(sock.link, names) if link is not None]
+    masters = {link.master for link in found if link.master} - {link.index for link in found}
+    found += [link for link in (sock.link(index=i) for i in sorted(masters)) if link is not None]
+    return found
+
+
+def _read(ns: Namespace, home_fd: int, fdb: bool, only: Collection[str] | None = None) -> _Open:
     fd = open_namespace(ns)
     try:
         with inside(fd, home_fd):
@@ -71,7 +79,8 @@ def _read(ns: Namespace, home_fd: int, fdb: bool) -> _Open:
         os.close(fd)
         raise
     try:
-        opened = _Open(ns, fd, sock, _with_addresses(sock.links(), sock))
+        links = sock.links() if only is None else _some_links(sock, only)
+        opened = _Open(ns, fd, sock, _with_addresses(links, sock))
         if fdb and any(link.kind == "bridge" for link in opened.links):
             opened.fdb = tuple(sock.fdb())
     except OSError:
@@ -139,8 +148,13 @@ def _verify_candidates(opened: dict[NsKey, _Open]) -> None:
                     break
 
 
-def snapshot(discovery: Discovery, *, fdb: bool = False) -> Snapshot:
-    """Read every discovered namespace. A namespace that vanishes meanwhile is a view with an error."""
+def snapshot(
+    discovery: Discovery, *, fdb: bool = False, host_links: Collection[str] | None = None
+) -> Snapshot:
+    """Read every discovered namespace. A namespace that vanishes meanwhile is a view with an error.
+
+    ``host_links``: read only these host links (and their bridges), not the whole host.
+    """
     raise_fd_limit(2 * len(discovery.namespaces) + 64)
     home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     opened: dict[NsKey, _Open] = {}
@@ -148,7 +162,7 @@ def snapshot(discovery: Discovery, *, fdb: bool = False) -> Snapshot:
     try:
         for ns in discovery.namespaces:
             try:
-                opened[ns.key] = _read(ns, home_fd, fdb)
+                opened[ns.key] = _read(ns, home_fd, fdb, host_links if ns.key == discovery.host else None)
             except NamespaceGone as gone:
                 failed.append(NsView(ns, error=str(gone)))
             except OSError as error:
