@@ -1,0 +1,190 @@
+"""Every exit path of the CLI, without root: one line on stderr, the documented code, no traceback."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from vethpeer import cli, output
+from vethpeer.correlate import correlate
+from vethpeer.errors import Ambiguous, ExitStatus, NoPrivilege, NotFound, SourceFailed, UsageError
+from vethpeer.model import (
+    Claim,
+    Link,
+    Namespace,
+    NsKey,
+    NsView,
+    Snapshot,
+    SourceResult,
+    SourceState,
+    SourceStatus,
+    Workload,
+    WorkloadKind,
+)
+from vethpeer.which import resolve
+
+HOST = NsKey(4, 1)
+
+
+def _fail_with(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    def boom(argv: object = None, out: object = None) -> ExitStatus:
+        raise error
+
+    monkeypatch.setattr(cli, "run", boom)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (UsageError("bad"), ExitStatus.USAGE),
+        (NotFound("nothing named 'x'"), ExitStatus.NOT_FOUND),
+        (Ambiguous("'a' matches 2 workloads", ["docker/a1", "docker/a2"]), ExitStatus.AMBIGUOUS),
+        (NoPrivilege("missing CAP_SYS_ADMIN"), ExitStatus.NO_PRIVILEGE),
+        (SourceFailed("docker: timeout"), ExitStatus.SOURCE_FAILED),
+        (KeyboardInterrupt(), ExitStatus.INTERRUPTED),
+        (RuntimeError("a bug"), ExitStatus.ERROR),
+    ],
+)
+def test_each_outcome_is_one_line_and_its_code(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: BaseException,
+    status: ExitStatus,
+) -> None:
+    _fail_with(monkeypatch, error)
+    assert cli.main(["table"]) == status
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("vethpeer: ")
+    assert "Traceback" not in err
+
+
+def test_ambiguous_lists_the_candidates(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fail_with(monkeypatch, Ambiguous("'a' matches 2 workloads", ["docker/a1", "docker/a2"]))
+    cli.main(["which", "a"])
+    assert "candidates: docker/a1, docker/a2" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fail_with(monkeypatch, RuntimeError("a bug"))
+    with pytest.raises(RuntimeError):
+        cli.main(["--debug", "table"])
+
+
+def test_usage_errors_from_argparse(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["table", "-o", "yaml"]) == ExitStatus.USAGE
+    assert cli.main(["which"]) == ExitStatus.USAGE
+    assert cli.main(["nosuchcommand"]) == ExitStatus.USAGE
+    assert cli.main(["--timeout", "0", "table"]) in (ExitStatus.USAGE, ExitStatus.NO_PRIVILEGE)
+    for line in capsys.readouterr().err.splitlines():
+        assert line.startswith("vethpeer: ")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("vethpeer ")
+
+
+# ---------------------------------------------------------------- which, on a hand-built report
+
+
+def _report() -> tuple[Snapshot, list[SourceResult]]:
+    lo = Link(1, "lo", mac="00:00:00:00:00:00")
+    host_links = [lo, Link(3, "br0", kind="bridge", mac="02:00:00:00:00:03")]
+    views = []
+    claims = []
+    for i, (name, ns_name) in enumerate([("web", "shop"), ("web", "blog"), ("db", "shop")]):
+        key = NsKey(4, 100 + i)
+        host_links.append(
+            Link(
+                10 + i, f"veth{i}", kind="veth", mac=f"02:00:00:00:01:0{i}", master=3, link=2, link_netnsid=i
+            )
+        )
+        eth0 = Link(
+            2,
+            "eth0",
+            kind="veth",
+            mac=f"02:00:00:00:02:0{i}",
+            link=10 + i,
+            link_netnsid=0,
+            addresses=(f"10.0.0.{i + 2}/24",),
+        )
+        views.append(NsView(Namespace(key, mounts=(f"/run/netns/cni-{i}",)), (lo, eth0), {0: HOST}))
+        pod = Workload(WorkloadKind.POD, name, id=f"abc{i}0000", namespace=ns_name, source="cri")
+        claims.append(Claim(key, pod, 40))
+    views.append(
+        NsView(Namespace(HOST, is_host=True), tuple(host_links), {i: NsKey(4, 100 + i) for i in range(3)})
+    )
+    snapshot = Snapshot(HOST, tuple(views))
+    return snapshot, [SourceResult(SourceStatus("cri", SourceState.OK), tuple(claims))]
+
+
+def test_which_targets() -> None:
+    report = correlate(*_report())
+    assert [r.end.workload.label for r in resolve(report, "10.0.0.3").rows] == ["pod/blog/web"]
+    assert [r.peer.link.name for r in resolve(report, "02:00:00:00:02:02").rows if r.peer] == ["veth2"]
+    assert [r.end.workload.label for r in resolve(report, "veth0").rows] == ["pod/shop/web"]
+    assert [r.end.workload.label for r in resolve(report, "shop/web").rows] == ["pod/shop/web"]
+    assert [r.end.workload.label for r in resolve(report, "pod/web", namespace="blog").rows] == [
+        "pod/blog/web"
+    ]
+    assert [r.end.workload.label for r in resolve(report, "db").rows] == ["pod/shop/db"]
+    assert [r.end.workload.label for r in resolve(report, "abc2").rows] == ["pod/shop/db"]
+    assert [r.end.workload.label for r in resolve(report, "cni-1").rows] == ["pod/blog/web"]
+    with pytest.raises(Ambiguous) as many:
+        resolve(report, "web")
+    assert many.value.candidates == ["pod/blog/web", "pod/shop/web"]
+    with pytest.raises(Ambiguous):
+        resolve(report, "abc")  # a prefix of all three sandbox IDs
+    with pytest.raises(NotFound):
+        resolve(report, "10.9.9.9")
+    with pytest.raises(NotFound):
+        resolve(report, "br0")  # a host interface, but nothing behind it
+    with pytest.raises(NotFound):
+        resolve(report, "nope")
+
+
+def test_json_contract_fields() -> None:
+    report = correlate(*_report())
+    out = io.StringIO()
+    output.write_json(report, out)
+    data = json.loads(out.getvalue())
+    assert data["schema_version"] == 1
+    assert {"vethpeer_version", "generated_at", "sources", "interfaces", "workloads"} <= data.keys()
+    entry = data["interfaces"][0]
+    assert {
+        "workload",
+        "netns",
+        "ifname",
+        "ifindex",
+        "kind",
+        "mac",
+        "mtu",
+        "state",
+        "addresses",
+        "master",
+        "peer",
+        "unresolved_peer",
+    } <= entry.keys()
+    assert {"kind", "name", "id"} <= entry["workload"].keys()
+    assert {"inode", "names"} <= entry["netns"].keys()
+    assert {"relation", "netns", "ifname", "ifindex", "mac", "master", "workload"} <= entry["peer"].keys()
+    assert entry["peer"]["relation"] == "veth" and entry["peer"]["master"] == "br0"
+
+
+def test_plain_table_when_not_a_tty() -> None:
+    report = correlate(*_report())
+    out = io.StringIO()
+    output.write_table(report, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:3] == ["NAMESPACE", "POD", "IF"] or lines[0].split()[:2] == [
+        "NAMESPACE",
+        "WORKLOAD",
+    ]
+    assert "\x1b[" not in out.getvalue()
+    assert len(lines) == 4
