@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .model import FdbEntry, Link
+
+T = TypeVar("T")
 
 # nlmsghdr and message types (linux/netlink.h, linux/rtnetlink.h)
 _NLMSG = struct.Struct("=IHHII")
@@ -123,31 +126,7 @@ _LINK_ATTRS = frozenset(
         IFLA_LINKINFO,
     }
 )
-
-
-def _parse_loopback(data: bytes, halves: memoryview, index: int, flags: int, pos: int, end: int) -> Link:
-    """A loopback device has no kind, master, peer or MAC: its first few attributes are all
-    there is to know, so the other ~35 are not walked (one per namespace adds up)."""
-    name, operstate, mtu = "", "unknown", None
-    missing = 3
-    while pos + 4 <= end and missing:
-        length = halves[pos >> 1]
-        if length < 4:
-            break
-        attr = halves[(pos >> 1) + 1] & NLA_F_MASK
-        start, stop = pos + 4, pos + length
-        pos += (length + 3) & ~3
-        if attr == IFLA_IFNAME:
-            name = _cstr(data, start, stop)
-        elif attr == IFLA_MTU:
-            mtu = _U32.unpack_from(data, start)[0]
-        elif attr == IFLA_OPERSTATE:
-            value = data[start]
-            operstate = OPERSTATES[value] if value < len(OPERSTATES) else str(value)
-        else:
-            continue
-        missing -= 1
-    return Link(index=index, name=name, flags=flags, mac="00:00:00:00:00:00", mtu=mtu, operstate=operstate)
+_LOOPBACK_ATTRS = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE})
 
 
 def parse_link(data: bytes, offset: int, end: int) -> Link:
@@ -159,9 +138,11 @@ def parse_link(data: bytes, offset: int, end: int) -> Link:
     # A flat loop, not _attrs(): a link carries ~50 attributes and only 8 matter here.
     # Attribute headers are 4-aligned (u16 length, u16 type): read them as halfwords.
     halves = memoryview(data).cast("H")
-    if flags & IFF_LOOPBACK:
-        return _parse_loopback(data, halves, index, flags, offset + _IFINFO.size, end)
-    wanted = _LINK_ATTRS
+    # A loopback device has no kind, master, peer or MAC: once its name, MTU and state are
+    # read, the other ~35 attributes are not walked (one lo per namespace adds up).
+    loopback = bool(flags & IFF_LOOPBACK)
+    wanted = _LOOPBACK_ATTRS if loopback else _LINK_ATTRS
+    left = len(wanted)
     pos = offset + _IFINFO.size
     while pos + 4 <= end:
         length = halves[pos >> 1]
@@ -199,6 +180,12 @@ def parse_link(data: bytes, offset: int, end: int) -> Link:
                             value = data[sstart]
                             brport_state = BRPORT_STATES[value] if value < len(BRPORT_STATES) else str(value)
                             break
+        if loopback:
+            left -= 1
+            if not left:
+                break
+    if loopback:
+        mac = mac or "00:00:00:00:00:00"
     if link is None and link_netnsid is not None:
         # The kernel omits IFLA_LINK when it equals the device's own ifindex, which
         # happens across namespaces: eth0 (ifindex 2) whose peer is ifindex 2 elsewhere.
@@ -319,33 +306,28 @@ class RtnlSocket:
             return None
         return None
 
+    def _dump(
+        self, msg_type: int, reply_type: int, payload: bytes, parse: Callable[[bytes, int, int], T | None]
+    ) -> list[T]:
+        """A dump request, each reply of ``reply_type`` parsed; replies the parser rejects dropped."""
+        found = (
+            parse(data, body, end)
+            for rtype, data, body, end in self._request(msg_type, NLM_F_REQUEST | NLM_F_DUMP, payload)
+            if rtype == reply_type
+        )
+        return [item for item in found if item is not None]
+
     def links(self) -> list[Link]:
         payload = (
             _IFINFO.pack(0, 0, 0, 0, 0) + _NLA.pack(8, IFLA_EXT_MASK) + _U32.pack(RTEXT_FILTER_SKIP_STATS)
         )
-        return [
-            parse_link(data, body, end)
-            for rtype, data, body, end in self._request(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, payload)
-            if rtype == RTM_NEWLINK
-        ]
+        return self._dump(RTM_GETLINK, RTM_NEWLINK, payload, parse_link)
 
     def addresses(self) -> list[RawAddress]:
-        payload = _IFADDR.pack(0, 0, 0, 0, 0)
-        found = (
-            parse_address(data, body, end)
-            for rtype, data, body, end in self._request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, payload)
-            if rtype == RTM_NEWADDR
-        )
-        return [address for address in found if address is not None]
+        return self._dump(RTM_GETADDR, RTM_NEWADDR, _IFADDR.pack(0, 0, 0, 0, 0), parse_address)
 
     def fdb(self) -> list[FdbEntry]:
-        payload = _NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0)
-        found = (
-            parse_fdb(data, body, end)
-            for rtype, data, body, end in self._request(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, payload)
-            if rtype == RTM_NEWNEIGH
-        )
-        return [entry for entry in found if entry is not None]
+        return self._dump(RTM_GETNEIGH, RTM_NEWNEIGH, _NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0), parse_fdb)
 
     def nsid_of(self, ns_fd: int) -> int | None:
         """The nsid this socket's namespace has assigned to the namespace behind ns_fd.
@@ -367,23 +349,13 @@ class RtnlSocket:
 
     def routes(self, family: int = socket.AF_UNSPEC) -> list[Route]:
         """Every route of every table (RTM_GETROUTE dump), IPv4 and IPv6 unless ``family`` says."""
-        payload = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-        found = (
-            parse_route(data, body, end)
-            for rtype, data, body, end in self._request(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, payload)
-            if rtype == RTM_NEWROUTE
+        return self._dump(
+            RTM_GETROUTE, RTM_NEWROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), parse_route
         )
-        return [route for route in found if route is not None]
 
     def neighbours(self, family: int = socket.AF_UNSPEC) -> list[Neighbour]:
         """The ARP / NDP tables (RTM_GETNEIGH dump of AF_INET and AF_INET6)."""
-        payload = _NDMSG.pack(family, 0, 0, 0, 0)
-        found = (
-            parse_neighbour(data, body, end)
-            for rtype, data, body, end in self._request(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, payload)
-            if rtype == RTM_NEWNEIGH
-        )
-        return [n for n in found if n is not None]
+        return self._dump(RTM_GETNEIGH, RTM_NEWNEIGH, _NDMSG.pack(family, 0, 0, 0, 0), parse_neighbour)
 
 
 # rtmsg and RTA_* (linux/rtnetlink.h), for routes()
