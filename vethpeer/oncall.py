@@ -11,14 +11,12 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import __version__
 from .errors import ExitStatus
 
 if TYPE_CHECKING:
     from .model import Report
 
 Gather = Callable[..., "Report"]  # cli._gather(args, fdb=...)
-SCHEMA_VERSION = 1
 
 
 def add_commands(
@@ -87,15 +85,10 @@ def doctor(args: argparse.Namespace, out: TextIO, gather: Gather) -> ExitStatus:
     if args.output == "json":
         import json
 
-        from .output import generated_at
+        from .output import header
 
         data: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "vethpeer_version": __version__,
-            "generated_at": generated_at(),
-            "sources": [
-                {"name": s.name, "status": s.state.value, "detail": s.detail} for s in report.sources
-            ],
+            **header(report),
             "checked": {"interfaces": diagnosis.interfaces, "namespaces": diagnosis.namespaces},
             "not_checked": list(diagnosis.skipped),
             "findings": [doc.finding_json(f) for f in diagnosis.findings],

@@ -110,11 +110,8 @@ def report_json(report: Report, rows: Sequence[Row] | None = None) -> dict[str, 
         for w in report.host_network
     ]
     return {
-        "schema_version": SCHEMA_VERSION,
-        "vethpeer_version": __version__,
-        "generated_at": generated_at(),
+        **header(report),
         "host_netns": {"inode": snap.host.ino, "dev": snap.host.dev, "found_via": snap.host_found_via},
-        "sources": [{"name": s.name, "status": s.state.value, "detail": s.detail} for s in report.sources],
         "namespaces": {
             "read": sum(1 for v in snap.views if not v.error),
             "unreadable": [{"inode": v.ns.key.ino, "reason": v.error} for v in snap.views if v.error],
@@ -141,8 +138,14 @@ def _with_fdb(report: Report, rows: Sequence[Row]) -> list[dict[str, Any]]:
     return entries
 
 
-def generated_at() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def header(report: Report) -> dict[str, Any]:
+    """What every JSON document of vethpeer starts with (`table`, `which`, `doctor`)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "vethpeer_version": __version__,
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sources": [{"name": s.name, "status": s.state.value, "detail": s.detail} for s in report.sources],
+    }
 
 
 def dumps(document: dict[str, Any], out: TextIO) -> str:

@@ -70,14 +70,19 @@ def _some_links(sock: RtnlSocket, names: Collection[str]) -> list[Link]:
     return found
 
 
-def _read(ns: Namespace, home_fd: int, fdb: bool, only: Collection[str] | None = None) -> _Open:
+def _socket_in(ns: Namespace, home_fd: int) -> tuple[int, RtnlSocket]:
+    """An fd on the namespace and a netlink socket that answers for it (made inside, used from home)."""
     fd = open_namespace(ns)
     try:
         with inside(fd, home_fd):
-            sock = RtnlSocket()
+            return fd, RtnlSocket()
     except OSError:
         os.close(fd)
         raise
+
+
+def _read(ns: Namespace, home_fd: int, fdb: bool, only: Collection[str] | None = None) -> _Open:
+    fd, sock = _socket_in(ns, home_fd)
     try:
         links = sock.links() if only is None else _some_links(sock, only)
         opened = _Open(ns, fd, sock, _with_addresses(links, sock))
@@ -207,15 +212,12 @@ def peer_namespace(discovery: Discovery, host_ifname: str) -> NsKey | None:
         return None
     home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        host_fd = open_namespace(host_ns)
-        try:
-            with inside(host_fd, home_fd):
-                sock = RtnlSocket()
-        finally:
-            os.close(host_fd)
+        host_fd, sock = _socket_in(host_ns, home_fd)
     except (OSError, NamespaceGone):
-        os.close(home_fd)
         return None
+    finally:
+        os.close(home_fd)
+    os.close(host_fd)
     try:
         link = sock.link(host_ifname)
         if link is None or link.link_netnsid is None:
@@ -237,4 +239,3 @@ def peer_namespace(discovery: Discovery, host_ifname: str) -> NsKey | None:
         return None
     finally:
         sock.close()
-        os.close(home_fd)
