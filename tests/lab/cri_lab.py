@@ -60,6 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.lab.common import busybox_rootfs_tar, pid_alive
+
 PREFIX = "vpk"
 CONTAINERD = "/usr/bin/containerd"
 CTR = "/usr/bin/ctr"
@@ -82,30 +84,6 @@ class CriLabError(RuntimeError):
 # ----------------------------------------------------------------------------- image
 
 
-def _rootfs_tar(busybox: str = BUSYBOX) -> bytes:
-    """A reproducible rootfs: /bin/busybox with applet links, /etc, /proc, /sys, /dev, /tmp."""
-    listed = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
-    applets = sorted({a for a in listed.stdout.split() if a and "/" not in a} - {"busybox"})
-    if "sleep" not in applets:
-        raise CriLabError(f"{busybox} has no 'sleep' applet")
-    binary = Path(busybox).read_bytes()
-    buf = io.BytesIO()
-    mtime = 946684800  # fixed: the tar and so the image digest are reproducible
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in ("bin", "etc", "proc", "sys", "dev", "tmp", "run"):
-            info = tarfile.TarInfo(name)
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, mtime
-            tar.addfile(info)
-        info = tarfile.TarInfo("bin/busybox")
-        info.size, info.mode, info.mtime = len(binary), 0o755, mtime
-        tar.addfile(info, io.BytesIO(binary))
-        for applet in applets:
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type, info.linkname, info.mode, info.mtime = tarfile.SYMTYPE, "busybox", 0o777, mtime
-            tar.addfile(info)
-    return buf.getvalue()
-
-
 def _goarch() -> str:
     machine = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le"}.get(
@@ -118,7 +96,7 @@ def build_pause_image(dest: str, ref: str = IMAGE) -> str:
 
     The entrypoint is ``sleep`` for ~68 years: what a pause container needs to do.
     """
-    layer = _rootfs_tar()
+    layer = busybox_rootfs_tar(BUSYBOX, ("sleep",))
     layer_gz = gzip.compress(layer, mtime=0)
     config = {
         "architecture": _goarch(),
@@ -170,23 +148,13 @@ def build_pause_image(dest: str, ref: str = IMAGE) -> str:
 # ------------------------------------------------------------------------ containerd
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.05)
-    return not _pid_alive(pid)
+    return not pid_alive(pid)
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -54,13 +54,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
-import io
 import json
 import os
 import signal
 import socket
 import subprocess
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -68,6 +66,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from tests.lab.common import busybox_rootfs_tar, pid_alive
 
 SOCKET_PATH = "/var/run/docker.sock"
 DOCKERD = "/usr/sbin/dockerd"
@@ -116,16 +116,6 @@ def docker_ping(socket_path: str = SOCKET_PATH, timeout: float = 1.0) -> bool:
         return False
     status = data.split(b"\r\n", 1)[0].split()
     return len(status) >= 2 and status[1] == b"200"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _children_of(pid: int) -> list[int]:
@@ -279,7 +269,7 @@ class DockerDaemon:
                     os.kill(child, signal.SIGKILL)
         # dockerd's containerd child exits with it; give it a moment to be reaped.
         deadline = time.monotonic() + 5
-        while any(_pid_alive(c) for c in children) and time.monotonic() < deadline:
+        while any(pid_alive(c) for c in children) and time.monotonic() < deadline:
             time.sleep(0.05)
         self._proc = None
         _remove_stale_netns_files()
@@ -326,48 +316,8 @@ def docker_client(socket_path: str = SOCKET_PATH, timeout: int = 60) -> DockerCl
 
 
 def make_rootfs_tar(busybox: str = BUSYBOX) -> bytes:
-    """Deterministic rootfs tar: ``/bin/busybox``, a symlink per applet, a few dirs."""
-    binary = Path(busybox).read_bytes()
-    listed = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
-    applets = sorted({a for a in listed.stdout.split() if a and "/" not in a} - {"busybox"})
-    for needed in ("sh", "sleep", "ip", "cat", "ls", "ping", "ifconfig", "nsenter"):
-        if needed not in applets:
-            raise DockerLabError(f"{busybox} has no '{needed}' applet")
-    mtime = 946684800  # fixed (2000-01-01) so the tar, and its hash, are reproducible
-    buf = io.BytesIO()
-
-    def add(
-        tar: tarfile.TarFile,
-        name: str,
-        kind: bytes,
-        mode: int,
-        data: bytes = b"",
-        target: str = "",
-    ) -> None:
-        info = tarfile.TarInfo(name)
-        info.type, info.mode, info.mtime = kind, mode, mtime
-        info.uid = info.gid = 0
-        info.uname = info.gname = "root"
-        info.linkname = target
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data) if data else None)
-
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for d in ("bin", "dev", "etc", "proc", "root", "sys", "usr", "var", "run"):
-            add(tar, d, tarfile.DIRTYPE, 0o755)
-        add(tar, "tmp", tarfile.DIRTYPE, 0o1777)
-        add(tar, "bin/busybox", tarfile.REGTYPE, 0o755, binary)
-        for applet in applets:
-            add(tar, f"bin/{applet}", tarfile.SYMTYPE, 0o777, target="busybox")
-        add(
-            tar,
-            "etc/passwd",
-            tarfile.REGTYPE,
-            0o644,
-            b"root:x:0:0:root:/root:/bin/sh\n",
-        )
-        add(tar, "etc/group", tarfile.REGTYPE, 0o644, b"root:x:0:\n")
-    return buf.getvalue()
+    """The test image's rootfs: busybox with the applets the tests run inside containers."""
+    return busybox_rootfs_tar(busybox, ("sh", "sleep", "ip", "cat", "ls", "ping", "ifconfig", "nsenter"))
 
 
 def ensure_image(client: DockerClient, tag: str = TEST_IMAGE, busybox: str = BUSYBOX) -> str:

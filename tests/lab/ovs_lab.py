@@ -50,6 +50,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from tests.lab.common import pid_alive
+
 __all__ = [
     "OvsLab",
     "OvsUnavailable",
@@ -127,15 +129,6 @@ def ovsdb_transact(
                     if isinstance(res, dict) and "error" in res:
                         raise OvsdbError(f"{res['error']}: {res.get('details', '')}")
                 return results
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    # state is the first field after "(comm)"; a zombie is already dead
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _pid_is(pid: int, exe_name: str) -> bool:
@@ -263,7 +256,7 @@ class OvsLab:
 
     @property
     def running(self) -> bool:
-        return any(_pid_alive(p) for p in self.pids.values())
+        return any(pid_alive(p) for p in self.pids.values())
 
     # -- teardown ----------------------------------------------------------
     def stop(self, timeout: float = 10.0) -> None:
@@ -272,15 +265,15 @@ class OvsLab:
             pid = self.pids.get(name)
             if pid is None:
                 continue
-            if _pid_alive(pid) and _pid_is(pid, name):
+            if pid_alive(pid) and _pid_is(pid, name):
                 os.kill(pid, signal.SIGTERM)
                 deadline = time.monotonic() + timeout
-                while _pid_alive(pid) and time.monotonic() < deadline:
+                while pid_alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.05)
-                if _pid_alive(pid) and _pid_is(pid, name):
+                if pid_alive(pid) and _pid_is(pid, name):
                     os.kill(pid, signal.SIGKILL)
                     deadline = time.monotonic() + timeout
-                    while _pid_alive(pid) and time.monotonic() < deadline:
+                    while pid_alive(pid) and time.monotonic() < deadline:
                         time.sleep(0.05)
             del self.pids[name]
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests import contract
 from vethpeer import cli, output
 from vethpeer.correlate import correlate
 from vethpeer.errors import Ambiguous, ExitStatus, NoPrivilege, NotFound, SourceFailed, UsageError
@@ -155,25 +156,12 @@ def test_json_contract_fields() -> None:
     output.write_json(report, out)
     data = json.loads(out.getvalue())
     assert data["schema_version"] == 1
-    assert {"vethpeer_version", "generated_at", "sources", "interfaces", "workloads"} <= data.keys()
+    assert contract.TOP_FIELDS | {"workloads"} <= data.keys()
     entry = data["interfaces"][0]
-    assert {
-        "workload",
-        "netns",
-        "ifname",
-        "ifindex",
-        "kind",
-        "mac",
-        "mtu",
-        "state",
-        "addresses",
-        "master",
-        "peer",
-        "unresolved_peer",
-    } <= entry.keys()
-    assert {"kind", "name", "id"} <= entry["workload"].keys()
-    assert {"inode", "names"} <= entry["netns"].keys()
-    assert {"relation", "netns", "ifname", "ifindex", "mac", "master", "workload"} <= entry["peer"].keys()
+    assert entry.keys() >= contract.INTERFACE_FIELDS
+    assert entry["workload"].keys() >= contract.WORKLOAD_FIELDS
+    assert entry["netns"].keys() >= contract.NETNS_FIELDS
+    assert entry["peer"].keys() >= contract.PEER_FIELDS
     assert entry["peer"]["relation"] == "veth" and entry["peer"]["master"] == "br0"
 
 

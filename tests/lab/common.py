@@ -1,0 +1,57 @@
+"""What every lab needs: is a process still alive, and a busybox rootfs to make images from."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+
+BUSYBOX = "/bin/busybox"  # Debian's busybox-static
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (a zombie has already exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # the state follows "(comm)"
+
+
+def busybox_rootfs_tar(busybox: str = BUSYBOX, needed: Iterable[str] = ("sleep",)) -> bytes:
+    """Deterministic rootfs tar: ``/bin/busybox``, a symlink per applet, a few dirs.
+
+    Fixed mtimes and owners, so the tar (and an image digest made from it) is reproducible.
+    """
+    binary = Path(busybox).read_bytes()
+    listed = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
+    applets = sorted({a for a in listed.stdout.split() if a and "/" not in a} - {"busybox"})
+    for applet in needed:
+        if applet not in applets:
+            raise RuntimeError(f"{busybox} has no '{applet}' applet")
+    mtime = 946684800  # 2000-01-01
+    buf = io.BytesIO()
+
+    def add(
+        tar: tarfile.TarFile, name: str, kind: bytes, mode: int, data: bytes = b"", target: str = ""
+    ) -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.mode, info.mtime = kind, mode, mtime
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.linkname = target
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data) if data else None)
+
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for d in ("bin", "dev", "etc", "proc", "root", "sys", "usr", "var", "run"):
+            add(tar, d, tarfile.DIRTYPE, 0o755)
+        add(tar, "tmp", tarfile.DIRTYPE, 0o1777)
+        add(tar, "bin/busybox", tarfile.REGTYPE, 0o755, binary)
+        for applet in applets:
+            add(tar, f"bin/{applet}", tarfile.SYMTYPE, 0o777, target="busybox")
+        add(tar, "etc/passwd", tarfile.REGTYPE, 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
+        add(tar, "etc/group", tarfile.REGTYPE, 0o644, b"root:x:0:\n")
+    return buf.getvalue()
