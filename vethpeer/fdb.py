@@ -87,10 +87,9 @@ def row_key(row: Row) -> RowKey:
 
 
 class _Tables:
-    """One namespace's FDB indexed once: (bridge ifindex, MAC) -> entries, and link names."""
+    """One namespace's FDB indexed once: (bridge ifindex, MAC) -> entries; its links by ifindex."""
 
     def __init__(self, view: NsView) -> None:
-        self.names = {link.index: link.name for link in view.links}
         self.links = {link.index: link for link in view.links}
         self.read: set[int] = set()  # bridges whose table was read
         self.by_mac: dict[tuple[int, str], list[FdbEntry]] = {}
@@ -98,6 +97,10 @@ class _Tables:
             if entry.master is not None:  # the bridge's own table (NTF_MASTER)
                 self.read.add(entry.master)
                 self.by_mac.setdefault((entry.master, entry.mac), []).append(entry)
+
+    def name(self, index: int) -> str:
+        link = self.links.get(index)
+        return link.name if link is not None else f"if{index}"
 
 
 def _is_local(entry: FdbEntry) -> bool:
@@ -112,19 +115,18 @@ def classify_one(mac: str, peer: Link, bridge: Link, view: NsView) -> FdbStatus 
 def _classify(mac: str, peer: Link, bridge: Link, tables: _Tables) -> FdbStatus | None:
     if bridge.index not in tables.read:
         return None  # FDB not read (every read bridge has local entries)
-    names = tables.names
     found = tables.by_mac.get((bridge.index, mac), [])
     vlans = tuple(sorted({e.vlan for e in found if e.vlan is not None}))
     base = FdbStatus(FdbState.NOT_LEARNED, bridge.name, peer.name, mac, vlans=vlans)
     local = [e for e in found if _is_local(e)]
     if local:
-        where = names.get(local[0].port, f"if{local[0].port}")
+        where = tables.name(local[0].port)
         return _with(base, FdbState.ELSEWHERE, where, local=True)
     here = [e for e in found if e.port == peer.index]
     if here:
         return _with(base, FdbState.LEARNED, peer.name, static=all(e.state & NUD_NOARP for e in here))
     if found:
-        return _with(base, FdbState.ELSEWHERE, names.get(found[0].port, f"if{found[0].port}"))
+        return _with(base, FdbState.ELSEWHERE, tables.name(found[0].port))
     return base
 
 
@@ -207,15 +209,14 @@ def duplicates(report: Report, rows: Iterable[Row] | None = None) -> list[Duplic
         ports.add(peer.name)
         members.append(row)
     for key, view in views.items():
-        names = {link.index: link.name for link in view.links}
-        by_mac: dict[tuple[int, str], set[int]] = {}
-        for entry in view.fdb:
-            if entry.master is not None and not _is_local(entry) and entry.port != entry.master:
-                by_mac.setdefault((entry.master, entry.mac), set()).add(entry.port)
-        for (bridge, mac), port_indexes in by_mac.items():
+        if not view.fdb:
+            continue
+        table = _Tables(view)
+        for (bridge, mac), entries in table.by_mac.items():
+            port_indexes = {e.port for e in entries if not _is_local(e) and e.port != bridge}
             if len(port_indexes) > 1:
                 ports, _members = groups.setdefault((key, bridge, mac), (set(), []))
-                ports.update(names.get(p, f"if{p}") for p in port_indexes)
+                ports.update(table.name(p) for p in port_indexes)
     found = []
     for (key, bridge, mac), (ports, members) in sorted(groups.items(), key=lambda item: item[0][2]):
         if len(ports) < 2:
