@@ -34,11 +34,12 @@ class Namespace:
     @property
     def netns_names(self) -> tuple[str, ...]:
         """Names that `ip netns` knows this namespace by."""
-        return tuple(
-            path.rsplit("/", 1)[1]
-            for path in self.mounts
-            if path.startswith(("/run/netns/", "/var/run/netns/"))
-        )
+        names = []
+        for path in self.mounts:  # /run/netns/NAME, or /proc/1/root/run/netns/NAME from a container
+            head, _, name = path.rpartition("/")
+            if head.endswith("/run/netns"):
+                names.append(name)
+        return tuple(names)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,12 @@ namespaces of processes (``/proc/PID/ns/net``), and nsfs bind mounts with no
 process inside (``ip netns``, Docker, CNI, podman), read from
 ``/proc/self/mountinfo``. They are merged on (st_dev, st_ino).
 
+Inside a container (a DaemonSet pod with hostPID) our own mount table is the
+container's: the node's bind mounts are listed in PID 1's (``/proc/1/mountinfo``)
+and reached through ``/proc/1/root``. Both tables are read when they differ.
+Everything is read below one procfs root (``proc``), so tests can point discovery
+at a recorded tree.
+
 Processes vanish and some refuse us (PID 1 can be protected even from root):
 both are counted, never raised.
 """
@@ -22,7 +28,6 @@ from .errors import NamespaceGone, NoPrivilege
 from .model import Namespace, NsKey
 
 CLONE_NEWNET = 0x40000000
-_PROC = "/proc"
 
 
 def key_of(path: str) -> NsKey:
@@ -65,46 +70,72 @@ class Discovery:
     vanished_pids: int
 
 
-def _host_key() -> tuple[NsKey, str]:
+def _host_key(proc: str) -> tuple[NsKey, str]:
     """The initial network namespace.
 
     PID 1 is in it, but PID 1 may refuse even root (EACCES). Kernel threads
     always live in the initial namespace: kthreadd (PID 2) serves when it is one.
     """
     try:
-        return key_of("/proc/1/ns/net"), "pid 1"
+        return key_of(f"{proc}/1/ns/net"), "pid 1"
     except PermissionError:
         pass
     try:
-        with open("/proc/2/stat", encoding="ascii", errors="replace") as stat:
+        with open(f"{proc}/2/stat", encoding="ascii", errors="replace") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
         is_kthreadd = fields[1] == "0" and int(fields[6]) & 0x00200000  # ppid 0, PF_KTHREAD
         if is_kthreadd:
-            return key_of("/proc/2/ns/net"), "kthreadd (pid 2)"
+            return key_of(f"{proc}/2/ns/net"), "kthreadd (pid 2)"
     except (OSError, IndexError, ValueError):
         pass
-    raise NoPrivilege("cannot read the host's network namespace (/proc/1/ns/net)")
+    raise NoPrivilege(f"cannot read the host's network namespace ({proc}/1/ns/net)")
 
 
-def _comm(pid: int) -> str | None:
+def _comm(pid: int, proc: str) -> str | None:
     try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as comm:
+        with open(f"{proc}/{pid}/comm", encoding="utf-8", errors="replace") as comm:
             return comm.read().rstrip("\n")
     except OSError:
         return None
 
 
-def discover() -> Discovery:
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def mount_tables(proc: str) -> list[tuple[str, str]]:
+    """(mountinfo text, prefix that reaches its paths from here): ours, and the node's if it differs.
+
+    PID 1's table is read only when PID 1 is in another mount namespace (we run in a
+    container that sees the node's processes) and it lets us.
+    """
+    tables = [(_read(f"{proc}/self/mountinfo") or "", "")]
+    try:
+        other = os.stat(f"{proc}/1/ns/mnt").st_ino != os.stat(f"{proc}/self/ns/mnt").st_ino
+    except OSError:
+        other = False
+    if other:
+        node = _read(f"{proc}/1/mountinfo")
+        if node is not None:
+            tables.append((node, f"{proc}/1/root"))
+    return tables
+
+
+def discover(proc: str = "/proc") -> Discovery:
     """Find every network namespace visible from here."""
-    host, via = _host_key()
+    host, via = _host_key(proc)
     pids: dict[NsKey, list[int]] = {host: []}
     unreadable = vanished = 0
-    for entry in os.scandir(_PROC):
+    for entry in os.scandir(proc):
         name = entry.name
         if not name.isdigit():
             continue
         try:
-            st = os.stat(f"/proc/{name}/ns/net")
+            st = os.stat(f"{proc}/{name}/ns/net")
         except PermissionError:
             unreadable += 1
             continue
@@ -114,12 +145,14 @@ def discover() -> Discovery:
         pids.setdefault(NsKey(st.st_dev, st.st_ino), []).append(int(name))
 
     mounts: dict[NsKey, list[str]] = {}
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for path in nsfs_mounts(f.read()):
+    for text, prefix in mount_tables(proc):
+        for path in nsfs_mounts(text):
             try:
-                mounts.setdefault(key_of(path), []).append(path)
-            except OSError:  # unmounted since
+                found = mounts.setdefault(key_of(prefix + path), [])
+            except OSError:  # unmounted since, or not reachable from here
                 continue
+            if prefix + path not in found:
+                found.append(prefix + path)
 
     namespaces = []
     for key in sorted(pids.keys() | mounts.keys()):
@@ -130,15 +163,15 @@ def discover() -> Discovery:
                 is_host=key == host,
                 mounts=tuple(sorted(mounts.get(key, ()))),
                 pids=tuple(members),
-                comm=_comm(members[0]) if members and key != host else None,
+                comm=_comm(members[0], proc) if members and key != host else None,
             )
         )
     return Discovery(host, via, tuple(namespaces), unreadable, vanished)
 
 
-def open_namespace(ns: Namespace) -> int:
+def open_namespace(ns: Namespace, proc: str = "/proc") -> int:
     """An O_RDONLY fd on the namespace, checked to be the same one (no PID reuse race)."""
-    candidates = [*ns.mounts, *(f"/proc/{pid}/ns/net" for pid in ns.pids)]
+    candidates = [*ns.mounts, *(f"{proc}/{pid}/ns/net" for pid in ns.pids)]
     for path in candidates:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -163,6 +196,21 @@ def setns(fd: int) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno))
+
+
+def home_fd(proc: str = "/proc") -> int:
+    """An fd on the calling thread's own network namespace, to come back to after setns."""
+    return os.open(f"{proc}/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+@contextmanager
+def home_namespace(proc: str = "/proc") -> Iterator[int]:
+    """The calling thread's namespace fd for the duration of the body (closed afterwards)."""
+    fd = home_fd(proc)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 @contextmanager

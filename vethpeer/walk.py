@@ -5,31 +5,22 @@ NETLINK_ROUTE socket (a socket answers for the namespace it was created in), the
 comes back; everything else is asked through that socket from home. Nothing is
 created or changed, and no process is forked.
 
-IFLA_LINK_NETNSID values are only meaningful in the namespace that reported them,
-so each one is turned into a namespace identity (:class:`NsKey`) here:
-
-1. every namespace asks "what nsid do you give the host?" (RTM_GETNSID, which,
-   unlike a link dump, never allocates one) — that resolves every pod/container
-   whose peer is in the host;
-2. veth pairs are symmetric: once the pod end's peer is *verified* to be host
-   ifindex L, host link L's own nsid must mean the pod's namespace — derived,
-   not guessed, and only accepted when L points back at the pod end;
-3. whatever is left (peers between two non-host namespaces, macvlan parents in
-   another namespace) is verified with RTM_GETNSID against the candidates the
-   pairs suggest, and at worst against every namespace.
-An nsid that none of this resolves stays unresolved; the correlator reports it.
+Links are dumped first (a dump allocates nsids as a side effect), then each
+IFLA_LINK_NETNSID is turned into a namespace identity by :func:`vethpeer.nsids.resolve`,
+which asks the kernel (RTM_GETNSID) through the sockets opened here.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
+from . import nsids
 from .errors import NamespaceGone
 from .model import FdbEntry, Link, Namespace, NsKey, NsView, Snapshot
 from .netlink import NetlinkError, RtnlSocket
-from .netns import Discovery, inside, open_namespace, raise_fd_limit
+from .netns import Discovery, home_namespace, inside, open_namespace, raise_fd_limit
 
 
 @dataclass(slots=True)
@@ -41,15 +32,6 @@ class _Open:
     sock: RtnlSocket
     links: tuple[Link, ...] = ()
     fdb: tuple[FdbEntry, ...] = ()
-    nsids: dict[int, NsKey] = field(default_factory=dict)
-
-    def wanted(self) -> set[int]:
-        """nsids used by this namespace's links that are not resolved yet."""
-        return {
-            link.link_netnsid
-            for link in self.links
-            if link.link_netnsid is not None and link.link_netnsid not in self.nsids
-        }
 
 
 def _with_addresses(links: Iterable[Link], sock: RtnlSocket) -> tuple[Link, ...]:
@@ -70,9 +52,9 @@ def _some_links(sock: RtnlSocket, names: Collection[str]) -> list[Link]:
     return found
 
 
-def _socket_in(ns: Namespace, home_fd: int) -> tuple[int, RtnlSocket]:
+def _socket_in(ns: Namespace, home_fd: int, proc: str = "/proc") -> tuple[int, RtnlSocket]:
     """An fd on the namespace and a netlink socket that answers for it (made inside, used from home)."""
-    fd = open_namespace(ns)
+    fd = open_namespace(ns, proc)
     try:
         with inside(fd, home_fd):
             return fd, RtnlSocket()
@@ -81,8 +63,10 @@ def _socket_in(ns: Namespace, home_fd: int) -> tuple[int, RtnlSocket]:
         raise
 
 
-def _read(ns: Namespace, home_fd: int, fdb: bool, only: Collection[str] | None = None) -> _Open:
-    fd, sock = _socket_in(ns, home_fd)
+def _read(
+    ns: Namespace, home_fd: int, fdb: bool, only: Collection[str] | None = None, proc: str = "/proc"
+) -> _Open:
+    fd, sock = _socket_in(ns, home_fd, proc)
     try:
         links = sock.links() if only is None else _some_links(sock, only)
         opened = _Open(ns, fd, sock, _with_addresses(links, sock))
@@ -95,99 +79,50 @@ def _read(ns: Namespace, home_fd: int, fdb: bool, only: Collection[str] | None =
     return opened
 
 
-def _ask(observer: _Open, target: _Open) -> None:
-    """Record the nsid ``observer`` gives ``target``, if it has one."""
-    try:
-        nsid = observer.sock.nsid_of(target.fd)
-    except NetlinkError:
-        return
-    if nsid is not None:
-        observer.nsids.setdefault(nsid, target.ns.key)
-
-
-def _derive_from_pairs(opened: dict[NsKey, _Open]) -> bool:
-    """Step 2: a verified pair end tells the other end what its nsid means."""
-    index = {key: {link.index: link for link in o.links} for key, o in opened.items()}
-    learned = False
-    for key, o in opened.items():
-        for link in o.links:
-            if link.kind not in ("veth", "netkit") or link.link is None:
-                continue
-            where = key if link.link_netnsid is None else o.nsids.get(link.link_netnsid)
-            if where is None or where not in opened:
-                continue
-            other = index[where].get(link.link)
-            if (
-                other is None
-                or other.link != link.index
-                or other.link_netnsid is None
-                or other.link_netnsid in opened[where].nsids
-            ):
-                continue
-            opened[where].nsids[other.link_netnsid] = key
-            learned = True
-    return learned
-
-
-def _verify_candidates(opened: dict[NsKey, _Open]) -> None:
-    """Step 3: ask the kernel about the namespaces the links suggest, then about all."""
-    by_index: dict[int, list[tuple[NsKey, Link]]] = {}
-    for key, o in opened.items():
-        for link in o.links:
-            if link.link is not None and link.link_netnsid is not None:
-                by_index.setdefault(link.index, []).append((key, link))
-    for key, o in opened.items():
-        if not o.wanted():
-            continue
-        for link in o.links:
-            if link.link_netnsid is None or link.link_netnsid in o.nsids or link.link is None:
-                continue
-            for other_key, other in by_index.get(link.link, ()):
-                if other_key != key and other.link == link.index:
-                    _ask(o, opened[other_key])
-        if o.wanted():  # parents of macvlans, odd topologies: one exhaustive pass
-            for other_key, other_open in opened.items():
-                if other_key != key and other_key not in o.nsids.values():
-                    _ask(o, other_open)
-                if not o.wanted():
-                    break
-
-
 def snapshot(
-    discovery: Discovery, *, fdb: bool = False, host_links: Collection[str] | None = None
+    discovery: Discovery,
+    *,
+    fdb: bool = False,
+    host_links: Collection[str] | None = None,
+    proc: str = "/proc",
 ) -> Snapshot:
     """Read every discovered namespace. A namespace that vanishes meanwhile is a view with an error.
 
     ``host_links``: read only these host links (and their bridges), not the whole host.
     """
     raise_fd_limit(2 * len(discovery.namespaces) + 64)
-    home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    with home_namespace(proc) as home_fd:
+        return _snapshot(discovery, home_fd, fdb, host_links, proc)
+
+
+def _snapshot(
+    discovery: Discovery, home_fd: int, fdb: bool, host_links: Collection[str] | None, proc: str
+) -> Snapshot:
     opened: dict[NsKey, _Open] = {}
     failed: list[NsView] = []
     try:
         for ns in discovery.namespaces:
             try:
-                opened[ns.key] = _read(ns, home_fd, fdb, host_links if ns.key == discovery.host else None)
+                only = host_links if ns.key == discovery.host else None
+                opened[ns.key] = _read(ns, home_fd, fdb, only, proc)
             except NamespaceGone as gone:
                 failed.append(NsView(ns, error=str(gone)))
             except OSError as error:
                 failed.append(NsView(ns, error=f"cannot read: {error.strerror or error}"))
 
-        host = opened.get(discovery.host)
-        if host is not None:
-            for key, o in opened.items():
-                if key != discovery.host and o.wanted():
-                    _ask(o, host)
-        while _derive_from_pairs(opened):
-            pass
-        _verify_candidates(opened)
+        def ask(observer: NsKey, target: NsKey) -> int | None:
+            try:
+                return opened[observer].sock.nsid_of(opened[target].fd)
+            except NetlinkError:
+                return None
 
-        views = [NsView(o.ns, o.links, dict(o.nsids), o.fdb) for o in opened.values()]
+        links = {key: o.links for key, o in opened.items()}
+        resolved = nsids.resolve(links, discovery.host, ask)
+        views = [NsView(o.ns, o.links, resolved[key], o.fdb) for key, o in opened.items()]
     finally:
         for o in opened.values():
             o.sock.close()
             os.close(o.fd)
-        os.close(home_fd)
     views.extend(failed)
     views.sort(key=lambda view: view.ns.key)
     return Snapshot(
@@ -199,7 +134,7 @@ def snapshot(
     )
 
 
-def peer_namespace(discovery: Discovery, host_ifname: str) -> NsKey | None:
+def peer_namespace(discovery: Discovery, host_ifname: str, proc: str = "/proc") -> NsKey | None:
     """The namespace on the other side of a host link, for `which vethXXXX` without a full walk.
 
     One RTM_GETLINK for the link, then the host's socket is asked which nsid it gives each
@@ -210,13 +145,11 @@ def peer_namespace(discovery: Discovery, host_ifname: str) -> NsKey | None:
     host_ns = next((ns for ns in discovery.namespaces if ns.key == discovery.host), None)
     if host_ns is None:
         return None
-    home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        host_fd, sock = _socket_in(host_ns, home_fd)
+        with home_namespace(proc) as home_fd:
+            host_fd, sock = _socket_in(host_ns, home_fd, proc)
     except (OSError, NamespaceGone):
         return None
-    finally:
-        os.close(home_fd)
     os.close(host_fd)
     try:
         link = sock.link(host_ifname)
@@ -226,7 +159,7 @@ def peer_namespace(discovery: Discovery, host_ifname: str) -> NsKey | None:
             if ns.key == discovery.host:
                 continue
             try:
-                fd = open_namespace(ns)
+                fd = open_namespace(ns, proc)
             except NamespaceGone:
                 continue
             try:

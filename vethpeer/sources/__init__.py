@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..model import Namespace, NsKey, SourceResult
 
@@ -25,7 +26,8 @@ PRIORITY_PROCESS = 10  # only a process holds it
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    """What the command line asked the sources for."""
+    """What the command line asked the sources for. ``timeout`` is each source's deadline:
+    the time it may take in all, whatever number of calls it makes."""
 
     timeout: float = 3.0
     docker_host: str | None = None  # None: DOCKER_HOST or the default socket
@@ -34,13 +36,45 @@ class Options:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+T = TypeVar("T")
+
+
+class RunMemo:
+    """Work that several sources of one run need, done once: the first caller computes it,
+    the others (in other threads) wait for that answer. It lives on the run's Context,
+    so nothing outlives the run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[str, Future[Any]] = {}
+
+    def once(self, key: str, compute: Callable[[], T], wait: float | None = None) -> T:
+        """``compute()`` once per key; raises TimeoutError if another thread's took over ``wait``."""
+        with self._lock:
+            future = self._futures.get(key)
+            owner = future is None
+            if future is None:
+                future = self._futures[key] = Future()
+        if owner:
+            try:
+                future.set_result(compute())
+            except BaseException as error:
+                future.set_exception(error)
+                raise
+        result: T = future.result(timeout=wait)
+        return result
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a source may look at: the namespaces discovered, and the options."""
+    """What a source may look at: the namespaces discovered, the options, the procfs root,
+    and the run's memo (work shared between sources)."""
 
     host: NsKey
     namespaces: tuple[Namespace, ...]
     options: Options = Options()
+    proc: str = "/proc"
+    memo: RunMemo = field(default_factory=RunMemo, compare=False)
 
     def by_key(self) -> dict[NsKey, Namespace]:
         return {ns.key: ns for ns in self.namespaces}

@@ -15,13 +15,11 @@ reaches the network through tap devices, so it does not "share" the host's.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
-from .. import cgroup
-from ..model import Claim, Namespace, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
+from .. import cgroup_path as cgroup
+from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import PRIORITY_CGROUP, Context
 
 
@@ -33,32 +31,29 @@ class Member:
     identity: cgroup.Identity
 
 
-def members(pids: Iterable[int]) -> list[Member]:
+def members(pids: Iterable[int], proc: str = "/proc") -> list[Member]:
     """The processes among ``pids`` that run in a container; vanished ones are skipped."""
     found = []
     for pid in pids:
-        identity = cgroup.of_pid(pid)
+        identity = cgroup.of_pid(pid, proc)
         if identity is not None:
             found.append(Member(pid, identity))
     return found
 
 
-_SCAN_LOCK = threading.Lock()
+def scan(context: Context) -> dict[NsKey, tuple[Member, ...]]:
+    """Container processes of every namespace, read once per run.
 
-
-@lru_cache(maxsize=2)
-def _scan(namespaces: tuple[Namespace, ...]) -> dict[NsKey, tuple[Member, ...]]:
-    return {ns.key: tuple(found) for ns in namespaces if (found := members(ns.pids))}
-
-
-def scan(namespaces: tuple[Namespace, ...]) -> dict[NsKey, tuple[Member, ...]]:
-    """Container processes of every namespace, read once per discovery.
-
-    The cgroup and docker sources both need it and run at the same time: the second
-    one waits for the first one's answer rather than reading /proc again.
+    The cgroup, docker, cri and kube sources all need it and run at the same time: the
+    first one reads /proc, the others wait for its answer (the run's memo).
     """
-    with _SCAN_LOCK:
-        return _scan(namespaces)
+
+    def read() -> dict[NsKey, tuple[Member, ...]]:
+        return {
+            ns.key: tuple(found) for ns in context.namespaces if (found := members(ns.pids, context.proc))
+        }
+
+    return context.memo.once("cgroup-scan", read)
 
 
 def container_workload(
@@ -89,7 +84,7 @@ def _bare(identity: cgroup.Identity) -> cgroup.Identity:
     return cgroup.Identity(identity.runtime, identity.id, identity.name)
 
 
-def _first_started(found: Sequence[Member]) -> list[cgroup.Identity]:
+def _first_started(found: Sequence[Member], proc: str = "/proc") -> list[cgroup.Identity]:
     """Distinct containers, the one whose first process started earliest first.
 
     Containers share a namespace when one joins another's (``--network container:X``,
@@ -100,7 +95,7 @@ def _first_started(found: Sequence[Member]) -> list[cgroup.Identity]:
         return distinct  # nobody to order: no need to read /proc/PID/stat
     earliest: dict[cgroup.Identity, tuple[int, int]] = {}
     for member in found:
-        started = cgroup.start_time(member.pid)
+        started = cgroup.start_time(member.pid, proc)
         when = (started if started is not None else 1 << 62, member.pid)
         key = _bare(member.identity)
         if key not in earliest or when < earliest[key]:
@@ -108,7 +103,7 @@ def _first_started(found: Sequence[Member]) -> list[cgroup.Identity]:
     return sorted(earliest, key=lambda identity: earliest[identity])
 
 
-def claims_for(key: NsKey, found: Sequence[Member], *, host: bool) -> list[Claim]:
+def claims_for(key: NsKey, found: Sequence[Member], *, host: bool, proc: str = "/proc") -> list[Claim]:
     """Claims on one namespace from the containers its processes run in.
 
     A pod wins over the containers inside it. Where several containers share one
@@ -127,9 +122,9 @@ def claims_for(key: NsKey, found: Sequence[Member], *, host: bool) -> list[Claim
     ]
     plain = [m for m in found if m.identity.pod_uid is None and m.identity.id is not None]
     if host:  # each host-network container is a workload of its own; VMs do not share the network
-        ordered = _first_started([m for m in plain if not m.identity.is_vm])
+        ordered = _first_started([m for m in plain if not m.identity.is_vm], proc)
         return claims + [Claim(key, container_workload(i), PRIORITY_CGROUP) for i in ordered]
-    ordered = _first_started(plain)
+    ordered = _first_started(plain, proc)
     if ordered:
         names = tuple(container_workload(i).name for i in ordered)
         ids = tuple(str(i.id) for i in ordered)
@@ -138,10 +133,10 @@ def claims_for(key: NsKey, found: Sequence[Member], *, host: bool) -> list[Claim
     return claims
 
 
-def collect_claims(namespaces: tuple[Namespace, ...], host: NsKey) -> list[Claim]:
+def collect_claims(context: Context) -> list[Claim]:
     claims: list[Claim] = []
-    for key, found in scan(namespaces).items():
-        claims += claims_for(key, found, host=key == host)
+    for key, found in scan(context).items():
+        claims += claims_for(key, found, host=key == context.host, proc=context.proc)
     return claims
 
 
@@ -151,7 +146,7 @@ class CgroupNames:
     name = "cgroup"
 
     def collect(self, context: Context) -> SourceResult:
-        claims = collect_claims(context.namespaces, context.host)
+        claims = collect_claims(context)
         containers = len({c.netns for c in claims if c.netns != context.host})
         shared = sum(1 for c in claims if c.netns == context.host)
         detail = f"{containers} namespaces, {shared} host-network workloads"

@@ -29,14 +29,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, Options
 
@@ -224,30 +222,17 @@ def parse_info(raw: Mapping[str, str]) -> dict[str, Any]:
 
 def _pod_uids_by_namespace(context: Context, per_namespace: int = 8) -> dict[str, NsKey]:
     """Pod UID -> namespace, from the cgroup paths of (the first few) processes of each namespace."""
-    from .. import cgroup
+    from .cgroup import scan
 
     found: dict[str, NsKey] = {}
-    for ns in context.namespaces:
-        for pid in ns.pids[:per_namespace]:
-            identity = cgroup.of_pid(pid)
-            if identity is not None and identity.pod_uid:
-                found.setdefault(identity.pod_uid, ns.key)
+    for key, members in scan(context).items():
+        for member in members[:per_namespace]:
+            if member.identity.pod_uid:
+                found.setdefault(member.identity.pod_uid, key)
     return found
 
 
 # ---------------------------------------------------------------------------- gRPC
-
-
-class _Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return max(0.01, self.end - time.monotonic())
-
-    def expired(self) -> bool:
-        return time.monotonic() >= self.end
 
 
 def _rpc_problem(error: grpc.RpcError, path: str, seconds: float) -> tuple[SourceState, str]:
@@ -291,7 +276,7 @@ def _containers_by_sandbox(containers: Iterable[Any]) -> dict[str, tuple[tuple[s
     return result
 
 
-def _query(path: str, deadline: _Deadline, context: Context) -> tuple[str, list[PodSandbox], int, int]:
+def _query(path: str, deadline: Deadline, context: Context) -> tuple[str, list[PodSandbox], int, int]:
     """(runtime description, pods, sandboxes without a namespace, statuses that did not arrive).
 
     Raises grpc.RpcError for a failure of the runtime as a whole.
@@ -355,7 +340,7 @@ def _query(path: str, deadline: _Deadline, context: Context) -> tuple[str, list[
 
 
 def _statuses(
-    stub: Any, ids: list[str], deadline: _Deadline
+    stub: Any, ids: list[str], deadline: Deadline
 ) -> tuple[dict[str, api_pb2.PodSandboxStatusResponse], int]:
     """PodSandboxStatus(verbose) for every id, IN_FLIGHT at a time; (replies, how many did not arrive)."""
     import grpc
@@ -410,7 +395,7 @@ def fetch(context: Context) -> Fetch:
     except ImportError as error:
         return Fetch(_status(SourceState.UNAVAILABLE, f"the CRI client needs grpcio and protobuf: {error}"))
 
-    deadline = _Deadline(options.timeout)
+    deadline = Deadline(options.timeout)
     problems: list[tuple[SourceState, str]] = []
     for candidate in found:
         if deadline.expired():
@@ -437,30 +422,14 @@ def fetch(context: Context) -> Fetch:
 
 # -------------------------------------------------- one fetch for the cri and kube sources
 
-_lock = threading.Lock()
-_recent: list[tuple[Context, Future[Fetch]]] = []
-
 
 def shared_fetch(context: Context, wait: float | None = None) -> Fetch | None:
-    """:func:`fetch`, once per Context however many sources ask (the kube source reuses it).
+    """:func:`fetch`, once per run however many sources ask (the kube source reuses it).
 
     Returns None if another thread's fetch did not finish within ``wait`` seconds.
     """
-    with _lock:
-        mine = next((future for known, future in _recent if known is context), None)
-        owner = mine is None
-        if mine is None:
-            mine = Future()
-            _recent.append((context, mine))
-            del _recent[:-4]  # keep the last few: a gather() holds one Context
-    if owner:
-        try:
-            mine.set_result(fetch(context))
-        except BaseException as error:
-            mine.set_exception(error)
-            raise
     try:
-        return mine.result(timeout=wait)
+        return context.memo.once("cri-fetch", lambda: fetch(context), wait)
     except FutureTimeout:
         return None
 

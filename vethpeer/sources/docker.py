@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .. import cgroup
-from ..model import Claim, Namespace, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
+from .. import cgroup_path as cgroup
+from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from ..netns import key_of
 from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context
 from .cgroup import scan
@@ -246,11 +246,11 @@ def claims(containers: Sequence[Container], placement: Placement, host: NsKey) -
     return result
 
 
-def ids_by_namespace(namespaces: tuple[Namespace, ...], host: NsKey) -> dict[NsKey, list[str]]:
+def ids_by_namespace(context: Context) -> dict[NsKey, list[str]]:
     """Container IDs named by the cgroups of each (non-host) namespace's processes, in PID order."""
     found: dict[NsKey, list[str]] = {}
-    for key, members in scan(namespaces).items():
-        if key == host:
+    for key, members in scan(context).items():
+        if key == context.host:
             continue
         ids = [m.identity.id for m in members if m.identity.id and cgroup.HEX_ID.match(m.identity.id)]
         if ids:
@@ -463,9 +463,10 @@ class DockerNames:
     def _absent(self, path: str, context: Context) -> SourceResult:
         """No socket: skipped on a host without Docker, unavailable where Docker evidently ran."""
         ran = os.path.isdir(RAN_SINCE_BOOT) or any(
-            (found := cgroup.of_pid(ns.pids[0])) is not None and found.runtime == cgroup.DOCKER
-            for ns in context.namespaces
-            if not ns.is_host and ns.pids
+            member.identity.runtime == cgroup.DOCKER
+            for key, members in scan(context).items()
+            if key != context.host
+            for member in members[:1]
         )
         if ran:
             return SourceResult(
@@ -500,7 +501,7 @@ class DockerNames:
                         )
                     )
             containers = [parse_container(s) for s in api.containers(remaining())]
-            placement = place(containers, ids_by_namespace(context.namespaces, context.host))
+            placement = place(containers, ids_by_namespace(context))
             placed = dict(placement.ns_of)
             for container in placement.unplaced:  # only those the cgroups did not place
                 info = api.inspect(container.id, remaining())

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .. import cgroup
+from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, Options, cri
 
@@ -130,14 +130,6 @@ def parse_pod(item: Mapping[str, Any]) -> ApiPod | None:
     )
 
 
-class _Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return max(0.05, self.end - time.monotonic())
-
-
 class _Api:
     """The few GETs vethpeer makes, through the client's typed calls, answers read as plain JSON.
 
@@ -145,7 +137,7 @@ class _Api:
     generation) and skips building models; HTTP errors still raise ApiException.
     """
 
-    def __init__(self, api_client: Any, deadline: _Deadline) -> None:
+    def __init__(self, api_client: Any, deadline: Deadline) -> None:
         from kubernetes import client
 
         self.core = client.CoreV1Api(api_client)
@@ -154,7 +146,7 @@ class _Api:
         self.deadline = deadline
 
     def _json(self, call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        left = self.deadline.left()
+        left = self.deadline.left(0.05)
         response = call(*args, _preload_content=False, _request_timeout=(min(left, 2.0), left), **kwargs)
         data = json.loads(response.data)
         if not isinstance(data, dict):
@@ -236,15 +228,17 @@ class Local:
 
 def _local_from_cgroups(context: Context) -> dict[str, Local]:
     """Pod UID -> namespace, from /proc/PID/cgroup of the namespaces' processes (host's excluded)."""
+    from .cgroup import scan
+
     found: dict[str, tuple[NsKey, set[str]]] = {}
-    for ns in context.namespaces:
-        if ns.key == context.host:
+    for key, members in scan(context).items():
+        if key == context.host:
             continue
-        for pid in ns.pids[:64]:
-            identity = cgroup.of_pid(pid)
-            if identity is not None and identity.pod_uid:
-                key, ids = found.setdefault(identity.pod_uid, (ns.key, set()))
-                if identity.id and key == ns.key:
+        for member in members[:64]:
+            identity = member.identity
+            if identity.pod_uid:
+                where, ids = found.setdefault(identity.pod_uid, (key, set()))
+                if identity.id and where == key:
                     ids.add(identity.id)
     return {uid: Local(key, None, frozenset(ids)) for uid, (key, ids) in found.items()}
 
@@ -333,7 +327,7 @@ class KubePods:
     name = NAME
 
     def collect(self, context: Context) -> SourceResult:
-        deadline = _Deadline(context.options.timeout)  # from the start: the import costs ~0.3 s
+        deadline = Deadline(context.options.timeout)  # from the start: the import costs ~0.3 s
         wanted = context.options.kube
         if wanted is False:
             return SourceResult(_status(SourceState.SKIPPED, "--no-kube"))
@@ -365,7 +359,7 @@ class KubePods:
         node = node_name()
         try:
             pods = _list_pods(api, node)
-            local, how = _local_pods(context, wait=deadline.left())
+            local, how = _local_pods(context, wait=deadline.left(0.05))
             if local and not any(p.uid in local for p in pods):
                 learnt = self._node_of_a_local_pod(api, local)
                 if learnt and learnt != node:

@@ -1,4 +1,4 @@
-"""`vethpeer which TARGET`: turn whatever the user has in hand into rows.
+"""Targets: turn whatever the user has in hand (a name, ID, PID, path, veth, MAC or IP) into rows.
 
 TARGET is tried, in order, as an IP address, a MAC address, a PID, a path to a
 namespace file, a host interface name, an `ip netns` name, and finally a workload
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .correlate import HOST
 from .errors import Ambiguous, NoPrivilege, NotFound
-from .model import NsKey, Report, Row, Workload
+from .model import Link, NsKey, Relation, Report, Row, Workload
 from .netns import key_of
 
 _MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
@@ -85,11 +85,11 @@ def _mac(report: Report, target: str) -> Match | None:
     return _one_namespace(target, "mac", rows, report)
 
 
-def _pid(report: Report, target: str) -> Match | None:
-    if not target.isdigit() or not os.path.exists(f"/proc/{target}"):
+def _pid(report: Report, target: str, proc: str = "/proc") -> Match | None:
+    if not target.isdigit() or not os.path.exists(f"{proc}/{target}"):
         return None
     try:
-        key = key_of(f"/proc/{target}/ns/net")
+        key = key_of(f"{proc}/{target}/ns/net")
     except PermissionError as error:
         raise NoPrivilege(f"cannot read the network namespace of PID {target}: {error.strerror}") from None
     except OSError:
@@ -174,10 +174,14 @@ def _workload(report: Report, target: str, namespace: str | None) -> Match | Non
     return None
 
 
-def resolve(report: Report, target: str, *, namespace: str | None = None) -> Match:
+def resolve(report: Report, target: str, *, namespace: str | None = None, proc: str = "/proc") -> Match:
     """Find what TARGET names; raises NotFound or Ambiguous."""
     target = target.strip()
-    for attempt in (_ip, _mac, _pid, _path, _host_interface, _netns_name):
+
+    def pid(report: Report, target: str) -> Match | None:
+        return _pid(report, target, proc)
+
+    for attempt in (_ip, _mac, pid, _path, _host_interface, _netns_name):
         found = attempt(report, target)
         if found is not None:
             return found
@@ -189,3 +193,21 @@ def resolve(report: Report, target: str, *, namespace: str | None = None) -> Mat
         f"nothing named {target!r}{where}",
         hint="try an IP, MAC, PID, netns name or path, host interface, container or pod name or ID",
     )
+
+
+def host_sides(rows: Iterable[Row], host: NsKey) -> list[tuple[Link, Row]]:
+    """The host-side interface of each row (its veth peer in the host, or itself when it is in
+    the host), once each, in order: what `which -q` prints and `capture` listens on."""
+    found: list[tuple[Link, Row]] = []
+    seen: set[int] = set()
+    for row in rows:
+        if row.peer is not None and row.relation is Relation.VETH and row.peer.ns.key == host:
+            link = row.peer.link
+        elif row.end.ns.key == host:
+            link = row.end.link
+        else:
+            continue
+        if link.index not in seen:
+            seen.add(link.index)
+            found.append((link, row))
+    return found

@@ -1,4 +1,4 @@
-"""The extra facts `doctor` needs from inside namespaces: routes, neighbours, sysctls, holders.
+"""The extra reads `doctor` needs from inside namespaces: routes, neighbours, sysctls, holders.
 
 The walk reads links only (it must stay fast for the table). `doctor` also wants
 each workload's routing table and ARP/NDP cache (is there a default route, does its
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from .errors import NamespaceGone
 from .model import Namespace, NsKey
 from .netlink import Neighbour, Route, RtnlSocket
-from .netns import inside, open_namespace
+from .netns import home_namespace, inside, open_namespace
 
 CONF_KEYS = ("rp_filter", "accept_local")
 
@@ -34,12 +34,12 @@ class NsFacts:
     error: str | None = None
 
 
-def _read_conf(ifnames: Iterable[str]) -> dict[tuple[str, str], int]:
+def _read_conf(ifnames: Iterable[str], proc: str) -> dict[tuple[str, str], int]:
     values: dict[tuple[str, str], int] = {}
     for ifname in ("all", *ifnames):
         for key in CONF_KEYS:
             try:
-                with open(f"/proc/sys/net/ipv4/conf/{ifname}/{key}", encoding="ascii") as f:
+                with open(f"{proc}/sys/net/ipv4/conf/{ifname}/{key}", encoding="ascii") as f:
                     values[(ifname, key)] = int(f.read().strip())
             except (OSError, ValueError):
                 continue
@@ -51,18 +51,18 @@ def read(
     *,
     routes: Iterable[NsKey] = (),
     conf: Mapping[NsKey, Iterable[str]] | None = None,
+    proc: str = "/proc",
 ) -> dict[NsKey, NsFacts]:
     """Routes and neighbours of the namespaces in ``routes``; ipv4 conf sysctls of ``conf``'s interfaces."""
     want_routes = set(routes)
     want_conf = dict(conf or {})
     facts: dict[NsKey, NsFacts] = {}
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
+    with home_namespace(proc) as home:
         for ns in namespaces:
             if ns.key not in want_routes and ns.key not in want_conf:
                 continue
             try:
-                fd = open_namespace(ns)
+                fd = open_namespace(ns, proc)
             except NamespaceGone as gone:
                 facts[ns.key] = NsFacts(error=str(gone))
                 continue
@@ -74,14 +74,12 @@ def read(
                         with RtnlSocket() as sock:
                             found_routes = tuple(sock.routes())
                             neighbours = tuple(sock.neighbours())
-                    values = _read_conf(want_conf.get(ns.key, ()))
+                    values = _read_conf(want_conf.get(ns.key, ()), proc)
                 facts[ns.key] = NsFacts(found_routes, neighbours, values)
             except OSError as error:
                 facts[ns.key] = NsFacts(error=f"cannot read: {error.strerror or error}")
             finally:
                 os.close(fd)
-    finally:
-        os.close(home)
     return facts
 
 
@@ -97,7 +95,7 @@ class Holder:
         return f"pid {self.pid}" + (f" ({self.comm})" if self.comm else "") + f" fd {self.fd}"
 
 
-def fd_holders(nsids: Iterable[int], nsfs_dev: int) -> dict[int, list[Holder]]:
+def fd_holders(nsids: Iterable[int], nsfs_dev: int, proc: str = "/proc") -> dict[int, list[Holder]]:
     """Processes holding an fd on the namespaces the host knows by these nsids.
 
     A namespace with no process and no bind mount can still be alive because some
@@ -113,13 +111,13 @@ def fd_holders(nsids: Iterable[int], nsfs_dev: int) -> dict[int, list[Holder]]:
         return found
     seen: dict[int, int | None] = {}  # nsfs inode -> nsid
     with RtnlSocket() as sock:
-        for pid in (name for name in os.listdir("/proc") if name.isdigit()):
+        for pid in (name for name in os.listdir(proc) if name.isdigit()):
             try:
-                fds = os.listdir(f"/proc/{pid}/fd")
+                fds = os.listdir(f"{proc}/{pid}/fd")
             except OSError:
                 continue
             for fd_name in fds:
-                path = f"/proc/{pid}/fd/{fd_name}"
+                path = f"{proc}/{pid}/fd/{fd_name}"
                 try:
                     target = os.readlink(path)
                     if target.startswith(_NOT_NSFS) or not (target.startswith(("net:[", "/"))):
@@ -133,7 +131,7 @@ def fd_holders(nsids: Iterable[int], nsfs_dev: int) -> dict[int, list[Holder]]:
                     seen[st.st_ino] = _nsid_via(sock, path)
                 nsid = seen[st.st_ino]
                 if nsid is not None and nsid in wanted:
-                    found.setdefault(nsid, []).append(Holder(int(pid), int(fd_name), _comm(pid)))
+                    found.setdefault(nsid, []).append(Holder(int(pid), int(fd_name), _comm(pid, proc)))
     return found
 
 
@@ -153,9 +151,9 @@ def _nsid_via(sock: RtnlSocket, path: str) -> int | None:
         os.close(fd)
 
 
-def _comm(pid: str) -> str | None:
+def _comm(pid: str, proc: str) -> str | None:
     try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+        with open(f"{proc}/{pid}/comm", encoding="utf-8", errors="replace") as f:
             return f.read().strip()
     except OSError:
         return None

@@ -155,25 +155,25 @@ def parse(text: str) -> Identity | None:
     return best[1] if best is not None else None
 
 
-def read(pid: int) -> str | None:
+def read(pid: int, proc: str = "/proc") -> str | None:
     """The text of ``/proc/PID/cgroup``, or None if the process is gone or hidden."""
     try:
-        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="surrogateescape") as f:
+        with open(f"{proc}/{pid}/cgroup", encoding="utf-8", errors="surrogateescape") as f:
             return f.read()
     except OSError:
         return None
 
 
-def of_pid(pid: int) -> Identity | None:
+def of_pid(pid: int, proc: str = "/proc") -> Identity | None:
     """The container process ``pid`` runs in, or None (not in one, or gone)."""
-    text = read(pid)
+    text = read(pid, proc)
     return parse(text) if text is not None else None
 
 
-def start_time(pid: int) -> int | None:
+def start_time(pid: int, proc: str = "/proc") -> int | None:
     """When ``pid`` started (clock ticks since boot, field 22 of /proc/PID/stat), or None."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+        with open(f"{proc}/{pid}/stat", encoding="ascii", errors="replace") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return int(fields[19])
     except (OSError, IndexError, ValueError):

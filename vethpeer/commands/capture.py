@@ -18,17 +18,63 @@ option table; ``-i`` and ``-y`` are then refused (the capture device is chosen h
 
 from __future__ import annotations
 
+import argparse
 import getopt
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .doctor import in_ns
-from .errors import NotFound, UsageError, VethpeerError
-from .model import NsKey, Relation, Report, Row
-from .which import Match
+from ..environment import Environment
+from ..errors import ExitStatus, NotFound, UsageError, VethpeerError
+from . import options
+
+if TYPE_CHECKING:
+    from ..model import NsKey, Report, Row
+    from ..targets import Match
+
+NAME = "capture"
+HELP = "run tcpdump on TARGET's host-side veth: vethpeer capture TARGET [-- TCPDUMP ARGS]"
+DESCRIPTION = (
+    "Resolve TARGET like `which` and become `tcpdump -i <host veth> TCPDUMP ARGS`. "
+    "Put tcpdump's arguments after `--`."
+)
+LONG_RUNNING = True  # it becomes tcpdump
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="TARGET")
+    pick = parser.add_mutually_exclusive_group()
+    pick.add_argument("-i", "--interface", metavar="IF", help="the host veth (or the workload's name for it)")
+    pick.add_argument(
+        "--all", dest="all_interfaces", action="store_true", help="capture on all of TARGET's host veths"
+    )
+    parser.set_defaults(tcpdump_args=[])
+
+
+def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`vethpeer capture T -- -n icmp`: everything after the first ``--`` is tcpdump's."""
+    argv = list(argv)
+    if "--" in argv:
+        cut = argv.index("--")
+        if NAME in argv[:cut]:
+            return argv[:cut], argv[cut + 1 :]
+    return argv, []
+
+
+def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    from ..collect import gather
+    from ..targets import resolve
+
+    report = gather(options.request(args), env)
+    match = resolve(report, args.target, namespace=args.namespace, proc=env.proc)
+    chosen = choose(match, report, interface=args.interface, everything=args.all_interfaces)
+    argv = command(chosen, args.tcpdump_args)
+    env.stdout.flush()
+    execute(argv, chosen, env)
+    return ExitStatus.ERROR  # not reached: execute() either execs or raises
+
 
 # tcpdump 4.99's options: these take an argument (the others are flags).
 SHORT_OPTS = "AbdDefhHIJKlLnNOpqStuUvxX#B:c:C:E:F:G:i:j:M:Q:r:s:T:V:w:W:y:z:Z:"
@@ -62,20 +108,14 @@ class Candidate:
 
 def candidates(rows: Sequence[Row], host: NsKey) -> list[Candidate]:
     """The host-side interfaces of rows, once each, in order."""
-    found: list[Candidate] = []
-    for row in rows:
-        if row.peer is not None and row.relation is Relation.VETH and row.peer.ns.key == host:
-            link = row.peer.link
-        elif row.end.ns.key == host:
-            link = row.end.link
-        else:
-            continue
-        if all(c.ifindex != link.index for c in found):
-            found.append(Candidate(link.name, link.index, row))
-    return found
+    from ..targets import host_sides
+
+    return [Candidate(link.name, link.index, row) for link, row in host_sides(rows, host)]
 
 
 def _no_host_side(match: Match, report: Report) -> VethpeerError:
+    from ..shell import in_ns
+
     if match.host_network:
         names = ", ".join(w.label for w in match.host_network)
         return NotFound(
@@ -149,17 +189,17 @@ def command(chosen: Sequence[Candidate], args: Sequence[str]) -> list[str]:
     return ["tcpdump", "-i", "any", "-y", "LINUX_SLL2", *options, clause]
 
 
-def execute(argv: Sequence[str], chosen: Sequence[Candidate]) -> None:
+def execute(argv: Sequence[str], chosen: Sequence[Candidate], env: Environment) -> None:
     """Become tcpdump. Returns only by raising."""
-    path = shutil.which(argv[0])
+    path = shutil.which(argv[0], path=env.environ.get("PATH", os.defpath) + ":/usr/sbin:/usr/bin:/sbin:/bin")
     if path is None:
         raise TcpdumpMissing(
             "tcpdump is not installed (or not in PATH)",
             hint="install it: apt-get install tcpdump / dnf install tcpdump / apk add tcpdump",
         )
-    print("vethpeer: capturing on " + ", ".join(c.label for c in chosen), file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    env.warn("vethpeer: capturing on " + ", ".join(c.label for c in chosen))
+    env.stdout.flush()
+    env.stderr.flush()
     try:
         os.execv(path, list(argv))
     except OSError as error:

@@ -1,0 +1,167 @@
+"""Checks on each workload's routing: a default route, and a gateway that answers."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+from ..model import Link, NsKey, NsView, Report, Row
+from ..netlink import IFF_LOWER_UP, IFF_UP, NUD_FAILED, NUD_INCOMPLETE, Neighbour, NextHop, Route
+from ..shell import in_ns, ip_in
+from .base import Facts, Finding, Severity, check, global_addresses
+
+
+def _reachable_on(gateway: str, links: Iterable[Link]) -> list[Link]:
+    address = ipaddress.ip_address(gateway)
+    return [
+        link for link in links if any(address in ipaddress.ip_interface(a).network for a in link.addresses)
+    ]
+
+
+def _bridge_gateway(row: Row, facts: Facts) -> str | None:
+    """An address of the peer's bridge inside a subnet of the workload interface."""
+    if row.peer is None or row.peer.link.master is None:
+        return None
+    bridge = facts.link(row.peer.ns.key, row.peer.link.master)
+    if bridge is None:
+        return None
+    for mine in global_addresses(row.end.link.addresses, socket.AF_INET):
+        for theirs in global_addresses(bridge.addresses, socket.AF_INET):
+            if theirs.ip in mine.network:
+                return str(theirs.ip)
+    return None
+
+
+@check("no-default-route", "gateway-unreachable")
+def default_route(report: Report, facts: Facts) -> Iterator[Finding]:
+    """A workload with no default route, or one whose gateway is not reachable on any of its links."""
+    host = facts.host
+    by_ns: dict[NsKey, list[Row]] = {}
+    for row in facts.rows:
+        if row.end.ns.key != host:
+            by_ns.setdefault(row.end.ns.key, []).append(row)
+    views = {v.ns.key: v for v in report.snapshot.views}
+    for key, ns_rows in by_ns.items():
+        found = facts.inside.get(key)
+        view = views.get(key)
+        if found is None or found.error or view is None:
+            continue
+        up = [r for r in ns_rows if not r.end.link.is_loopback and r.end.link.flags & IFF_UP]
+        for family in (socket.AF_INET, socket.AF_INET6):
+            addressed = [r for r in up if global_addresses(r.end.link.addresses, family)]
+            if not addressed:
+                continue
+            if family == socket.AF_INET6 and any(
+                global_addresses(r.end.link.addresses, socket.AF_INET) for r in up
+            ):
+                continue  # dual stack: IPv4 is checked; IPv6 defaults come from RAs and come and go
+            defaults = [r for r in found.routes if r.family == family and r.is_default]
+            yield from _default_findings(addressed, defaults, found.neighbours, view, facts, family)
+
+
+def _default_findings(
+    addressed: list[Row],
+    defaults: list[Route],
+    neighbours: Sequence[Neighbour],
+    view: NsView,
+    facts: Facts,
+    family: int,
+) -> Iterator[Finding]:
+    host = facts.host
+    first = addressed[0]
+    v = "-4" if family == socket.AF_INET else "-6"
+    confirm = (
+        ip_in(first.end, host, v, "route", "show", "table", "all", "default"),
+        ip_in(first.end, host, v, "neigh", "show"),
+    )
+    if not defaults:
+        gateway = _bridge_gateway(first, facts) or "GATEWAY"
+        yield Finding(
+            "no-default-route",
+            Severity.WARNING,
+            first.end,
+            f"{first.end.workload.label} has {'IPv4' if family == socket.AF_INET else 'IPv6'} addresses "
+            "but no default route: it reaches only its directly connected subnets",
+            evidence=tuple(f"{r.end.link.name}: {', '.join(r.end.link.addresses)}" for r in addressed),
+            confirm=confirm,
+            fix=(
+                ip_in(first.end, host, "route", "add", "default", "via", gateway, "dev", first.end.link.name),
+            ),
+            peer=first.peer,
+        )
+        return
+    links = {link.index: link for link in view.links}
+    for route in defaults:
+        if route.nexthop_id is not None:
+            continue  # nexthop objects: not decoded
+        for hop in route.nexthops:
+            problem = _unreachable(hop, links, neighbours)
+            if problem is None:
+                continue
+            row = next((r for r in addressed if r.end.link.index == hop.oif), first)
+            gateway = hop.gateway or "-"
+            fix: tuple[str, ...] = ()
+            hint = _bridge_gateway(row, facts)
+            if hint and hint != hop.gateway:
+                fix = (
+                    ip_in(
+                        row.end, host, "route", "replace", "default", "via", hint, "dev", row.end.link.name
+                    ),
+                )
+            elif row.peer is not None and row.peer.master and hop.gateway:
+                prefix = next(
+                    (
+                        str(ipaddress.ip_interface(a).network.prefixlen)
+                        for a in row.end.link.addresses
+                        if hop.gateway
+                        and ipaddress.ip_address(hop.gateway) in ipaddress.ip_interface(a).network
+                    ),
+                    None,
+                )
+                if prefix:
+                    fix = (
+                        in_ns(
+                            row.peer.ns,
+                            host,
+                            "ip",
+                            "addr",
+                            "add",
+                            f"{hop.gateway}/{prefix}",
+                            "dev",
+                            row.peer.master,
+                        ),
+                    )
+            yield Finding(
+                "gateway-unreachable",
+                Severity.WARNING,
+                row.end,
+                f"the default route's gateway {gateway} is not reachable: {problem}",
+                evidence=(
+                    f"default via {gateway}" + (f" dev {links[hop.oif].name}" if hop.oif in links else ""),
+                    problem,
+                ),
+                confirm=confirm,
+                fix=fix,
+                peer=row.peer,
+            )
+
+
+def _unreachable(hop: NextHop, links: Mapping[int, Link], neighbours: Sequence[Neighbour]) -> str | None:
+    oif = links.get(hop.oif) if hop.oif is not None else None
+    name = oif.name if oif is not None else f"if{hop.oif}"
+    if hop.linkdown or (oif is not None and not oif.flags & IFF_LOWER_UP):
+        return f"its interface {name} has no carrier (the route is marked linkdown)"
+    if hop.gateway is None:
+        return None  # a device route: no gateway to reach
+    gateway = ipaddress.ip_address(hop.gateway)
+    if not hop.onlink and not gateway.is_link_local:
+        candidates = [oif] if oif is not None else list(links.values())
+        if not _reachable_on(hop.gateway, candidates):
+            return f"{hop.gateway} is in no subnet of {name} (and the route is not onlink)"
+    for neighbour in neighbours:
+        same = neighbour.address == hop.gateway and (hop.oif is None or neighbour.index == hop.oif)
+        if same and neighbour.state & (NUD_FAILED | NUD_INCOMPLETE):
+            state = "FAILED" if neighbour.state & NUD_FAILED else "INCOMPLETE"
+            return f"nobody answers ARP/ND for {hop.gateway} on {name} (neighbour state {state})"
+    return None

@@ -1,0 +1,157 @@
+"""One ``gather()`` for every command: privilege, discovery, the kernel walk, every source.
+
+The sources (daemons, sockets, OVSDB) run in daemon threads while this thread walks
+the kernel, under one deadline and one bug guard: a source that raises becomes an
+``error`` status, one that hangs costs at most ``--timeout`` (plus a short grace) and
+becomes ``timeout`` — its thread is abandoned, never joined, and cannot keep the
+process alive. Then the pure correlator joins everything into a :class:`Report`.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Generic, TypeVar
+
+from . import ovs
+from .correlate import correlate
+from .deadline import Deadline
+from .environment import Environment
+from .errors import NoPrivilege, SourceFailed
+from .model import Report, SourceResult, SourceState, SourceStatus
+from .netns import discover
+from .sources import Context, Options, Source, all_sources
+from .walk import peer_namespace, snapshot
+
+GRACE = 0.5  # seconds a source may overrun its deadline before it is abandoned
+CAP_SYS_PTRACE = 19
+CAP_SYS_ADMIN = 21
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """What a command needs gathered."""
+
+    options: Options = field(default_factory=Options)
+    fdb: bool = False  # read the bridges' MAC tables too
+    host_ifname: str | None = None  # `which vethXXXX`: read that host link and its peer's namespace only
+    strict: bool = False  # a present source that did not answer is a failure (exit 7)
+    debug: bool = False  # tracebacks in the statuses of sources that raised
+    sources: Sequence[Source] | None = None  # None: all_sources()
+    ovs: bool = True
+
+
+def check_privilege(proc: str = "/proc") -> None:
+    """Entering namespaces needs CAP_SYS_ADMIN; reading other processes' ns files CAP_SYS_PTRACE."""
+    try:
+        with open(f"{proc}/self/status", encoding="ascii") as status:
+            caps = next(int(line.split()[1], 16) for line in status if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        return
+    missing = [
+        name
+        for bit, name in ((CAP_SYS_ADMIN, "CAP_SYS_ADMIN"), (CAP_SYS_PTRACE, "CAP_SYS_PTRACE"))
+        if not caps >> bit & 1
+    ]
+    if missing:
+        raise NoPrivilege(
+            f"missing {' and '.join(missing)} (needed to enter network namespaces and read other processes')",
+            hint="run as root: sudo vethpeer ...",
+        )
+
+
+class _Job(threading.Thread, Generic[T]):
+    """One source in a daemon thread; whatever happens, ``result`` ends up a value."""
+
+    def __init__(self, name: str, work: Callable[[], T], failed: Callable[[SourceStatus], T], debug: bool):
+        super().__init__(name=f"vethpeer-{name}", daemon=True)
+        self.source_name, self.work, self.failed, self.debug = name, work, failed, debug
+        self.result: T | None = None
+
+    def run(self) -> None:
+        self.result = guarded(self.source_name, self.work, self.failed, self.debug)
+
+    def outcome(self, deadline: Deadline, seconds: float) -> T:
+        self.join(deadline.left(0.0))
+        if self.result is None:
+            status = SourceStatus(self.source_name, SourceState.TIMEOUT, f"no answer within {seconds:g} s")
+            return self.failed(status)
+        return self.result
+
+
+def guarded(name: str, work: Callable[[], T], failed: Callable[[SourceStatus], T], debug: bool) -> T:
+    """The bug guard: a source that raises costs its own answer, never the whole one."""
+    try:
+        return work()
+    except Exception as error:
+        detail = f"{type(error).__name__}: {error}"
+        if debug:
+            detail += "\n" + traceback.format_exc()
+        return failed(SourceStatus(name, SourceState.ERROR, detail))
+
+
+def _failed_source(status: SourceStatus) -> SourceResult:
+    return SourceResult(status)
+
+
+def _failed_ovs(status: SourceStatus) -> ovs.OvsResult:
+    return ovs.OvsResult(status, {})
+
+
+def gather(request: Request, env: Environment) -> Report:
+    """Everything, or with ``host_ifname`` only the host link and its peer's namespace.
+
+    The focused walk is for `which vethXXXX`; if the peer cannot be located quickly
+    it falls back to the full walk. Sources that were expected to answer and did not
+    are warned about on stderr; with ``strict`` they make this raise SourceFailed.
+    """
+    options = request.options
+    check_privilege(env.proc)
+    discovery = discover(env.proc)
+    walked, host_links = discovery, None
+    if request.host_ifname is not None:
+        peer = peer_namespace(discovery, request.host_ifname, env.proc)
+        if peer is not None:
+            keep = {discovery.host, peer}
+            walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
+            host_links = (request.host_ifname,)
+    context = Context(discovery.host, discovery.namespaces, options, proc=env.proc)
+    chosen = all_sources() if request.sources is None else list(request.sources)
+    inline = [s for s in chosen if s.name == "kernel"]  # cheap: no thread
+    jobs = [
+        _Job(s.name, partial(s.collect, context), _failed_source, request.debug)
+        for s in chosen
+        if s.name != "kernel"
+    ]
+    ovs_job = (
+        _Job(ovs.NAME, partial(ovs.collect, options.timeout), _failed_ovs, request.debug)
+        if request.ovs
+        else None
+    )
+    for job in jobs:
+        job.start()
+    if ovs_job is not None:
+        ovs_job.start()
+    snap = snapshot(walked, fdb=request.fdb, host_links=host_links, proc=env.proc)
+    results = [guarded(s.name, partial(s.collect, context), _failed_source, request.debug) for s in inline]
+    deadline = Deadline(options.timeout + GRACE)
+    results += [job.outcome(deadline, options.timeout) for job in jobs]
+    report = correlate(snap, results)
+    if ovs_job is not None:
+        report = ovs.annotate(report, ovs_job.outcome(deadline, options.timeout))
+    for status in report.sources:
+        if status.state in (SourceState.TIMEOUT, SourceState.ERROR):
+            env.warn(f"warning: {status.name}: {status.state.value}: {status.detail}")
+    if request.strict:
+        failed = [s for s in report.sources if s.state not in (SourceState.OK, SourceState.SKIPPED)]
+        if failed:
+            raise SourceFailed(
+                "; ".join(
+                    f"{s.name}: {s.state.value}" + (f" ({s.detail})" if s.detail else "") for s in failed
+                )
+            )
+    return report

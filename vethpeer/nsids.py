@@ -1,0 +1,99 @@
+"""Turning each namespace's IFLA_LINK_NETNSID values into namespace identities: a pure function.
+
+An nsid means something only in the namespace that reported it. ``resolve`` finds
+what each one means, asking the kernel through ``ask(observer, target)`` — "which
+nsid does ``observer`` give ``target``?" (RTM_GETNSID, which never allocates one) —
+as few times as it can:
+
+1. every namespace asks what nsid it gives the host: that resolves every pod and
+   container whose peer is in the host;
+2. veth pairs are symmetric: once a pod end's peer is *verified* to be host link L,
+   L's own nsid must mean the pod's namespace — derived, not guessed, and only
+   accepted when L points back at the pod end;
+3. whatever is left (peers between two non-host namespaces, macvlan parents in
+   another namespace) is verified against the candidates the pairs suggest, and at
+   worst against every namespace.
+An nsid that none of this resolves stays unresolved; the correlator reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from .model import Link, NsKey
+
+PAIR_KINDS = ("veth", "netkit")
+
+Ask = Callable[[NsKey, NsKey], "int | None"]
+Resolved = dict[NsKey, dict[int, NsKey]]
+
+
+def _wanted(links: Sequence[Link], known: Mapping[int, NsKey]) -> set[int]:
+    return {link.link_netnsid for link in links if link.link_netnsid is not None} - known.keys()
+
+
+def _ask(resolved: Resolved, ask: Ask, observer: NsKey, target: NsKey) -> None:
+    nsid = ask(observer, target)
+    if nsid is not None:
+        resolved[observer].setdefault(nsid, target)
+
+
+def _derive_from_pairs(links: Mapping[NsKey, Sequence[Link]], resolved: Resolved) -> bool:
+    """Step 2: a verified pair end tells the other end what its nsid means."""
+    index = {key: {link.index: link for link in found} for key, found in links.items()}
+    learned = False
+    for key, found in links.items():
+        for link in found:
+            if link.kind not in PAIR_KINDS or link.link is None:
+                continue
+            where = key if link.link_netnsid is None else resolved[key].get(link.link_netnsid)
+            if where is None or where not in links:
+                continue
+            other = index[where].get(link.link)
+            if (
+                other is None
+                or other.link != link.index
+                or other.link_netnsid is None
+                or other.link_netnsid in resolved[where]
+            ):
+                continue
+            resolved[where][other.link_netnsid] = key
+            learned = True
+    return learned
+
+
+def _verify_candidates(links: Mapping[NsKey, Sequence[Link]], resolved: Resolved, ask: Ask) -> None:
+    """Step 3: ask about the namespaces the links suggest, then about all."""
+    by_index: dict[int, list[tuple[NsKey, Link]]] = {}
+    for key, found in links.items():
+        for link in found:
+            if link.link is not None and link.link_netnsid is not None:
+                by_index.setdefault(link.index, []).append((key, link))
+    for key, found in links.items():
+        if not _wanted(found, resolved[key]):
+            continue
+        for link in found:
+            if link.link_netnsid is None or link.link_netnsid in resolved[key] or link.link is None:
+                continue
+            for other_key, other in by_index.get(link.link, ()):
+                if other_key != key and other.link == link.index:
+                    _ask(resolved, ask, key, other_key)
+        if _wanted(found, resolved[key]):  # parents of macvlans, odd topologies: one exhaustive pass
+            for other_key in links:
+                if other_key != key and other_key not in resolved[key].values():
+                    _ask(resolved, ask, key, other_key)
+                if not _wanted(found, resolved[key]):
+                    break
+
+
+def resolve(links: Mapping[NsKey, Sequence[Link]], host: NsKey | None, ask: Ask) -> Resolved:
+    """For each namespace of ``links``, the nsids its links use, mapped to the namespaces they mean."""
+    resolved: Resolved = {key: {} for key in links}
+    if host is not None and host in links:
+        for key, found in links.items():
+            if key != host and _wanted(found, resolved[key]):
+                _ask(resolved, ask, key, host)
+    while _derive_from_pairs(links, resolved):
+        pass
+    _verify_candidates(links, resolved, ask)
+    return resolved
