@@ -26,6 +26,7 @@ LONG_RUNNING = False
 SHELLS = ("bash", "zsh", "fish")
 TARGET_COMMANDS = ("which", "doctor", "capture")
 LIST_TIMEOUT = 0.25  # seconds each source may take when listing targets
+LIST = "vethpeer completion --list-targets 2>/dev/null"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +83,7 @@ def bash(parser: argparse.ArgumentParser) -> str:
             f"          {shells}\n"
             f"          if [[ {targets} == 1 ]]; then\n"
             "            local IFS=$'\\n'\n"
-            '            COMPREPLY=($(compgen -W "$(vethpeer completion --list-targets 2>/dev/null)" -- "$cur"))\n'
+            f'            COMPREPLY=($(compgen -W "$({LIST})" -- "$cur"))\n'
             f"          fi;;\n"
         )
     top = " ".join(spec[""][0])
