@@ -38,6 +38,7 @@ class Request:
 
     options: Options = field(default_factory=Options)
     fdb: bool = False  # read the bridges' MAC tables too
+    stats: bool = False  # read every link's IFLA_STATS64 counters too (Link.stats)
     host_ifname: str | None = None  # `which vethXXXX`: read that host link and its peer's namespace only
     strict: bool = False  # a present source that did not answer is a failure (exit 7)
     debug: bool = False  # tracebacks in the statuses of sources that raised
@@ -136,7 +137,7 @@ def gather(request: Request, env: Environment) -> Report:
         job.start()
     if ovs_job is not None:
         ovs_job.start()
-    snap = snapshot(walked, fdb=request.fdb, host_links=host_links, proc=env.proc)
+    snap = snapshot(walked, fdb=request.fdb, host_links=host_links, proc=env.proc, stats=request.stats)
     results = [guarded(s.name, partial(s.collect, context), _failed_source, request.debug) for s in inline]
     deadline = Deadline(options.timeout + GRACE)
     results += [job.outcome(deadline, options.timeout) for job in jobs]

@@ -43,6 +43,38 @@ class Namespace:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkStats:
+    """``struct rtnl_link_stats64`` (IFLA_STATS64), in the kernel's order. Older kernels send
+    fewer fields: those missing read 0. Directions are the interface's own point of view."""
+
+    rx_packets: int = 0
+    tx_packets: int = 0
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rx_errors: int = 0
+    tx_errors: int = 0
+    rx_dropped: int = 0
+    tx_dropped: int = 0
+    multicast: int = 0
+    collisions: int = 0
+    rx_length_errors: int = 0
+    rx_over_errors: int = 0
+    rx_crc_errors: int = 0
+    rx_frame_errors: int = 0
+    rx_fifo_errors: int = 0
+    rx_missed_errors: int = 0
+    tx_aborted_errors: int = 0
+    tx_carrier_errors: int = 0
+    tx_fifo_errors: int = 0
+    tx_heartbeat_errors: int = 0
+    tx_window_errors: int = 0
+    rx_compressed: int = 0
+    tx_compressed: int = 0
+    rx_nohandler: int = 0
+    rx_otherhost_dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Link:
     """One network interface, as the kernel reported it inside one namespace.
 
@@ -64,6 +96,7 @@ class Link:
     slave_kind: str | None = None
     brport_state: str | None = None
     addresses: tuple[str, ...] = ()
+    stats: LinkStats | None = None  # only when the walk was asked for counters
 
     @property
     def is_loopback(self) -> bool:

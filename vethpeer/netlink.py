@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .model import FdbEntry, Link
+from .model import FdbEntry, Link, LinkStats
 
 T = TypeVar("T")
 
@@ -57,6 +57,7 @@ IFLA_LINK = 5
 IFLA_MASTER = 10
 IFLA_OPERSTATE = 16
 IFLA_LINKINFO = 18
+IFLA_STATS64 = 23
 IFLA_EXT_MASK = 29
 IFLA_LINK_NETNSID = 37
 IFLA_INFO_KIND = 1
@@ -127,13 +128,23 @@ _LINK_ATTRS = frozenset(
     }
 )
 _LOOPBACK_ATTRS = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE})
+_LINK_ATTRS_STATS = _LINK_ATTRS | {IFLA_STATS64}
+_LOOPBACK_ATTRS_STATS = _LOOPBACK_ATTRS | {IFLA_STATS64}
+_STATS_FIELDS = len(LinkStats.__dataclass_fields__)
 
 
-def parse_link(data: bytes, offset: int, end: int) -> Link:
+def parse_stats64(data: bytes, start: int, stop: int) -> LinkStats:
+    """IFLA_STATS64 by its length: as many u64 counters as the kernel sent (at most the known ones)."""
+    count = min((stop - start) // 8, _STATS_FIELDS)
+    return LinkStats(*struct.unpack_from(f"={count}Q", data, start))
+
+
+def parse_link(data: bytes, offset: int, end: int, with_stats: bool = False) -> Link:
     _family, _type, index, flags, _change = _IFINFO.unpack_from(data, offset)
     name = ""
     kind = slave_kind = mac = brport_state = None
     mtu = master = link = link_netnsid = None
+    stats = None
     operstate = "unknown"
     # A flat loop, not _attrs(): a link carries ~50 attributes and only 8 matter here.
     # Attribute headers are 4-aligned (u16 length, u16 type): read them as halfwords.
@@ -141,7 +152,10 @@ def parse_link(data: bytes, offset: int, end: int) -> Link:
     # A loopback device has no kind, master, peer or MAC: once its name, MTU and state are
     # read, the other ~35 attributes are not walked (one lo per namespace adds up).
     loopback = bool(flags & IFF_LOOPBACK)
-    wanted = _LOOPBACK_ATTRS if loopback else _LINK_ATTRS
+    if with_stats:
+        wanted = _LOOPBACK_ATTRS_STATS if loopback else _LINK_ATTRS_STATS
+    else:
+        wanted = _LOOPBACK_ATTRS if loopback else _LINK_ATTRS
     left = len(wanted)
     pos = offset + _IFINFO.size
     while pos + 4 <= end:
@@ -168,6 +182,8 @@ def parse_link(data: bytes, offset: int, end: int) -> Link:
             operstate = OPERSTATES[value] if value < len(OPERSTATES) else str(value)
         elif attr == IFLA_LINK_NETNSID:
             link_netnsid = _S32.unpack_from(data, start)[0]
+        elif attr == IFLA_STATS64:
+            stats = parse_stats64(data, start, stop)
         elif attr == IFLA_LINKINFO:
             for info, istart, istop in _attrs(data, start, stop):
                 if info == IFLA_INFO_KIND:
@@ -203,7 +219,12 @@ def parse_link(data: bytes, offset: int, end: int) -> Link:
         link_netnsid=link_netnsid,
         slave_kind=slave_kind,
         brport_state=brport_state if slave_kind == "bridge" else None,
+        stats=stats,
     )
+
+
+def _parse_link_with_stats(data: bytes, offset: int, end: int) -> Link:
+    return parse_link(data, offset, end, True)
 
 
 def parse_address(data: bytes, offset: int, end: int) -> RawAddress | None:
@@ -286,7 +307,7 @@ class RtnlSocket:
             if not flags & NLM_F_DUMP:
                 return
 
-    def link(self, name: str | None = None, index: int = 0) -> Link | None:
+    def link(self, name: str | None = None, index: int = 0, stats: bool = False) -> Link | None:
         """One link by name or ifindex (a single RTM_GETLINK, no dump); None if there is none."""
         attrs = b""
         if name is not None:
@@ -296,12 +317,12 @@ class RtnlSocket:
             _IFINFO.pack(0, 0, index, 0, 0)
             + attrs
             + _NLA.pack(8, IFLA_EXT_MASK)
-            + _U32.pack(RTEXT_FILTER_SKIP_STATS)
+            + _U32.pack(0 if stats else RTEXT_FILTER_SKIP_STATS)
         )
         try:
             for rtype, data, body, end in self._request(RTM_GETLINK, NLM_F_REQUEST, payload):
                 if rtype == RTM_NEWLINK:
-                    return parse_link(data, body, end)
+                    return parse_link(data, body, end, stats)
         except NetlinkError:  # ENODEV
             return None
         return None
@@ -317,10 +338,12 @@ class RtnlSocket:
         )
         return [item for item in found if item is not None]
 
-    def links(self) -> list[Link]:
-        payload = (
-            _IFINFO.pack(0, 0, 0, 0, 0) + _NLA.pack(8, IFLA_EXT_MASK) + _U32.pack(RTEXT_FILTER_SKIP_STATS)
-        )
+    def links(self, stats: bool = False) -> list[Link]:
+        """Every link; with ``stats`` their IFLA_STATS64 counters too (the kernel skips them otherwise)."""
+        mask = 0 if stats else RTEXT_FILTER_SKIP_STATS
+        payload = _IFINFO.pack(0, 0, 0, 0, 0) + _NLA.pack(8, IFLA_EXT_MASK) + _U32.pack(mask)
+        if stats:
+            return self._dump(RTM_GETLINK, RTM_NEWLINK, payload, _parse_link_with_stats)
         return self._dump(RTM_GETLINK, RTM_NEWLINK, payload, parse_link)
 
     def addresses(self) -> list[RawAddress]:

@@ -44,11 +44,11 @@ def _with_addresses(links: Iterable[Link], sock: RtnlSocket) -> tuple[Link, ...]
     )
 
 
-def _some_links(sock: RtnlSocket, names: Collection[str]) -> list[Link]:
+def _some_links(sock: RtnlSocket, names: Collection[str], stats: bool = False) -> list[Link]:
     """Only the named links and their masters: for `which vethXXXX`, not a dump of the host."""
-    found = [link for link in map(sock.link, names) if link is not None]
+    found = [link for link in (sock.link(name, stats=stats) for name in names) if link is not None]
     masters = {link.master for link in found if link.master} - {link.index for link in found}
-    found += [link for link in (sock.link(index=i) for i in sorted(masters)) if link is not None]
+    found += [link for link in (sock.link(index=i, stats=stats) for i in sorted(masters)) if link is not None]
     return found
 
 
@@ -64,11 +64,16 @@ def _socket_in(ns: Namespace, home_fd: int, proc: str = "/proc") -> tuple[int, R
 
 
 def _read(
-    ns: Namespace, home_fd: int, fdb: bool, only: Collection[str] | None = None, proc: str = "/proc"
+    ns: Namespace,
+    home_fd: int,
+    fdb: bool,
+    only: Collection[str] | None = None,
+    proc: str = "/proc",
+    stats: bool = False,
 ) -> _Open:
     fd, sock = _socket_in(ns, home_fd, proc)
     try:
-        links = sock.links() if only is None else _some_links(sock, only)
+        links = sock.links(stats) if only is None else _some_links(sock, only, stats)
         opened = _Open(ns, fd, sock, _with_addresses(links, sock))
         if fdb and any(link.kind == "bridge" for link in opened.links):
             opened.fdb = tuple(sock.fdb())
@@ -85,18 +90,20 @@ def snapshot(
     fdb: bool = False,
     host_links: Collection[str] | None = None,
     proc: str = "/proc",
+    stats: bool = False,
 ) -> Snapshot:
     """Read every discovered namespace. A namespace that vanishes meanwhile is a view with an error.
 
     ``host_links``: read only these host links (and their bridges), not the whole host.
+    ``stats``: each link's IFLA_STATS64 counters too.
     """
     raise_fd_limit(2 * len(discovery.namespaces) + 64)
     with home_namespace(proc) as home_fd:
-        return _snapshot(discovery, home_fd, fdb, host_links, proc)
+        return _snapshot(discovery, home_fd, fdb, host_links, proc, stats)
 
 
 def _snapshot(
-    discovery: Discovery, home_fd: int, fdb: bool, host_links: Collection[str] | None, proc: str
+    discovery: Discovery, home_fd: int, fdb: bool, host_links: Collection[str] | None, proc: str, stats: bool
 ) -> Snapshot:
     opened: dict[NsKey, _Open] = {}
     failed: list[NsView] = []
@@ -104,7 +111,7 @@ def _snapshot(
         for ns in discovery.namespaces:
             try:
                 only = host_links if ns.key == discovery.host else None
-                opened[ns.key] = _read(ns, home_fd, fdb, only, proc)
+                opened[ns.key] = _read(ns, home_fd, fdb, only, proc, stats)
             except NamespaceGone as gone:
                 failed.append(NsView(ns, error=str(gone)))
             except OSError as error:
