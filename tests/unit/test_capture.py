@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from vethpeer.capture import TcpdumpMissing, candidates, choose, command, execute, split_args
+from vethpeer.commands.capture import TcpdumpMissing, candidates, choose, command, execute, split_args
+from vethpeer.environment import Environment
 from vethpeer.errors import NotFound, UsageError
-from vethpeer.oncall import split_tcpdump_args
-from vethpeer.which import Match, resolve
+from vethpeer.commands.capture import split_argv as split_tcpdump_args
+from vethpeer.targets import Match, resolve
 
 from .oncall_fixtures import HOST, Topo
 
@@ -100,7 +101,7 @@ def test_missing_tcpdump_is_a_clear_error() -> None:
     report = t.report()
     chosen = choose(resolve(report, "vpo-b"), report)
     with pytest.raises(TcpdumpMissing, match="tcpdump is not installed"):
-        execute(["vpo-no-such-tcpdump", "-i", "x"], chosen)
+        execute(["vpo-no-such-tcpdump", "-i", "x"], chosen, Environment())
 
 
 def test_split_tcpdump_args() -> None:

@@ -1,4 +1,4 @@
-"""vethpeer.cgroup: container identities from /proc/PID/cgroup text, as real hosts write it."""
+"""vethpeer.cgroup_path: container identities from /proc/PID/cgroup text, as real hosts write it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from vethpeer import cgroup
-from vethpeer.cgroup import Identity
+from vethpeer import cgroup_path as cgroup
+from vethpeer.cgroup_path import Identity
 
 DID = "3f1c9a0d5b7e2c4a6f8e0d1b3c5a7e9f1d3b5c7a9e1f3d5b7c9a1e3f5d7b9c1a"
 DID2 = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d"

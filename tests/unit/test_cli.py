@@ -1,4 +1,4 @@
-"""Every exit path of the CLI, without root: one line on stderr, the documented code, no traceback."""
+"""The CLI on hand-built reports: `which` targets, the JSON contract, the plain table."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import json
 import pytest
 
 from tests import contract
-from vethpeer import cli, output
+from vethpeer.environment import Environment
+from vethpeer.render import json as jsonrender
+from vethpeer.render import table as tablerender
 from vethpeer.correlate import correlate
-from vethpeer.errors import Ambiguous, ExitStatus, NoPrivilege, NotFound, SourceFailed, UsageError
+from vethpeer.errors import Ambiguous, NotFound
 from vethpeer.model import (
     Claim,
     Link,
@@ -24,71 +26,9 @@ from vethpeer.model import (
     Workload,
     WorkloadKind,
 )
-from vethpeer.which import resolve
+from vethpeer.targets import resolve
 
 HOST = NsKey(4, 1)
-
-
-def _fail_with(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
-    def boom(argv: object = None, out: object = None) -> ExitStatus:
-        raise error
-
-    monkeypatch.setattr(cli, "run", boom)
-
-
-@pytest.mark.parametrize(
-    ("error", "status"),
-    [
-        (UsageError("bad"), ExitStatus.USAGE),
-        (NotFound("nothing named 'x'"), ExitStatus.NOT_FOUND),
-        (Ambiguous("'a' matches 2 workloads", ["docker/a1", "docker/a2"]), ExitStatus.AMBIGUOUS),
-        (NoPrivilege("missing CAP_SYS_ADMIN"), ExitStatus.NO_PRIVILEGE),
-        (SourceFailed("docker: timeout"), ExitStatus.SOURCE_FAILED),
-        (KeyboardInterrupt(), ExitStatus.INTERRUPTED),
-        (RuntimeError("a bug"), ExitStatus.ERROR),
-    ],
-)
-def test_each_outcome_is_one_line_and_its_code(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    error: BaseException,
-    status: ExitStatus,
-) -> None:
-    _fail_with(monkeypatch, error)
-    assert cli.main(["table"]) == status
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and err.startswith("vethpeer: ")
-    assert "Traceback" not in err
-
-
-def test_ambiguous_lists_the_candidates(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    _fail_with(monkeypatch, Ambiguous("'a' matches 2 workloads", ["docker/a1", "docker/a2"]))
-    cli.main(["which", "a"])
-    assert "candidates: docker/a1, docker/a2" in capsys.readouterr().err
-
-
-def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    _fail_with(monkeypatch, RuntimeError("a bug"))
-    with pytest.raises(RuntimeError):
-        cli.main(["--debug", "table"])
-
-
-def test_usage_errors_from_argparse(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["table", "-o", "yaml"]) == ExitStatus.USAGE
-    assert cli.main(["which"]) == ExitStatus.USAGE
-    assert cli.main(["nosuchcommand"]) == ExitStatus.USAGE
-    assert cli.main(["--timeout", "0", "table"]) in (ExitStatus.USAGE, ExitStatus.NO_PRIVILEGE)
-    for line in capsys.readouterr().err.splitlines():
-        assert line.startswith("vethpeer: ")
-
-
-def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as done:
-        cli.main(["--version"])
-    assert done.value.code == 0
-    assert capsys.readouterr().out.startswith("vethpeer ")
 
 
 # ---------------------------------------------------------------- which, on a hand-built report
@@ -153,7 +93,7 @@ def test_which_targets() -> None:
 def test_json_contract_fields() -> None:
     report = correlate(*_report())
     out = io.StringIO()
-    output.write_json(report, out)
+    jsonrender.write(jsonrender.report_json(report), Environment(stdout=out))
     data = json.loads(out.getvalue())
     assert data["schema_version"] == 1
     assert contract.TOP_FIELDS | {"workloads"} <= data.keys()
@@ -168,7 +108,7 @@ def test_json_contract_fields() -> None:
 def test_plain_table_when_not_a_tty() -> None:
     report = correlate(*_report())
     out = io.StringIO()
-    output.write_table(report, out)
+    tablerender.write_table(report, Environment(stdout=out))
     lines = out.getvalue().splitlines()
     assert lines[0].split()[:3] == ["NAMESPACE", "POD", "IF"] or lines[0].split()[:2] == [
         "NAMESPACE",

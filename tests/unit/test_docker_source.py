@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vethpeer import cgroup
+from vethpeer import cgroup_path as cgroup
 from vethpeer.model import NsKey, SourceState, WorkloadKind
 from vethpeer.sources import PRIORITY_CGROUP, PRIORITY_RUNTIME, Context, Options
 from vethpeer.sources import cgroup as cgroup_source

@@ -4,14 +4,38 @@ from __future__ import annotations
 
 import socket
 
-from vethpeer.doctor import Severity, diagnose, in_ns, summary
-from vethpeer.model import Namespace, NsKey
+from collections.abc import Mapping, Sequence
+
+from vethpeer import checks as doctor_checks
+from vethpeer.checks import Diagnosis, Facts, Severity, link_index, orphan_rows
+from vethpeer.doctor_reads import Holder, NsFacts
+from vethpeer.model import Namespace, NsKey, Report, Row
 from vethpeer.netlink import IFF_UP, NUD_FAILED, NUD_REACHABLE, Neighbour, NextHop, Route
-from vethpeer.nsfacts import Holder, NsFacts
+from vethpeer.render.findings import summary
+from vethpeer.shell import in_ns
 
 from .oncall_fixtures import HOST, Topo
 
 DEFAULT_OK = Route(socket.AF_INET, "0.0.0.0/0", 254, 1, (NextHop("10.0.0.1", 101),))
+
+
+def diagnose(
+    report: Report,
+    rows: Sequence[Row] | None = None,
+    facts: Mapping[NsKey, NsFacts] | None = None,
+    holders: Mapping[int, Sequence[Holder]] | None = None,
+) -> Diagnosis:
+    """The checks as `doctor` runs them: the facts built once, then every registered check."""
+    chosen = tuple(report.rows if rows is None else rows)
+    built = Facts(
+        rows=chosen,
+        host=report.snapshot.host,
+        links=link_index(report),
+        inside=dict(facts or {}),
+        orphans=orphan_rows(chosen, report),
+        holders=dict(holders or {}),
+    )
+    return doctor_checks.diagnose(report, built)
 
 
 def healthy() -> tuple[Topo, NsKey]:

@@ -1,0 +1,180 @@
+"""Every exit path of the CLI through the real command code, without root.
+
+The commands run in-process against a recorded /proc tree (tests/unit/fakeproc.py):
+the real parser, the real gather() (privilege check, discovery, walk, sources), the
+real resolver and renderers. Each outcome is one line on stderr, its documented code,
+no traceback — unless --debug.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vethpeer import cli
+from vethpeer.errors import ExitStatus
+
+from .fakeproc import FakeProc
+
+ID_A = "ab" + "1" * 62
+ID_B = "ab" + "2" * 62
+
+
+@pytest.fixture
+def proc(tmp_path: Path) -> FakeProc:
+    return FakeProc(tmp_path / "proc")
+
+
+def one_line(fake: FakeProc) -> str:
+    """The one message line (the sources' own warnings, about the sockets these tests point
+    at nothing, may stand before it)."""
+    lines = fake.err.getvalue().splitlines()
+    assert "Traceback" not in fake.err.getvalue()
+    messages = [line for line in lines if not line.startswith("warning: ")]
+    assert len(messages) == 1 and messages[0].startswith("vethpeer: "), lines
+    return messages[0] + "\n"
+
+
+def test_success(proc: FakeProc) -> None:
+    assert proc.main("table", "--json") == ExitStatus.SUCCESS
+    assert '"schema_version":1' in proc.out.getvalue()
+
+
+def test_usage(proc: FakeProc) -> None:
+    assert proc.main("table", "-o", "yaml") == ExitStatus.USAGE
+    assert "invalid choice" in one_line(proc)
+
+
+@pytest.mark.parametrize("argv", [("which",), ("nosuchcommand",), ("doctor", "-o", "wide"), ("-n", "x", "-A")])
+def test_more_usage_errors(proc: FakeProc, argv: tuple[str, ...]) -> None:
+    assert proc.main(*argv) == ExitStatus.USAGE
+    one_line(proc)
+
+
+def test_not_found(proc: FakeProc) -> None:
+    assert proc.main("which", "nope") == ExitStatus.NOT_FOUND
+    assert "nothing named 'nope'" in one_line(proc)
+
+
+def test_ambiguous_names_both_candidates(proc: FakeProc) -> None:
+    proc.container(ID_A)
+    proc.container(ID_B)
+    assert proc.main("which", "ab") == ExitStatus.AMBIGUOUS
+    err = one_line(proc)
+    assert f"docker/{ID_A[:12]}" in err and f"docker/{ID_B[:12]}" in err
+
+
+def test_no_privilege(tmp_path: Path) -> None:
+    fake = FakeProc(tmp_path / "proc", caps="0000000000000000")
+    assert fake.main("table") == ExitStatus.NO_PRIVILEGE
+    assert "missing CAP_SYS_ADMIN and CAP_SYS_PTRACE" in one_line(fake)
+
+
+def test_usage_is_checked_before_privilege(tmp_path: Path) -> None:
+    fake = FakeProc(tmp_path / "proc", caps="0000000000000000")
+    assert fake.main("--timeout", "0", "table") == ExitStatus.USAGE
+    assert "--timeout" in one_line(fake)
+
+
+@pytest.fixture
+def silent_docker(tmp_path: Path) -> Iterator[str]:
+    """A unix socket that accepts connections and never answers: a hung daemon."""
+    path = str(tmp_path / "vp-hung.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"unix://{path}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_strict_source_failed(proc: FakeProc, silent_docker: str) -> None:
+    argv = ["table", "--strict", "--timeout", "0.2", "--runtime-endpoint", "unix:///nonexistent/vp.sock"]
+    code = cli.main([*argv, "--docker-host", silent_docker, "--no-kube"], proc.env())
+    assert code == ExitStatus.SOURCE_FAILED
+    assert "docker: timeout" in proc.err.getvalue().splitlines()[-1]
+
+
+class _Exploding(io.StringIO):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    def write(self, text: str) -> int:
+        raise self.error
+
+
+def test_internal_error_is_one_line(proc: FakeProc) -> None:
+    assert proc.main("table", stdout=_Exploding(RuntimeError("a bug"))) == ExitStatus.ERROR
+    assert "internal error: RuntimeError: a bug (run again with --debug" in one_line(proc)
+
+
+def test_debug_shows_the_traceback(proc: FakeProc) -> None:
+    with pytest.raises(RuntimeError):
+        proc.main("table", "--debug", stdout=_Exploding(RuntimeError("a bug")))
+
+
+def test_debug_abbreviated_is_debug(proc: FakeProc) -> None:
+    with pytest.raises(RuntimeError):
+        proc.main("table", "--deb", stdout=_Exploding(RuntimeError("a bug")))
+
+
+def test_debug_after_the_double_dash_is_tcpdump_s() -> None:
+    args = cli.parse(["capture", "web", "--", "--debug"])
+    assert args.debug is False and args.tcpdump_args == ["--debug"]
+
+
+def test_interrupted(proc: FakeProc) -> None:
+    assert proc.main("table", stdout=_Exploding(KeyboardInterrupt())) == ExitStatus.INTERRUPTED
+    assert one_line(proc) == "vethpeer: interrupted\n"
+
+
+def test_broken_pipe_is_success(proc: FakeProc) -> None:
+    assert proc.main("table", stdout=_Exploding(BrokenPipeError())) == ExitStatus.SUCCESS
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("vethpeer ")
+
+
+def test_main_leaves_the_collector_as_it_found_it(proc: FakeProc) -> None:
+    assert gc.isenabled()
+    proc.main("table")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        proc.main("table")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_all_namespaces_cancels_namespace() -> None:
+    assert cli.parse(["-n", "shop", "table"]).namespace == "shop"
+    assert cli.parse(["-n", "shop", "table", "-A"]).namespace is None
+    assert cli.parse(["table", "-A"]).namespace is None
