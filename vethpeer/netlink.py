@@ -317,7 +317,7 @@ class RtnlSocket:
             _IFINFO.pack(0, 0, index, 0, 0)
             + attrs
             + _NLA.pack(8, IFLA_EXT_MASK)
-            + _U32.pack(0 if stats else RTEXT_FILTER_SKIP_STATS)
+            + _U32.pack(RTEXT_FILTER_SKIP_STATS)
         )
         try:
             for rtype, data, body, end in self._request(RTM_GETLINK, NLM_F_REQUEST, payload):
@@ -339,9 +339,13 @@ class RtnlSocket:
         return [item for item in found if item is not None]
 
     def links(self, stats: bool = False) -> list[Link]:
-        """Every link; with ``stats`` their IFLA_STATS64 counters too (the kernel skips them otherwise)."""
-        mask = 0 if stats else RTEXT_FILTER_SKIP_STATS
-        payload = _IFINFO.pack(0, 0, 0, 0, 0) + _NLA.pack(8, IFLA_EXT_MASK) + _U32.pack(mask)
+        """Every link; with ``stats`` their IFLA_STATS64 counters decoded too.
+
+        The counters are in every dump (RTEXT_FILTER_SKIP_STATS only drops SR-IOV VF
+        stats): asking for them costs their decoding, nothing more."""
+        payload = (
+            _IFINFO.pack(0, 0, 0, 0, 0) + _NLA.pack(8, IFLA_EXT_MASK) + _U32.pack(RTEXT_FILTER_SKIP_STATS)
+        )
         if stats:
             return self._dump(RTM_GETLINK, RTM_NEWLINK, payload, _parse_link_with_stats)
         return self._dump(RTM_GETLINK, RTM_NEWLINK, payload, parse_link)

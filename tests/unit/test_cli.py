@@ -8,10 +8,8 @@ import json
 import pytest
 
 from tests import contract
-from vethpeer.environment import Environment
-from vethpeer.render import json as jsonrender
-from vethpeer.render import table as tablerender
 from vethpeer.correlate import correlate
+from vethpeer.environment import Environment
 from vethpeer.errors import Ambiguous, NotFound
 from vethpeer.model import (
     Claim,
@@ -26,6 +24,8 @@ from vethpeer.model import (
     Workload,
     WorkloadKind,
 )
+from vethpeer.render import json as jsonrender
+from vethpeer.render import table as tablerender
 from vethpeer.targets import resolve
 
 HOST = NsKey(4, 1)

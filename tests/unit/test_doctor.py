@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-
 from collections.abc import Mapping, Sequence
 
 from vethpeer import checks as doctor_checks

@@ -51,7 +51,9 @@ def test_usage(proc: FakeProc) -> None:
     assert "invalid choice" in one_line(proc)
 
 
-@pytest.mark.parametrize("argv", [("which",), ("nosuchcommand",), ("doctor", "-o", "wide"), ("-n", "x", "-A")])
+@pytest.mark.parametrize(
+    "argv", [("which",), ("nosuchcommand",), ("doctor", "-o", "wide"), ("-n", "x", "-A")]
+)
 def test_more_usage_errors(proc: FakeProc, argv: tuple[str, ...]) -> None:
     assert proc.main(*argv) == ExitStatus.USAGE
     one_line(proc)

@@ -42,7 +42,7 @@ def orphans(report: Report, facts: Facts) -> Iterator[Finding]:
             f"{link.name}: peer ifindex {link.link} in the namespace the host calls nsid {link.link_netnsid}",
             "no process is in that namespace and no nsfs bind mount (ip netns, runtime) refers to it",
         ]
-        held = list(facts.holders.get(link.link_netnsid or -1, ()))
+        held = list(facts.holders.get(link.link_netnsid, ())) if link.link_netnsid is not None else []
         if held:
             evidence.append("kept alive only by an open file descriptor: " + "; ".join(map(str, held)))
         if unreadable:

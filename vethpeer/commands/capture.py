@@ -191,7 +191,7 @@ def command(chosen: Sequence[Candidate], args: Sequence[str]) -> list[str]:
 
 def execute(argv: Sequence[str], chosen: Sequence[Candidate], env: Environment) -> None:
     """Become tcpdump. Returns only by raising."""
-    path = shutil.which(argv[0], path=env.environ.get("PATH", os.defpath) + ":/usr/sbin:/usr/bin:/sbin:/bin")
+    path = shutil.which(argv[0], path=env.environ.get("PATH", os.defpath))
     if path is None:
         raise TcpdumpMissing(
             "tcpdump is not installed (or not in PATH)",

@@ -1,0 +1,80 @@
+"""The nsid resolution as a pure function, with a fake "ask the kernel" callable."""
+
+from __future__ import annotations
+
+from vethpeer.model import Link, NsKey
+from vethpeer.nsids import resolve
+
+HOST, A, B, C = NsKey(4, 1), NsKey(4, 10), NsKey(4, 11), NsKey(4, 12)
+
+
+class Kernel:
+    """What RTM_GETNSID would answer: the nsid each observer gives each target (None: none)."""
+
+    def __init__(self, table: dict[tuple[NsKey, NsKey], int]) -> None:
+        self.table = table
+        self.asked: list[tuple[NsKey, NsKey]] = []
+
+    def __call__(self, observer: NsKey, target: NsKey) -> int | None:
+        self.asked.append((observer, target))
+        return self.table.get((observer, target))
+
+
+def veth(index: int, peer: int, nsid: int | None, name: str = "eth0") -> Link:
+    return Link(index, name, kind="veth", link=peer, link_netnsid=nsid)
+
+
+def test_pods_whose_peers_are_in_the_host_cost_one_question_each() -> None:
+    links = {
+        HOST: [veth(10, 2, 0, "vethA"), veth(11, 2, 1, "vethB")],
+        A: [veth(2, 10, 0)],  # every pod's eth0 is ifindex 2, and each calls the host nsid 0
+        B: [veth(2, 11, 0)],
+    }
+    kernel = Kernel({(A, HOST): 0, (B, HOST): 0})
+    resolved = resolve(links, HOST, kernel)
+    assert resolved[A] == {0: HOST} and resolved[B] == {0: HOST}
+    # the host's nsids are derived from the verified pairs, not asked
+    assert resolved[HOST] == {0: A, 1: B}
+    assert sorted(kernel.asked) == [(A, HOST), (B, HOST)]
+
+
+def test_a_pair_between_two_non_host_namespaces_is_verified() -> None:
+    links = {HOST: [], A: [veth(2, 2, 5)], B: [veth(2, 2, 7)]}
+    kernel = Kernel({(A, B): 5, (B, A): 7})
+    resolved = resolve(links, HOST, kernel)
+    assert resolved[A] == {5: B} and resolved[B] == {7: A}
+
+
+def test_identical_nsids_and_indexes_in_isolated_pairs_are_told_apart() -> None:
+    d = NsKey(4, 13)
+    links = {HOST: [], A: [veth(2, 2, 0)], B: [veth(2, 2, 0)], C: [veth(2, 2, 0)], d: [veth(2, 2, 0)]}
+    kernel = Kernel({(A, B): 0, (B, A): 0, (C, d): 0, (d, C): 0})
+    resolved = resolve(links, HOST, kernel)
+    assert resolved[A] == {0: B} and resolved[B] == {0: A}
+    assert resolved[C] == {0: d} and resolved[d] == {0: C}
+
+
+def test_an_unverifiable_pair_is_never_guessed() -> None:
+    links = {HOST: [veth(10, 2, 3, "vethX")], A: [veth(2, 10, 0)]}
+    kernel = Kernel({})  # A gives the host no nsid the kernel admits to, nobody gives A nsid 3
+    resolved = resolve(links, HOST, kernel)
+    assert resolved == {HOST: {}, A: {}}
+
+
+def test_a_macvlan_parent_in_another_namespace_is_found_by_the_exhaustive_pass() -> None:
+    macvlan = Link(2, "eth0", kind="macvlan", link=7, link_netnsid=4)
+    links = {HOST: [Link(7, "br0", kind="bridge")], A: [macvlan], B: []}
+    kernel = Kernel({(A, HOST): 4})
+    assert resolve(links, HOST, kernel)[A] == {4: HOST}
+
+
+def test_a_pair_end_that_does_not_point_back_teaches_nothing() -> None:
+    links = {
+        HOST: [veth(10, 3, 0, "vethA")],  # points at ifindex 3 in A, not at A's eth0 (2)
+        A: [veth(2, 10, 0)],
+    }
+    kernel = Kernel({(A, HOST): 0})
+    resolved = resolve(links, HOST, kernel)
+    assert resolved[A] == {0: HOST}
+    assert resolved[HOST] == {}  # not derived from a pair that does not point back
+    assert (HOST, A) in kernel.asked  # only the kernel could have said, and it did not
