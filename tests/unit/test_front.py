@@ -41,7 +41,7 @@ def test_discovery_on_a_recorded_tree(tmp_path: Path) -> None:
 
 
 def test_discovery_reads_the_nodes_mount_table_from_a_container(tmp_path: Path) -> None:
-    """PID 1 in another mount namespace (a DaemonSet pod with hostPID): its table, reached via /proc/1/root."""
+    """PID 1 in another mount namespace (a pod with hostPID): its table, reached through /proc/1/root."""
     fake = FakeProc(tmp_path / "proc")
     (fake.root / "1/ns/mnt").unlink()
     (fake.root / "1/ns/mnt").write_text("")  # another inode: another mount namespace
@@ -74,7 +74,8 @@ class _Tty(io.StringIO):
     [({}, True), ({"NO_COLOR": "1"}, False), ({"NO_COLOR": ""}, True), ({"TERM": "dumb"}, False)],
 )
 def test_no_color_as_no_color_org_words_it(environ: dict[str, str], color: bool) -> None:
-    """ "when present and not an empty string (regardless of its value), prevents the addition of ANSI color"."""
+    """no-color.org: NO_COLOR "when present and not an empty string (regardless of its value),
+    prevents the addition of ANSI color"."""
     assert Environment(stdout=_Tty(), environ=environ).color is color
     assert Environment(stdout=io.StringIO(), environ=environ).color is False  # never on a pipe
 
@@ -138,3 +139,17 @@ def test_usage_md_option_tables_match_the_parser(command: str) -> None:
     else:
         wanted = _parser_options(command) - _parser_options(None)
     assert _documented_options(ROOT / "docs" / "usage.md", command) == wanted
+
+
+def test_the_man_page_is_the_parser() -> None:
+    """The page is generated from build_parser() at build time (pyproject.toml's cmdclass): every
+    command and option of the parser is in it."""
+    from argparse_manpage.manpage import Manpage
+
+    parser = cli.build_parser()
+    page = str(Manpage(parser))
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        assert f"vethpeer {name}" in page
+        for option in (o for a in command._actions for o in a.option_strings if o not in ("-h", "--help")):
+            assert f"\\fB{option.replace('-', chr(92) + '-')}\\fR" in page, (name, option)
