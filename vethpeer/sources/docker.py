@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import cgroup_path as cgroup
+from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from ..netns import key_of
 from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context
@@ -479,13 +480,12 @@ class DockerNames:
         path = socket_path(url)
         if path is not None and not os.path.exists(path):
             return self._absent(path, context)
-        deadline = self.clock() + context.options.timeout
+        deadline = Deadline(context.options.timeout, self.clock)
 
         def remaining() -> float:
-            left = deadline - self.clock()
-            if left <= 0:
+            if deadline.expired():
                 raise _Timeout()
-            return left
+            return deadline.left()
 
         api: Api | None = None
         try:
