@@ -15,7 +15,9 @@ Everything built is removed afterwards, also on Ctrl-C or SIGTERM.
 
 Needs root. Run from the repository: ``python benchmarks/bench_core.py --sizes 10,100,1000``.
 Targets (issue #2, 2 cores): at N=1000 >= 40x faster than the baseline and < 0.4 s;
-``which`` < 0.2 s; ``--version`` < 60 ms; peak < 100 MB.
+``which`` < 0.2 s; ``--version`` < 60 ms; peak < 100 MB. ``completion --list-targets`` (issue
+#9): < 0.3 s at N=100. ``--before REV`` also times another git revision's vethpeer in the
+same labs, for "no slower than before" (issue #9).
 """
 
 from __future__ import annotations
@@ -53,12 +55,14 @@ class Run:
     stdout: str
 
 
-def run_once(argv: Sequence[str]) -> Run:
-    """One child, timed from fork to exit; its own peak RSS from wait4 (not the other children's)."""
+def run_once(argv: Sequence[str], code: Path = ROOT) -> Run:
+    """One child, timed from fork to exit; its own peak RSS from wait4 (not the other children's).
+
+    ``code``: the tree whose ``vethpeer`` package runs (another revision with ``--before``)."""
     # As installed: pip byte-compiles, and stdout is a buffered pipe. A shell that sets
     # PYTHONDONTWRITEBYTECODE / PYTHONUNBUFFERED would time the compiler and one write per token.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
@@ -69,11 +73,11 @@ def run_once(argv: Sequence[str]) -> Run:
         return Run(wall, usage.ru_maxrss, proc.returncode, out.read().decode("utf-8", "replace"))
 
 
-def best(argvs: Sequence[Sequence[str]], repeat: int) -> tuple[float, int, list[Run]]:
+def best(argvs: Sequence[Sequence[str]], repeat: int, code: Path = ROOT) -> tuple[float, int, list[Run]]:
     """Best total wall over repeat runs of the argvs in sequence; max RSS; the last runs."""
     walls, rss, last = [], 0, []
     for _ in range(repeat):
-        last = [run_once(argv) for argv in argvs]
+        last = [run_once(argv, code) for argv in argvs]
         for run in last:
             if run.returncode != 0:
                 raise SystemExit(f"{' '.join(argvs[last.index(run)])}: exit {run.returncode}")
@@ -144,7 +148,18 @@ def cleanup_guard() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def measure(count: int, repeat: int) -> dict[str, float]:
+def export(revision: str) -> Path:
+    """The ``vethpeer`` package of another git revision, in a temporary folder (byte-compiled)."""
+    where = Path(tempfile.mkdtemp(prefix="vpb-before-"))
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "vethpeer"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(where / "vethpeer")], check=True)
+    return where
+
+
+def measure(count: int, repeat: int, before: Path | None = None) -> dict[str, float]:
     with cleanup_guard():
         lab = Lab()
         try:
@@ -160,6 +175,13 @@ def measure(count: int, repeat: int) -> dict[str, float]:
             which, which_rss, runs = best([[*VETHPEER, "which", "-q", target]], repeat)
             if runs[0].stdout.split() != [target]:
                 raise SystemExit(f"which -q {target} printed {runs[0].stdout!r}")
+            completion, _, runs = best([[*VETHPEER, "completion", "--list-targets"]], repeat)
+            if target not in runs[0].stdout.split():
+                raise SystemExit(f"completion --list-targets did not list {target}")
+            earlier = {}
+            if before is not None:  # the same lab, the same run: the figures of the other revision
+                earlier["table_before"], _, _ = best([[*VETHPEER, "table", "--json"]], repeat, before)
+                earlier["which_before"], _, _ = best([[*VETHPEER, "which", "-q", target]], repeat, before)
             return {
                 "n": count,
                 "namespaces": len(netlab.ip_json(HOST, "netns", "list")),
@@ -169,6 +191,8 @@ def measure(count: int, repeat: int) -> dict[str, float]:
                 "ratio": baseline / table,
                 "which": which,
                 "rss_mb": max(table_rss, which_rss) / 1024,
+                "completion": completion,
+                **earlier,
             }
         finally:
             old = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -190,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10,100,1000", help="comma-separated N (default 10,100,1000)")
     parser.add_argument("--repeat", type=int, default=3, help="best of R runs (default 3)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument(
+        "--before", metavar="REV", help="also time the vethpeer of git revision REV in the same labs"
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_core: needs root (it builds network namespaces)", file=sys.stderr)
@@ -202,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = []
         for count in sizes:
             print(f"N={count}: building and timing ...", file=sys.stderr, flush=True)
-            results.append(measure(count, args.repeat))
+            results.append(measure(count, args.repeat, export(args.before) if args.before else None))
     except KeyboardInterrupt:
         print("bench_core: interrupted; everything built was removed", file=sys.stderr)
         return 130
@@ -214,14 +241,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         "| N | namespaces on host | build (s) | `vethpeer table --json` (s) | iproute2 baseline (s) | ratio "
-        "| `vethpeer which -q VETH` (s) | peak RSS (MB) |"
+        "| `vethpeer which -q VETH` (s) | `completion --list-targets` (s) | peak RSS (MB) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r['n']} | {r['namespaces']} | {r['build']:.1f} | {r['table']:.3f} | {r['baseline']:.3f} "
-            f"| {r['ratio']:.1f}x | {r['which']:.3f} | {r['rss_mb']:.1f} |"
+            f"| {r['ratio']:.1f}x | {r['which']:.3f} | {r['completion']:.3f} | {r['rss_mb']:.1f} |"
         )
+    if args.before:
+        print(f"\nthe same labs, vethpeer of {args.before} (before) and of the working tree (after):\n")
+        print("| N | `table --json` before (s) | after (s) | `which -q` before (s) | after (s) |")
+        print("|---:|---:|---:|---:|---:|")
+        for r in results:
+            print(
+                f"| {r['n']} | {r['table_before']:.3f} | {r['table']:.3f} "
+                f"| {r['which_before']:.3f} | {r['which']:.3f} |"
+            )
     print(
         f"\n`vethpeer --version`: {version * 1000:.0f} ms (target < {TARGETS['version'] * 1000:.0f} ms: "
         f"{mark(version < TARGETS['version'])})"

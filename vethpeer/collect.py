@@ -40,6 +40,7 @@ class Request:
     fdb: bool = False  # read the bridges' MAC tables too
     stats: bool = False  # read every link's IFLA_STATS64 counters too (Link.stats)
     host_ifname: str | None = None  # `which vethXXXX`: read that host link and its peer's namespace only
+    host_only: bool = False  # read the host's links only (the sources still name every namespace)
     strict: bool = False  # a present source that did not answer is a failure (exit 7)
     debug: bool = False  # tracebacks in the statuses of sources that raised
     sources: Sequence[Source] | None = None  # None: all_sources()
@@ -114,7 +115,11 @@ def gather(request: Request, env: Environment) -> Report:
     check_privilege(env.proc)
     discovery = discover(env.proc)
     walked, host_links = discovery, None
-    if request.host_ifname is not None:
+    if request.host_only:
+        walked = replace(
+            discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key == discovery.host)
+        )
+    elif request.host_ifname is not None:
         peer = peer_namespace(discovery, request.host_ifname, env.proc)
         if peer is not None:
             keep = {discovery.host, peer}

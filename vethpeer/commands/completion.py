@@ -142,7 +142,8 @@ def targets(env: Environment) -> Iterator[str]:
 
     quiet = Environment(stdout=env.stdout, stderr=open(os.devnull, "w"), environ=env.environ, proc=env.proc)  # noqa: SIM115
     try:
-        report = gather(Request(options=Options(timeout=LIST_TIMEOUT, kube=False), ovs=False), quiet)
+        request = Request(options=Options(timeout=LIST_TIMEOUT, kube=False), ovs=False, host_only=True)
+        report = gather(request, quiet)
     finally:
         quiet.stderr.close()
     seen: set[str] = set()
@@ -162,12 +163,13 @@ def targets(env: Environment) -> Iterator[str]:
             if name not in seen:
                 seen.add(name)
                 yield name
-    host = report.snapshot.host
-    for row in report.rows:
-        for end in (row.end, row.peer):
-            if end is not None and end.ns.key == host and end.link.name not in seen:
-                seen.add(end.link.name)
-                yield end.link.name
+    for view in report.snapshot.views:
+        if view.ns.key != report.snapshot.host:
+            continue
+        for link in view.links:  # the host's veths (and netkit, taps): what `which vethXXXX` takes
+            if link.kind in ("veth", "netkit", "tun") and link.name not in seen:
+                seen.add(link.name)
+                yield link.name
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
