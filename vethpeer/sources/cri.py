@@ -190,7 +190,7 @@ def has_network_namespace_entry(info: Mapping[str, Any]) -> bool | None:
     return any(isinstance(ns, dict) and ns.get("type") == "network" for ns in namespaces)
 
 
-def sandbox_netns(info: Mapping[str, Any]) -> NsKey | None:
+def sandbox_netns(info: Mapping[str, Any], proc: str = "/proc") -> NsKey | None:
     """The live sandbox's namespace: the spec's netns path, else the sandbox process's.
 
     A stopped sandbox still reports its old path; ``pid`` 0 or ``netNamespaceClosed``
@@ -207,7 +207,7 @@ def sandbox_netns(info: Mapping[str, Any]) -> NsKey | None:
         if key is not None:
             return key
     if pid > 0:
-        return _key(f"/proc/{pid}/ns/net")
+        return _key(f"{proc}/{pid}/ns/net")
     return None
 
 
@@ -325,7 +325,7 @@ def _query(path: str, deadline: Deadline, context: Context) -> tuple[str, list[P
             )
             info = parse_info(reply.info)
             host_network = status.linux.namespaces.options.network == pb.NODE
-            key = None if host_network else sandbox_netns(info)
+            key = None if host_network else sandbox_netns(info, context.proc)
             if not host_network and key is None and uid and not info:
                 # No verbose info (cri-dockerd): find the pod by its UID in the cgroup paths.
                 uids = _pod_uids_by_namespace(context) if uids is None else uids

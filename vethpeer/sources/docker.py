@@ -436,10 +436,10 @@ def _classify(error: BaseException) -> tuple[SourceState, str]:
     return SourceState.UNAVAILABLE, text[:200]
 
 
-def _namespace_of(info: Mapping[str, Any]) -> NsKey | None:
+def _namespace_of(info: Mapping[str, Any], proc: str = "/proc") -> NsKey | None:
     """The namespace of an inspected container: its init's, else its sandbox's bind mount."""
     pid = int((info.get("State") or {}).get("Pid") or 0)
-    paths = [f"/proc/{pid}/ns/net"] if pid > 0 else []
+    paths = [f"{proc}/{pid}/ns/net"] if pid > 0 else []
     sandbox = (info.get("NetworkSettings") or {}).get("SandboxKey")
     if sandbox:
         paths.append(str(sandbox))
@@ -505,7 +505,7 @@ class DockerNames:
             placed = dict(placement.ns_of)
             for container in placement.unplaced:  # only those the cgroups did not place
                 info = api.inspect(container.id, remaining())
-                key = _namespace_of(info) if info is not None else None
+                key = _namespace_of(info, context.proc) if info is not None else None
                 if key is not None:
                     placed[container.id] = key
             placement = Placement(placed, placement.host_network, ())
