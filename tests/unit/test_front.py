@@ -153,3 +153,17 @@ def test_the_man_page_is_the_parser() -> None:
         assert f"vethpeer {name}" in page
         for option in (o for a in command._actions for o in a.option_strings if o not in ("-h", "--help")):
             assert f"\\fB{option.replace('-', chr(92) + '-')}\\fR" in page, (name, option)
+
+
+def test_readme_command_table_matches_the_parser() -> None:
+    """README's "Commands" table: one row a command, and every option it shows is the parser's."""
+    text = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Commands\n(.*?)(?=^## )", text, re.M | re.S)
+    assert section, "README.md has no '## Commands' section"
+    rows = re.findall(r"^\| `vethpeer (\w+)((?:[^|\\]|\\.)*)\|", section.group(1), re.M)  # the first cell
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {name for name, _ in rows} == set(sub.choices)
+    for name, cell in rows:
+        shown = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][-\w]*)", cell))
+        assert shown <= _parser_options(name), (name, shown - _parser_options(name))
