@@ -41,6 +41,7 @@ class Context:
     host: NsKey
     namespaces: tuple[Namespace, ...]
     options: Options = Options()
+    proc: str = "/proc"  # where /proc is read (tests point it at a recorded tree)
 
     def by_key(self) -> dict[NsKey, Namespace]:
         return {ns.key: ns for ns in self.namespaces}

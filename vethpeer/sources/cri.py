@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
-from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, Options
+from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, Options, endpoints, procfs
+from .endpoints import Endpoint
 
 if TYPE_CHECKING:
     import grpc
@@ -95,18 +96,33 @@ def _is_socket(path: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Candidate:
     path: str
-    why: str  # "--runtime-endpoint", "$CONTAINER_RUNTIME_ENDPOINT", or the runtime probed for
+    # "--runtime-endpoint", "$CONTAINER_RUNTIME_ENDPOINT", "from kubelet config ...",
+    # "listening socket of containerd pid N", or the runtime whose usual path this is
+    why: str
+
+    @property
+    def origin(self) -> str:
+        """Where it came from, for the status line."""
+        if self.why.startswith(("from ", "listening ")):
+            return self.why
+        if self.why.startswith(("--", "$")):
+            return f"from {self.why}"
+        return f"usual path of {self.why}"
 
 
 def candidates(
-    options: Options, sockets: Sequence[tuple[str, str]] | None = None
+    options: Options,
+    sockets: Sequence[tuple[str, str]] | None = None,
+    discovered: Sequence[Endpoint] = (),
 ) -> tuple[list[Candidate], str]:
     """The sockets to try, in order, and (when there are none) why.
 
-    An endpoint given by the user is the only candidate, present or not; otherwise
-    every probed socket that exists (one entry per real file: /var/run is /run),
-    and when none does, the same paths under /host (inside ``kubectl debug node/...``).
-    Raises EndpointError for an endpoint that is not a unix socket path.
+    An endpoint given by the user is the only candidate, present or not; otherwise the
+    ``discovered`` ones (the kubelet's flag or config, then the listening sockets of
+    running runtime daemons), then every probed socket that exists (one entry per real
+    file: /var/run is /run), and when none of these exists, the probed paths under /host
+    (inside ``kubectl debug node/...``). Raises EndpointError for an endpoint that is not
+    a unix socket path.
     """
     given, why = options.runtime_endpoint, "--runtime-endpoint"
     if not given and os.environ.get(ENV):
@@ -121,18 +137,35 @@ def candidates(
     sockets = SOCKETS if sockets is None else sockets
     found: list[Candidate] = []
     seen: set[str] = set()
+
+    def add(path: str, why: str) -> None:
+        real = os.path.realpath(path)
+        if real not in seen and _is_socket(path):
+            seen.add(real)
+            found.append(Candidate(path, why))
+
+    for endpoint in discovered:
+        add(endpoint.path, endpoint.why)
     for root in ("", HOST_ROOT):
         for runtime, path in sockets:
-            real = os.path.realpath(root + path)
-            if real not in seen and _is_socket(root + path):
-                seen.add(real)
-                found.append(Candidate(root + path, runtime))
+            add(root + path, runtime)
         if found:  # the node's own sockets first; /host only from inside a debug pod
             break
     if not found:
         probed = ", ".join(dict.fromkeys(p for _, p in sockets))
-        return [], f"no CRI socket found (probed {probed}; use --runtime-endpoint)"
+        return [], (
+            f"no CRI socket found (probed {probed}; no kubelet names one and no "
+            "containerd, crio or cri-dockerd listens; use --runtime-endpoint)"
+        )
     return found, ""
+
+
+def discover(context: Context) -> list[Endpoint]:
+    """Endpoints this host's own processes point at: the kubelet's, then the daemons' sockets."""
+    table = procfs.process_table(context.proc, context.namespaces)
+    return endpoints.kubelet_endpoints(context.proc, table) + endpoints.listening(
+        context.proc, table, endpoints.CRI_DAEMONS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,11 +423,11 @@ def _statuses(
 def fetch(context: Context) -> Fetch:
     """Ask the runtime for its ready pods; every failure is a status."""
     options = context.options
+    explicit = bool(options.runtime_endpoint or os.environ.get(ENV))
     try:
-        found, why_none = candidates(options)
+        found, why_none = candidates(options, discovered=() if explicit else discover(context))
     except EndpointError as error:
         return Fetch(_status(SourceState.ERROR, str(error)))
-    explicit = bool(options.runtime_endpoint or os.environ.get(ENV))
     if not found:
         if explicit:  # the user named a socket: its absence is an error worth a warning
             return Fetch(_status(SourceState.ERROR, why_none))
@@ -412,6 +445,7 @@ def fetch(context: Context) -> Fetch:
 
     deadline = _Deadline(options.timeout)
     problems: list[tuple[SourceState, str]] = []
+    answered: list[tuple[str, tuple[PodSandbox, ...], int]] = []  # (detail, pods, statuses missing)
     for candidate in found:
         if deadline.expired():
             problems.append((SourceState.TIMEOUT, f"{candidate.path}: not tried, no time left"))
@@ -423,13 +457,25 @@ def fetch(context: Context) -> Fetch:
             if problems[-1][0] is SourceState.TIMEOUT:
                 break
             continue
-        detail = f"{runtime} at {candidate.path}: {len(pods)} ready pod{'' if len(pods) == 1 else 's'}"
+        detail = (
+            f"{runtime} at {candidate.path} ({candidate.origin}): "
+            f"{len(pods)} ready pod{'' if len(pods) == 1 else 's'}"
+        )
         if unresolved:
             detail += f", {unresolved} without a readable network namespace"
         if missing:
             detail += f", {missing} pod statuses failed or did not arrive within {options.timeout:g} s"
-        state = SourceState.TIMEOUT if missing else SourceState.OK
-        return Fetch(_status(state, detail), tuple(pods))
+        answered.append((detail, tuple(pods), missing))
+        if explicit:
+            break
+    if answered:
+        # Every runtime that answers CRI is asked (a host can run several: the node's
+        # containerd and a nested one, or Docker's containerd with CRI enabled next to
+        # the kubelet's): their pods together.
+        details = [detail for detail, _, _ in answered]
+        details += [detail for state, detail in problems if state is SourceState.TIMEOUT]
+        state = SourceState.TIMEOUT if any(missing for _, _, missing in answered) else SourceState.OK
+        return Fetch(_status(state, "; ".join(details)), tuple(p for _, pods, _ in answered for p in pods))
     worst = next((p for p in problems if p[0] is SourceState.TIMEOUT), None) or problems[0]
     state = SourceState.ERROR if explicit and worst[0] is SourceState.UNAVAILABLE else worst[0]
     return Fetch(_status(state, "; ".join(detail for _, detail in problems)))
