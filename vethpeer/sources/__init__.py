@@ -77,6 +77,9 @@ def all_sources() -> list[Source]:
     from . import cri  # CRI runtime (containerd, CRI-O, cri-dockerd): pods
 
     sources.append(cri.CriPods())
+    from . import podman  # Podman's state files (no daemon)
+
+    sources.append(podman.PodmanNames())
     from . import kube  # Kubernetes API (optional): node, pod IP, owner of the CRI's pods
 
     sources.append(kube.KubePods())
