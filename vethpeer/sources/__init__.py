@@ -80,6 +80,9 @@ def all_sources() -> list[Source]:
     from . import podman  # Podman's state files (no daemon)
 
     sources.append(podman.PodmanNames())
+    from . import taps  # who holds each tap/tun device (VMs)
+
+    sources.append(taps.TapOwners())
     from . import kube  # Kubernetes API (optional): node, pod IP, owner of the CRI's pods
 
     sources.append(kube.KubePods())
