@@ -80,6 +80,9 @@ def all_sources() -> list[Source]:
     from . import podman  # Podman's state files (no daemon)
 
     sources.append(podman.PodmanNames())
+    from . import lxc  # LXC/LXD: cgroups, monitors, config files
+
+    sources.append(lxc.LxcNames())
     from . import taps  # who holds each tap/tun device (VMs)
 
     sources.append(taps.TapOwners())
