@@ -83,6 +83,9 @@ def all_sources() -> list[Source]:
     from . import lxc  # LXC/LXD: cgroups, monitors, config files
 
     sources.append(lxc.LxcNames())
+    from . import nspawn  # systemd-nspawn: cgroups, supervisor processes
+
+    sources.append(nspawn.NspawnMachines())
     from . import taps  # who holds each tap/tun device (VMs)
 
     sources.append(taps.TapOwners())
