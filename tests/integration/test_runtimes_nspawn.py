@@ -52,6 +52,6 @@ def test_machines_named_with_exact_peers(lab: nspawn_lab.Lab) -> None:
         assert [r["peer"]["ifname"] for r in which.json()["interfaces"]] == [peer["ifname"]]
     assert len(set(peers)) == 3
     # The two long names share their first 12 characters: ve-NAME cannot be ve-vpr-machine-long-X.
-    assert not any(p == f"ve-{name}" for p, name in zip(peers[1:], LONG))
+    assert not any(p == f"ve-{name}" for p, name in zip(peers[1:], LONG, strict=True))
     status = next(s for s in data["sources"] if s["name"] == "nspawn")
     assert status["status"] == "ok" and status["detail"].startswith("3 machines")

@@ -24,7 +24,9 @@ DOCKER_DAEMONS = ("dockerd",)
 PODMAN = "podman"
 KUBELET = "kubelet"
 FLAG = "--container-runtime-endpoint"
-_CONFIG_KEY = re.compile(r"""^\s*["']?containerRuntimeEndpoint["']?\s*:\s*["']?([^"'\s,#}]+)""", re.M)
+_CONFIG_KEY = re.compile(
+    r"""(?:^|[{,])\s*["']?containerRuntimeEndpoint["']?\s*:\s*["']?([^"'\s,#}]+)""", re.M
+)
 # Sockets that speak something other than the API asked for: containerd's ttrpc (for shims),
 # its debug (pprof) socket.
 _NOT_AN_API = re.compile(r"(\.ttrpc$|debug)")
