@@ -119,6 +119,7 @@ class WorkloadKind(str, Enum):
     LXC = "lxc"
     NSPAWN = "machine"  # systemd-nspawn
     VM = "vm"  # a QEMU/libvirt guest: the owner of a tap in the host namespace
+    DOCKER_NETWORK = "docker-network"  # an overlay/swarm sandbox of a Docker network
 
 
 @dataclass(frozen=True, slots=True)

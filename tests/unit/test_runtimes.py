@@ -21,7 +21,7 @@ from vethpeer.model import (
     Workload,
     WorkloadKind,
 )
-from vethpeer.sources import Context, endpoints, lxc, nspawn, podman, procfs, taps
+from vethpeer.sources import Context, docker_sandboxes, endpoints, lxc, nspawn, podman, procfs, taps
 
 HOST = NsKey(4, 1000)
 
@@ -157,3 +157,28 @@ def test_context_reads_proc_through_its_root(tmp_path: Path) -> None:
     context = Context(HOST, (), proc=proc)
     table = procfs.process_table(context.proc, context.namespaces)
     assert endpoints.listening(context.proc, table, endpoints.DOCKER_DAEMONS)[0].pid == 5
+
+
+def test_docker_sandboxes_named_after_their_network() -> None:
+    """Sandbox names as libnetwork makes them (12 characters), networks as GET /networks lists them."""
+    overlay_id = "k3xq9r2mzp7w" + "0" * 13
+    networks = [
+        {"Name": "ingress", "Id": "a1b2c3d4e5f6" + "1" * 13, "Driver": "overlay", "Ingress": True},
+        {"Name": "vpr-ov", "Id": overlay_id, "Driver": "overlay"},
+        {"Name": "bridge", "Id": "ffffffffffff", "Driver": "bridge"},
+    ]
+    spaces = [
+        Namespace(NsKey(4, 1), mounts=("/run/docker/netns/ingress_sbox",)),
+        Namespace(NsKey(4, 2), mounts=(f"/run/docker/netns/1-{overlay_id[:10]}",)),
+        Namespace(NsKey(4, 3), mounts=(f"/run/docker/netns/lb_{overlay_id[:9]}",)),
+        Namespace(NsKey(4, 4), mounts=("/run/docker/netns/0123456789ab",)),  # a container's
+        Namespace(NsKey(4, 5), mounts=("/run/docker/netns/1-zzzzzzzzzz",)),  # a network since removed
+    ]
+    found = docker_sandboxes.sandboxes(spaces)
+    assert len(found) == 4
+    named = {c.netns.ino: c.workload.label for c in docker_sandboxes.claims(found, networks)}
+    assert named == {
+        1: "docker-network/ingress-sbox",
+        2: "docker-network/vpr-ov",
+        3: "docker-network/lb-vpr-ov",
+    }

@@ -74,6 +74,9 @@ def all_sources() -> list[Source]:
     from . import cgroup, docker  # /proc/PID/cgroup (no daemon); the Docker daemon
 
     sources += [cgroup.CgroupNames(), docker.DockerNames()]
+    from . import docker_sandboxes  # overlay/swarm sandboxes, after their Docker network
+
+    sources.append(docker_sandboxes.DockerSandboxes())
     from . import cri  # CRI runtime (containerd, CRI-O, cri-dockerd): pods
 
     sources.append(cri.CriPods())

@@ -27,9 +27,9 @@ FLAG = "--container-runtime-endpoint"
 _CONFIG_KEY = re.compile(
     r"""(?:^|[{,])\s*["']?containerRuntimeEndpoint["']?\s*:\s*["']?([^"'\s,#}]+)""", re.M
 )
-# Sockets that speak something other than the API asked for: containerd's ttrpc (for shims),
-# its debug (pprof) socket.
-_NOT_AN_API = re.compile(r"(\.ttrpc$|debug)")
+# Sockets that speak something other than the API asked for: containerd's ttrpc (for shims)
+# and debug (pprof) sockets; dockerd's libnetwork (one per sandbox), metrics and plugin sockets.
+_NOT_AN_API = re.compile(r"(\.ttrpc$|debug|/libnetwork/|metrics\.sock$|/plugins/)")
 
 
 @dataclass(frozen=True, slots=True)
