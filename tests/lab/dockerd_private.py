@@ -1,6 +1,8 @@
 """A private Docker engine of our own, never the system one: its own socket, data root, exec
 root, pidfile and containerd (``/run/vpr-docker``, ``/var/lib/vpr-docker``), no iptables
-rules, no default bridge. Containers run the busybox image imported into it; networks get
+rules, and a default bridge of its own, ``vprd0`` (made here first). Never ``--bridge=none``:
+a dockerd started with it deletes the host's ``docker0`` at start-up
+(``removeDefaultBridgeInterface``), which belongs to the system engine. Containers run the busybox image imported into it; networks get
 bridges named ``vprd*``. Everything is removed afterwards: containers, networks, a swarm
 if one was made (``leave --force``), the daemon (by PID) and its folders.
 
@@ -28,6 +30,8 @@ SOCKET = f"{RUN}/docker.sock"
 EXEC_ROOT = f"{RUN}/exec"
 DATA_ROOT = "/var/lib/vpr-docker"
 IMAGE = "vpr-busybox:1"
+BRIDGE = "vprd0"  # the engine's default bridge (never docker0: that is the system engine's)
+BRIDGE_ADDRESS = "10.231.80.1/24"
 
 
 class PrivateDockerError(RuntimeError):
@@ -75,9 +79,12 @@ def private_dockerd(timeout: float = 60) -> Iterator[Engine]:
     import docker
 
     os.makedirs(RUN, exist_ok=True)
+    subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE], check=True)
+    subprocess.run(["ip", "link", "set", BRIDGE, "up"], check=True)
     argv = [
         DOCKERD, "--host", f"unix://{SOCKET}", "--data-root", DATA_ROOT, "--exec-root", EXEC_ROOT,
-        "--pidfile", f"{RUN}/docker.pid", "--iptables=false", "--ip-masq=false", "--bridge=none",
+        "--pidfile", f"{RUN}/docker.pid", "--iptables=false", "--ip-masq=false", "--bridge", BRIDGE,
         "--containerd-namespace", "vpr-moby", "--containerd-plugins-namespace", "vpr-plugins",
     ]  # fmt: skip
     log = open(f"{RUN}/dockerd.log", "ab")  # noqa: SIM115 (closed in finally)
@@ -116,6 +123,7 @@ def private_dockerd(timeout: float = 60) -> Iterator[Engine]:
                 proc.kill()
                 proc.wait(5)
         log.close()
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
         for base in (RUN, DATA_ROOT):
             for point in sorted(_mounts_below(base), key=len, reverse=True):
                 subprocess.run(["umount", "-l", point], capture_output=True, check=False)
