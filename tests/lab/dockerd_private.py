@@ -3,8 +3,8 @@ root, pidfile and containerd (``/run/vpr-docker``, ``/var/lib/vpr-docker``), no 
 rules, and a default bridge of its own, ``vprd0`` (made here first). Never ``--bridge=none``:
 a dockerd started with it deletes the host's ``docker0`` at start-up
 (``removeDefaultBridgeInterface``), which belongs to the system engine. Containers run the
-busybox image imported into it; networks get bridges named ``vprd*``. Everything is removed afterwards: containers, networks, a swarm
-if one was made (``leave --force``), the daemon (by PID) and its folders.
+busybox image imported into it; networks get bridges named ``vprd*``. Everything is
+removed afterwards: containers, networks, a swarm if one was made (``leave --force``), the daemon (by PID) and its folders.
 
 Swarm needs TCP/UDP 7946 for its gossip (not configurable in Docker) besides the ports
 that can be chosen (``--listen-addr``, ``--data-path-port``): see tests that use it.
