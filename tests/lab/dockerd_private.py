@@ -4,7 +4,8 @@ rules, and a default bridge of its own, ``vprd0`` (made here first). Never ``--b
 a dockerd started with it deletes the host's ``docker0`` at start-up
 (``removeDefaultBridgeInterface``), which belongs to the system engine. Containers run the
 busybox image imported into it; networks get bridges named ``vprd*``. Everything is
-removed afterwards: containers, networks, a swarm if one was made (``leave --force``), the daemon (by PID) and its folders.
+removed afterwards: containers, networks, a swarm if one was made (``leave --force``), the
+daemon (by PID), its bridge and its folders.
 
 Swarm needs TCP/UDP 7946 for its gossip (not configurable in Docker) besides the ports
 that can be chosen (``--listen-addr``, ``--data-path-port``): see tests that use it.
