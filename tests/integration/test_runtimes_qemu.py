@@ -71,7 +71,7 @@ def test_tap_row_names_the_vm(lab: qemu_lab.Lab) -> None:
     assert row["peer"] is None and row["unresolved_peer"] is None  # a tap has no peer device
     assert row["workload"]["kind"] == "vm" and row["workload"]["id"] == str(lab.guests[0].pid)
     status = next(s for s in data["sources"] if s["name"] == "taps")
-    assert status["status"] == "ok" and "held by a process" in status["detail"]
+    assert status["status"] == "ok" and "held by a virtual machine" in status["detail"]
 
 
 def test_libvirt_style_name_and_bridge(lab: qemu_lab.Lab) -> None:
