@@ -182,3 +182,16 @@ def test_docker_sandboxes_named_after_their_network() -> None:
         2: "docker-network/vpr-ov",
         3: "docker-network/lb-vpr-ov",
     }
+
+
+def test_paths_inside_another_root_follow_its_own_symlinks(tmp_path: Path) -> None:
+    """/proc/PID/root/var/run -> "/run" must mean the process's /run, not ours."""
+    root = tmp_path / "node"
+    (root / "run" / "netns").mkdir(parents=True)
+    (root / "run" / "netns" / "cni-1").write_text("")
+    (root / "var").mkdir()
+    os.symlink("/run", root / "var" / "run")
+    os.symlink("../run/netns", root / "var" / "ns")
+    assert procfs.resolve_in_root(str(root), "/var/run/netns/cni-1") == f"{root}/run/netns/cni-1"
+    assert procfs.resolve_in_root(str(root), "/var/ns/cni-1") == f"{root}/run/netns/cni-1"
+    assert procfs.resolve_in_root("", "/var/run/x") == "/var/run/x"

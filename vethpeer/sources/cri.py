@@ -99,6 +99,7 @@ class Candidate:
     # "--runtime-endpoint", "$CONTAINER_RUNTIME_ENDPOINT", "from kubelet config ...",
     # "listening socket of containerd pid N", or the runtime whose usual path this is
     why: str
+    root: str = ""  # the runtime's own paths are reached through this prefix (/proc/PID/root)
 
     @property
     def origin(self) -> str:
@@ -138,14 +139,14 @@ def candidates(
     found: list[Candidate] = []
     seen: set[str] = set()
 
-    def add(path: str, why: str) -> None:
+    def add(path: str, why: str, root: str = "") -> None:
         real = os.path.realpath(path)
         if real not in seen and _is_socket(path):
             seen.add(real)
-            found.append(Candidate(path, why))
+            found.append(Candidate(path, why, root))
 
     for endpoint in discovered:
-        add(endpoint.path, endpoint.why)
+        add(endpoint.path, endpoint.why, endpoint.root)
     for root in ("", HOST_ROOT):
         for runtime, path in sockets:
             add(root + path, runtime)
@@ -225,11 +226,13 @@ def has_network_namespace_entry(info: Mapping[str, Any]) -> bool | None:
     return any(isinstance(ns, dict) and ns.get("type") == "network" for ns in namespaces)
 
 
-def sandbox_netns(info: Mapping[str, Any]) -> NsKey | None:
+def sandbox_netns(info: Mapping[str, Any], root: str = "") -> NsKey | None:
     """The live sandbox's namespace: the spec's netns path, else the sandbox process's.
 
     A stopped sandbox still reports its old path; ``pid`` 0 or ``netNamespaceClosed``
-    say it is gone, and then nothing is claimed.
+    say it is gone, and then nothing is claimed. ``root``: the runtime runs in a node
+    container (kind, k3d) and its paths are reached through ``/proc/PID/root``; its PIDs
+    are then of another PID namespace and are not used.
     """
     try:
         pid = int(info.get("pid") or 0)
@@ -238,10 +241,10 @@ def sandbox_netns(info: Mapping[str, Any]) -> NsKey | None:
     closed = info.get("netNamespaceClosed") is True
     path = netns_path(info)
     if path and not closed:
-        key = _key(path)
+        key = _key(procfs.resolve_in_root(root, path))
         if key is not None:
             return key
-    if pid > 0:
+    if pid > 0 and not root:
         return _key(f"/proc/{pid}/ns/net")
     return None
 
@@ -324,7 +327,9 @@ def _containers_by_sandbox(containers: Iterable[Any]) -> dict[str, tuple[tuple[s
     return result
 
 
-def _query(path: str, deadline: _Deadline, context: Context) -> tuple[str, list[PodSandbox], int, int]:
+def _query(
+    path: str, deadline: _Deadline, context: Context, root: str = ""
+) -> tuple[str, list[PodSandbox], int, int]:
     """(runtime description, pods, sandboxes without a namespace, statuses that did not arrive).
 
     Raises grpc.RpcError for a failure of the runtime as a whole.
@@ -373,7 +378,7 @@ def _query(path: str, deadline: _Deadline, context: Context) -> tuple[str, list[
             )
             info = parse_info(reply.info)
             host_network = status.linux.namespaces.options.network == pb.NODE
-            key = None if host_network else sandbox_netns(info)
+            key = None if host_network else sandbox_netns(info, root)
             if not host_network and key is None and uid and not info:
                 # No verbose info (cri-dockerd): find the pod by its UID in the cgroup paths.
                 uids = _pod_uids_by_namespace(context) if uids is None else uids
@@ -451,7 +456,7 @@ def fetch(context: Context) -> Fetch:
             problems.append((SourceState.TIMEOUT, f"{candidate.path}: not tried, no time left"))
             break
         try:
-            runtime, pods, unresolved, missing = _query(candidate.path, deadline, context)
+            runtime, pods, unresolved, missing = _query(candidate.path, deadline, context, candidate.root)
         except grpc.RpcError as error:
             problems.append(_rpc_problem(error, candidate.path, options.timeout))
             if problems[-1][0] is SourceState.TIMEOUT:

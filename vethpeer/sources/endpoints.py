@@ -37,6 +37,7 @@ class Endpoint:
     path: str  # reachable from here (through /proc/PID/root for a daemon in a container)
     why: str  # where it was found, for the status line
     pid: int | None = None  # the daemon listening on it, when known
+    root: str = ""  # "/proc/PID/root" when the daemon sees other files than we do (nested)
 
 
 def flag_value(argv: Sequence[str], flag: str) -> str | None:
@@ -83,7 +84,8 @@ def kubelet_endpoints(proc: str, table: Iterable[procfs.Process]) -> list[Endpoi
             why = f"from kubelet config {config} ({where})"
         path = unix_path(value) if value else None
         if path is not None:
-            found.append(Endpoint(procfs.path_in_root(process.pid, path, proc), why, process.pid))
+            root = procfs.root_of(process.pid, proc)
+            found.append(Endpoint(procfs.resolve_in_root(root, path), why, process.pid, root))
     return found
 
 
@@ -93,9 +95,10 @@ def listening(proc: str, table: Iterable[procfs.Process], daemons: Sequence[str]
     for process in procfs.named(table, daemons):
         paths = [p for p in procfs.listening_sockets(process.pid, proc) if not _NOT_AN_API.search(p)]
         paths.sort(key=lambda p: (not p.endswith(".sock"), p))
+        root = procfs.root_of(process.pid, proc) if paths else ""
         for path in paths:
             why = f"listening socket of {process.comm} pid {process.pid}"
-            found.append(Endpoint(procfs.path_in_root(process.pid, path, proc), why, process.pid))
+            found.append(Endpoint(procfs.resolve_in_root(root, path), why, process.pid, root))
     return found
 
 

@@ -160,17 +160,60 @@ def listening_sockets(pid: int, proc: str = "/proc") -> list[str]:
 
 
 def same_root(pid: int, proc: str = "/proc") -> bool:
-    """Whether ``pid`` sees the same file system root as we do (not in a container)."""
+    """Whether ``pid`` sees the same files as we do: same mount namespace and root (not in a
+    container, or in a node container of kind/k3d, whose own /run we cannot see directly)."""
     try:
         theirs = os.stat(f"{proc}/{pid}/root")
         ours = os.stat("/")
+        their_mounts = os.stat(f"{proc}/{pid}/ns/mnt")
+        our_mounts = os.stat("/proc/self/ns/mnt")
     except OSError:
         return True  # cannot tell: take its paths as ours
-    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+    return (theirs.st_dev, theirs.st_ino, their_mounts.st_ino) == (
+        ours.st_dev,
+        ours.st_ino,
+        our_mounts.st_ino,
+    )
+
+
+def root_of(pid: int, proc: str = "/proc") -> str:
+    """The prefix that makes ``pid``'s absolute paths reachable from here: "" or /proc/PID/root."""
+    return "" if same_root(pid, proc) else f"{proc}/{pid}/root"
+
+
+def resolve_in_root(root: str, path: str) -> str:
+    """``root + path`` with the symlinks on the way resolved inside ``root``.
+
+    Through ``/proc/PID/root`` an absolute symlink (``/var/run`` -> ``/run``) would be
+    followed in *our* file system, not the process's: each one is read and re-rooted here.
+    """
+    if not root:
+        return path
+    parts = [p for p in path.split("/") if p]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        try:
+            target = os.readlink(root + "/" + "/".join([*resolved, part]))
+        except OSError:  # not a symlink (or not there): keep it as it is
+            resolved.append(part)
+            continue
+        hops += 1
+        if hops > 40:  # a loop: give up resolving, as the kernel would (ELOOP)
+            return root + path
+        if target.startswith("/"):
+            resolved = []
+        parts = [p for p in target.split("/") if p] + parts
+    return root + "/" + "/".join(resolved)
 
 
 def path_in_root(pid: int, path: str, proc: str = "/proc") -> str:
     """``path`` as process ``pid`` sees it, reachable from here (through /proc/PID/root if needed)."""
-    if same_root(pid, proc):
-        return path
-    return f"{proc}/{pid}/root{path}"
+    return resolve_in_root(root_of(pid, proc), path)
