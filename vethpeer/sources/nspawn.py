@@ -113,9 +113,10 @@ class NspawnMachines:
                 if key is not None:
                     found.setdefault(machine, (key, f"supervisor pid {supervisor.pid}"))
                     break
+        claimed = {key for key, _ in found.values()}
         for ns in context.namespaces:
-            if ns.key == context.host:
-                continue  # supervisors live there: their cgroup names the machine too
+            if ns.key == context.host or ns.key in claimed:
+                continue  # supervisors live in the host's: their cgroup names the machine too
             for pid in ns.pids[:_PER_NAMESPACE]:
                 text = procfs.cgroup_text(pid, context.proc)
                 machine = machine_of_cgroup(text) if text else None
