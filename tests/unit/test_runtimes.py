@@ -195,3 +195,42 @@ def test_paths_inside_another_root_follow_its_own_symlinks(tmp_path: Path) -> No
     assert procfs.resolve_in_root(str(root), "/var/run/netns/cni-1") == f"{root}/run/netns/cni-1"
     assert procfs.resolve_in_root(str(root), "/var/ns/cni-1") == f"{root}/run/netns/cni-1"
     assert procfs.resolve_in_root("", "/var/run/x") == "/var/run/x"
+
+
+def test_podman_sqlite_state(tmp_path: Path) -> None:
+    """Podman 5's SQLite state, in the schema libpod/sqlite_state.go creates (not a live run:
+    Debian 12's podman 4.3 keeps BoltDB)."""
+    import json
+    import sqlite3
+
+    path = tmp_path / "db.sql"
+    with sqlite3.connect(path) as db:
+        key = "ID TEXT PRIMARY KEY NOT NULL"
+        db.executescript(
+            f"CREATE TABLE ContainerConfig({key}, Name TEXT UNIQUE NOT NULL, PodID TEXT, JSON TEXT NOT NULL);"
+            f"CREATE TABLE ContainerState({key}, State INTEGER NOT NULL, ExitCode INTEGER, JSON TEXT NOT NULL);"
+            f"CREATE TABLE PodConfig({key}, Name TEXT UNIQUE NOT NULL, JSON TEXT NOT NULL);"
+            f"CREATE TABLE PodState({key}, InfraContainerID TEXT, JSON TEXT NOT NULL);"
+        )
+        web = {"name": "web", "newNetworks": {"podman": {}}, "networkMode": "bridge"}
+        rows = [
+            (
+                "a" * 64,
+                "web",
+                None,
+                json.dumps(web),
+                3,
+                json.dumps({"pid": 42, "netNS": "/run/netns/netns-x"}),
+            )
+        ]
+        rows += [("b" * 64, "old", None, json.dumps({"name": "old"}), 4, "{}")]  # stopped
+        for cid, name, pod, config, state, status in rows:
+            db.execute("INSERT INTO ContainerConfig VALUES (?, ?, ?, ?)", (cid, name, pod, config))
+            db.execute("INSERT INTO ContainerState VALUES (?, ?, 0, ?)", (cid, state, status))
+        db.execute("INSERT INTO PodConfig VALUES (?, ?, ?)", ("p" * 64, "shop", "{}"))
+        db.execute("INSERT INTO PodState VALUES (?, ?, ?)", ("p" * 64, "i" * 64, "{}"))
+    state = podman.read_sqlite(str(path))
+    assert state.containers == (
+        podman.Container("a" * 64, "web", pid=42, netns_path="/run/netns/netns-x", networks=("podman",)),
+    )
+    assert state.pods == {"p" * 64: podman.Pod("p" * 64, "shop", "i" * 64)}

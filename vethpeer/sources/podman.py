@@ -20,6 +20,7 @@ another's network (``--network container:X``) are listed with it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -34,7 +35,8 @@ from .cgroup import scan
 
 NAME = "podman"
 ROOTFUL_GRAPHROOT = "/var/lib/containers/storage"
-STATE_FILE = "libpod/bolt_state.db"
+STATE_FILE = "libpod/bolt_state.db"  # Podman up to 4.x (and later ones upgraded from it)
+SQLITE_FILE = "db.sql"  # Podman 4.8+ may, 5.x does by default, keep its state in SQLite
 RUNNING = 3  # libpod's ContainerStateRunning
 
 
@@ -118,6 +120,51 @@ def read_state(path: str) -> State:
             config, state = _json(items.get(b"config")), _json(items.get(b"state"))
             pods[pid] = Pod(pid, str(config.get("name") or pid[:12]), state.get("InfraContainerID") or None)
     return State(tuple(sorted(containers, key=lambda c: c.name)), pods)
+
+
+def read_sqlite(path: str) -> State:
+    """Running containers and pods from Podman's SQLite state (raises OSError, sqlite3.Error).
+
+    Tables ``ContainerConfig(ID, Name, PodID, JSON)``, ``ContainerState(ID, State, JSON)``,
+    ``PodConfig(ID, Name, JSON)``, ``PodState(ID, InfraContainerID, JSON)``; the JSON columns
+    hold the same documents as the BoltDB file's ``config`` and ``state`` values. Opened
+    read-only (``mode=ro``): nothing is written to Podman's database.
+    """
+    import sqlite3
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)) as db:
+        rows = db.execute(
+            "SELECT c.ID, c.Name, c.PodID, c.JSON, s.State, s.JSON"
+            " FROM ContainerConfig c JOIN ContainerState s ON s.ID = c.ID"
+        ).fetchall()
+        pods = db.execute(
+            "SELECT p.ID, p.Name, s.InfraContainerID FROM PodConfig p LEFT JOIN PodState s ON s.ID = p.ID"
+        ).fetchall()
+    containers = []
+    for cid, name, pod, config_text, state, state_text in rows:
+        if state != RUNNING:
+            continue
+        config, status = _json(str(config_text).encode()), _json(str(state_text).encode())
+        mode = config.get("networkMode")
+        raw_networks = config.get("newNetworks")
+        networks: dict[str, Any] = raw_networks if isinstance(raw_networks, dict) else {}
+        containers.append(
+            Container(
+                id=str(cid),
+                name=str(name),
+                pod=str(pod) if pod else None,
+                image=config.get("rootfsImageName") or None,
+                pid=int(status.get("pid") or 0),
+                netns_path=status.get("netNS") or None,
+                joins=config.get("netNsCtr") or None,
+                networks=tuple(sorted(networks)),
+                host_network=mode == "host",
+            )
+        )
+    found = {str(pid): Pod(str(pid), str(name), str(infra) if infra else None) for pid, name, infra in pods}
+    return State(tuple(sorted(containers, key=lambda c: c.name)), found)
 
 
 # ------------------------------------------------------------------ conmon (the fallback)
@@ -227,6 +274,12 @@ def _from_conmon(found: Iterable[Conmon], context: Context) -> tuple[State, dict
     return State(containers), ns_of
 
 
+def sqlite_error() -> type[Exception]:
+    import sqlite3
+
+    return sqlite3.Error
+
+
 class PodmanNames:
     """Source "podman": containers and pods from Podman's state files, else from conmon."""
 
@@ -247,13 +300,13 @@ class PodmanNames:
         problems: list[str] = []
         containers: list[Container] = []
         pods: dict[str, Pod] = {}
-        for root in roots:
-            path = os.path.join(root, STATE_FILE)
+        for root, name in ((r, n) for r in roots for n in (STATE_FILE, SQLITE_FILE)):
+            path = os.path.join(root, name)
             if not os.path.exists(path):
                 continue
             try:
-                state = read_state(path)
-            except (OSError, boltdb.BoltError, struct.error) as error:  # struct: a torn file
+                state = read_state(path) if name == STATE_FILE else read_sqlite(path)
+            except (OSError, boltdb.BoltError, struct.error, sqlite_error()) as error:  # struct: a torn file
                 problems.append(f"{path}: {error}")
                 continue
             read.append(path)
