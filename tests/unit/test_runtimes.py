@@ -208,7 +208,7 @@ def test_podman_sqlite_state(tmp_path: Path) -> None:
         key = "ID TEXT PRIMARY KEY NOT NULL"
         db.executescript(
             f"CREATE TABLE ContainerConfig({key}, Name TEXT UNIQUE NOT NULL, PodID TEXT, JSON TEXT NOT NULL);"
-            f"CREATE TABLE ContainerState({key}, State INTEGER NOT NULL, ExitCode INTEGER, JSON TEXT NOT NULL);"
+            f"CREATE TABLE ContainerState({key}, State INTEGER NOT NULL, ExitCode INTEGER, JSON TEXT);"
             f"CREATE TABLE PodConfig({key}, Name TEXT UNIQUE NOT NULL, JSON TEXT NOT NULL);"
             f"CREATE TABLE PodState({key}, InfraContainerID TEXT, JSON TEXT NOT NULL);"
         )
