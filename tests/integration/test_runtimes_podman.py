@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,3 +111,27 @@ def test_without_the_state_file_conmon_names_them(
     st = os.stat(f"/proc/{pid}/ns/net")
     assert named["vpr-pm-a"] == NsKey(st.st_dev, st.st_ino)
     assert all(c.workload.kind is WorkloadKind.PODMAN for c in result.claims)
+
+
+def test_api_socket_of_podman_service_is_found(lab: podman_lab.Lab) -> None:
+    """``podman system service`` on a socket of our own: found by its listening socket and
+    named in the status (the containers are still named from Podman's own records)."""
+    path = "/run/vpr-podman-api.sock"
+    proc = subprocess.Popen(
+        [podman_lab.PODMAN, "system", "service", "--time=0", f"unix://{path}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=podman_lab._env(),
+    )
+    try:
+        for _ in range(100):
+            if os.path.exists(path):
+                break
+            time.sleep(0.05)
+        status = next(s for s in table()["sources"] if s["name"] == "podman")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if os.path.exists(path):
+            os.unlink(path)
+    assert f"API socket {path} (listening socket of podman system service pid {proc.pid})" in status["detail"]

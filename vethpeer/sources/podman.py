@@ -30,7 +30,7 @@ from typing import Any
 
 from .. import cgroup
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
-from . import PRIORITY_RUNTIME, Context, boltdb, procfs
+from . import PRIORITY_RUNTIME, Context, boltdb, endpoints, procfs
 from .cgroup import scan
 
 NAME = "podman"
@@ -331,4 +331,6 @@ class PodmanNames:
         detail += f" from {origin}"
         if backend:
             detail += f"; network backend {backend}"
+        for api in endpoints.podman_service(context.proc, table):  # not needed: said, not asked
+            detail += f"; API socket {api.path} ({api.why})"
         return SourceResult(SourceStatus(self.name, SourceState.OK, detail), tuple(found))
