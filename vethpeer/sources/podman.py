@@ -313,7 +313,8 @@ class PodmanNames:
             containers += state.containers
             pods.update(state.pods)
         if read:
-            state = State(tuple(containers), pods)
+            unique = {c.id: c for c in reversed(containers)}  # both files after an upgrade: the first wins
+            state = State(tuple(sorted(unique.values(), key=lambda c: c.name)), pods)
             ns_of = namespaces(state.containers, context.proc)
             origin = ", ".join(read)
         elif monitors:
