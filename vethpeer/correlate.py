@@ -14,6 +14,7 @@ from .model import (
     Claim,
     End,
     Link,
+    LinkClaim,
     Namespace,
     NsKey,
     NsView,
@@ -60,10 +61,27 @@ def _host_network(claims: Iterable[Claim]) -> tuple[Workload, ...]:
     return tuple(sorted(best.values(), key=lambda w: w.label))
 
 
+def _link_owners(claims: Iterable[LinkClaim]) -> dict[tuple[NsKey, str], Workload]:
+    """(namespace, interface name) -> the workload holding that one interface (a tap's VM)."""
+    best: dict[tuple[NsKey, str], LinkClaim] = {}
+    for claim in claims:
+        key = (claim.netns, claim.ifname)
+        known = best.get(key)
+        if known is None or (-claim.priority, claim.workload.name) < (-known.priority, known.workload.name):
+            best[key] = claim
+    return {key: claim.workload for key, claim in best.items()}
+
+
 class _Index:
     """Lookups over one snapshot."""
 
-    def __init__(self, snapshot: Snapshot, workloads: Mapping[NsKey, tuple[Workload, ...]]) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        workloads: Mapping[NsKey, tuple[Workload, ...]],
+        link_owners: Mapping[tuple[NsKey, str], Workload] | None = None,
+    ) -> None:
+        self.link_owners = link_owners or {}
         self.snapshot = snapshot
         self.views: dict[NsKey, NsView] = {view.ns.key: view for view in snapshot.views}
         self.links: dict[NsKey, dict[int, Link]] = {
@@ -86,6 +104,8 @@ class _Index:
 
     def peer(self, view: NsView, link: Link) -> tuple[Relation | None, End | None, str | None]:
         """(relation, the other end, why it is unresolved)."""
+        if (view.ns.key, link.name) in self.link_owners and link.kind == "tun":
+            return Relation.TAP, None, None  # the other end is a process's file descriptor
         if not link.link or (link.link == link.index and link.link_netnsid is None):
             return None, None, None
         relation = Relation.VETH if link.kind in PAIR_KINDS else Relation.PARENT
@@ -116,6 +136,8 @@ def _wanted(view: NsView, link: Link, host: NsKey, index: _Index) -> bool:
     """Rows are interfaces inside workload namespaces, plus host veths not shown as a peer."""
     if view.ns.key != host:
         return not link.is_loopback or all(other.is_loopback for other in view.links)
+    if (host, link.name) in index.link_owners and link.kind == "tun":
+        return True  # a tap held by a VM: the VM's row
     if link.kind not in PAIR_KINDS:
         return False
     _relation, peer, unresolved = index.peer(view, link)
@@ -132,7 +154,7 @@ def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
     claims = [claim for result in results for claim in result.claims]
     workloads = _rank(c for c in claims if c.netns != snapshot.host)
     host_network = _host_network(c for c in claims if c.netns == snapshot.host)
-    index = _Index(snapshot, workloads)
+    index = _Index(snapshot, workloads, _link_owners(c for result in results for c in result.links))
     rows = []
     for view in snapshot.views:
         if view.error:
@@ -141,7 +163,11 @@ def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
             if not _wanted(view, link, snapshot.host, index):
                 continue
             relation, peer, unresolved = index.peer(view, link)
-            rows.append(Row(index.end(view.ns, link), relation, peer, unresolved))
+            end = index.end(view.ns, link)
+            owner = index.link_owners.get((view.ns.key, link.name))
+            if relation is Relation.TAP and owner is not None and view.ns.key == snapshot.host:
+                end = End(end.ns, owner, end.link, end.master)  # the host's tap is the VM's
+            rows.append(Row(end, relation, peer, unresolved))
     rows.sort(key=_order)
     return Report(
         rows=tuple(rows),

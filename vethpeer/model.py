@@ -148,6 +148,12 @@ class WorkloadKind(str, Enum):
     CONTAINER = "container"  # a container known only from its cgroup path
     NETNS = "netns"
     PROCESS = "process"
+    # Added with the runtime resolvers (additive): who made the namespace, by its own records.
+    PODMAN = "podman"
+    LXC = "lxc"
+    NSPAWN = "machine"  # systemd-nspawn
+    VM = "vm"  # a QEMU/libvirt guest: the owner of a tap in the host namespace
+    DOCKER_NETWORK = "docker-network"  # an overlay/swarm sandbox of a Docker network
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +199,20 @@ class Claim:
     priority: int
 
 
+@dataclass(frozen=True, slots=True)
+class LinkClaim:
+    """A source's statement that one interface (not a whole namespace) belongs to a workload.
+
+    A tap device lives in the host namespace and has no peer: it belongs to the process
+    that holds ``/dev/net/tun`` attached to it (a VM).
+    """
+
+    netns: NsKey
+    ifname: str
+    workload: Workload
+    priority: int
+
+
 class SourceState(str, Enum):
     OK = "ok"
     UNAVAILABLE = "unavailable"  # not installed, socket absent, daemon down
@@ -214,11 +234,13 @@ class SourceResult:
 
     status: SourceStatus
     claims: tuple[Claim, ...] = ()
+    links: tuple[LinkClaim, ...] = ()  # owners of single host interfaces (taps)
 
 
 class Relation(str, Enum):
     VETH = "veth"  # the other end of a pair device (veth, netkit)
     PARENT = "parent"  # the lower device of a macvlan/ipvlan/vlan/...
+    TAP = "tap"  # a tap device held by a process (a VM): no peer device, the row's workload owns it
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,8 +160,23 @@ def _workload_matchers(target: str, namespace: str | None) -> tuple[Callable[[Wo
 def _workload(report: Report, target: str, namespace: str | None) -> Match | None:
     candidates = [(key, w) for key, found in report.workloads.items() for w in found]
     candidates += [(report.snapshot.host, w) for w in report.host_network]
+    # Workloads that own single interfaces of the host (a VM and its taps), not a namespace.
+    taps = [
+        row for row in report.rows if row.relation is Relation.TAP and row.end.ns.key == report.snapshot.host
+    ]
     for matcher in _workload_matchers(target, namespace):
+        held = tuple(row for row in taps if matcher(row.end.workload))
         keys = {key for key, w in candidates if matcher(w)}
+        if held and not keys:
+            owners = {row.end.workload.label for row in held}
+            if len(owners) > 1:
+                raise Ambiguous(f"{target!r} matches {len(owners)} workloads", sorted(owners))
+            return Match(target, "workload", held)
+        if held:
+            labels = sorted(
+                {row.end.workload.label for row in held} | {w.label for _, w in candidates if matcher(w)}
+            )
+            raise Ambiguous(f"{target!r} matches {len(labels)} workloads", labels)
         if len(keys) > 1:
             labels = sorted({report.workloads.get(k, (w,))[0].label for k, w in candidates if matcher(w)})
             raise Ambiguous(f"{target!r} matches {len(keys)} workloads", labels)

@@ -25,8 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 HOST = NsKey(1, 1)
 
 
+NO_PROC = "/nonexistent-vpr-proc"  # no processes: no kubelet or daemon sockets are discovered
+
+
 def context(**options: object) -> Context:
-    return Context(HOST, (), Options(**options))  # type: ignore[arg-type]
+    return Context(HOST, (), Options(**options), proc=NO_PROC)  # type: ignore[arg-type]
 
 
 @pytest.fixture(autouse=True)

@@ -85,6 +85,7 @@ def row_json(row: Row, memo: _Memo | None = None) -> dict[str, Any]:
     entry["peer"] = None
     if row.peer is not None and row.relation is not None:
         entry["peer"] = {"relation": row.relation.value, **_end_json(row.peer, memo)}
+    entry["relation"] = row.relation.value if row.relation is not None else None
     entry["unresolved_peer"] = None
     if row.unresolved is not None:
         entry["unresolved_peer"] = {

@@ -18,6 +18,8 @@ def _addresses(end: End) -> str:
 
 
 def _peer_cell(row: Row) -> str:
+    if row.relation is Relation.TAP:
+        return "(tap)"  # the other end is the VM's file descriptor, not a device
     if row.peer is not None:
         suffix = "" if row.relation is Relation.VETH else " (parent)"
         return row.peer.link.name + suffix

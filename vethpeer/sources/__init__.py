@@ -73,7 +73,7 @@ class Context:
     host: NsKey
     namespaces: tuple[Namespace, ...]
     options: Options = Options()
-    proc: str = "/proc"
+    proc: str = "/proc"  # where /proc is read (tests point it at a recorded tree)
     memo: RunMemo = field(default_factory=RunMemo, compare=False)
 
     def by_key(self) -> dict[NsKey, Namespace]:
@@ -107,9 +107,24 @@ def all_sources() -> list[Source]:
     from . import cgroup, docker  # /proc/PID/cgroup (no daemon); the Docker daemon
 
     sources += [cgroup.CgroupNames(), docker.DockerNames()]
+    from . import docker_sandboxes  # overlay/swarm sandboxes, after their Docker network
+
+    sources.append(docker_sandboxes.DockerSandboxes())
     from . import cri  # CRI runtime (containerd, CRI-O, cri-dockerd): pods
 
     sources.append(cri.CriPods())
+    from . import podman  # Podman's state files (no daemon)
+
+    sources.append(podman.PodmanNames())
+    from . import lxc  # LXC/LXD: cgroups, monitors, config files
+
+    sources.append(lxc.LxcNames())
+    from . import nspawn  # systemd-nspawn: cgroups, supervisor processes
+
+    sources.append(nspawn.NspawnMachines())
+    from . import taps  # who holds each tap/tun device (VMs)
+
+    sources.append(taps.TapOwners())
     from . import kube  # Kubernetes API (optional): node, pod IP, owner of the CRI's pods
 
     sources.append(kube.KubePods())

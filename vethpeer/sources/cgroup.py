@@ -1,7 +1,7 @@
 """Names from the cgroups of the processes in each namespace: no daemon asked.
 
 Docker, podman, LXC, libvirt and the Kubernetes runtimes leave the container's
-identity in the cgroup path (see :mod:`vethpeer.cgroup`), so this source labels
+identity in the cgroup path (see :mod:`vethpeer.cgroup_path`), so this source labels
 namespaces even when the daemon is down, hung, or not ours to ask. It names what
 the path says and nothing more: a Docker ID, not the container's name (the
 ``docker`` source, with a higher priority, adds that when the daemon answers);

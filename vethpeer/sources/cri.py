@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
-from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, Options
+from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, Options, endpoints, procfs
+from .endpoints import Endpoint
 
 if TYPE_CHECKING:
     import grpc
@@ -93,18 +94,34 @@ def _is_socket(path: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Candidate:
     path: str
-    why: str  # "--runtime-endpoint", "$CONTAINER_RUNTIME_ENDPOINT", or the runtime probed for
+    # "--runtime-endpoint", "$CONTAINER_RUNTIME_ENDPOINT", "from kubelet config ...",
+    # "listening socket of containerd pid N", or the runtime whose usual path this is
+    why: str
+    root: str = ""  # the runtime's own paths are reached through this prefix (/proc/PID/root)
+
+    @property
+    def origin(self) -> str:
+        """Where it came from, for the status line."""
+        if self.why.startswith(("from ", "listening ")):
+            return self.why
+        if self.why.startswith(("--", "$")):
+            return f"from {self.why}"
+        return f"usual path of {self.why}"
 
 
 def candidates(
-    options: Options, sockets: Sequence[tuple[str, str]] | None = None
+    options: Options,
+    sockets: Sequence[tuple[str, str]] | None = None,
+    discovered: Sequence[Endpoint] = (),
 ) -> tuple[list[Candidate], str]:
     """The sockets to try, in order, and (when there are none) why.
 
-    An endpoint given by the user is the only candidate, present or not; otherwise
-    every probed socket that exists (one entry per real file: /var/run is /run),
-    and when none does, the same paths under /host (inside ``kubectl debug node/...``).
-    Raises EndpointError for an endpoint that is not a unix socket path.
+    An endpoint given by the user is the only candidate, present or not; otherwise the
+    ``discovered`` ones (the kubelet's flag or config, then the listening sockets of
+    running runtime daemons), then every probed socket that exists (one entry per real
+    file: /var/run is /run), and when none of these exists, the probed paths under /host
+    (inside ``kubectl debug node/...``). Raises EndpointError for an endpoint that is not
+    a unix socket path.
     """
     given, why = options.runtime_endpoint, "--runtime-endpoint"
     if not given and os.environ.get(ENV):
@@ -119,18 +136,35 @@ def candidates(
     sockets = SOCKETS if sockets is None else sockets
     found: list[Candidate] = []
     seen: set[str] = set()
+
+    def add(path: str, why: str, root: str = "") -> None:
+        real = os.path.realpath(path)
+        if real not in seen and _is_socket(path):
+            seen.add(real)
+            found.append(Candidate(path, why, root))
+
+    for endpoint in discovered:
+        add(endpoint.path, endpoint.why, endpoint.root)
     for root in ("", HOST_ROOT):
         for runtime, path in sockets:
-            real = os.path.realpath(root + path)
-            if real not in seen and _is_socket(root + path):
-                seen.add(real)
-                found.append(Candidate(root + path, runtime))
+            add(root + path, runtime)
         if found:  # the node's own sockets first; /host only from inside a debug pod
             break
     if not found:
         probed = ", ".join(dict.fromkeys(p for _, p in sockets))
-        return [], f"no CRI socket found (probed {probed}; use --runtime-endpoint)"
+        return [], (
+            f"no CRI socket found (probed {probed}; no kubelet names one and no "
+            "containerd, crio or cri-dockerd listens; use --runtime-endpoint)"
+        )
     return found, ""
+
+
+def discover(context: Context) -> list[Endpoint]:
+    """Endpoints this host's own processes point at: the kubelet's, then the daemons' sockets."""
+    table = procfs.process_table(context.proc, context.namespaces)
+    return endpoints.kubelet_endpoints(context.proc, table) + endpoints.listening(
+        context.proc, table, endpoints.CRI_DAEMONS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +224,13 @@ def has_network_namespace_entry(info: Mapping[str, Any]) -> bool | None:
     return any(isinstance(ns, dict) and ns.get("type") == "network" for ns in namespaces)
 
 
-def sandbox_netns(info: Mapping[str, Any], proc: str = "/proc") -> NsKey | None:
+def sandbox_netns(info: Mapping[str, Any], root: str = "", proc: str = "/proc") -> NsKey | None:
     """The live sandbox's namespace: the spec's netns path, else the sandbox process's.
 
     A stopped sandbox still reports its old path; ``pid`` 0 or ``netNamespaceClosed``
-    say it is gone, and then nothing is claimed.
+    say it is gone, and then nothing is claimed. ``root``: the runtime runs in a node
+    container (kind, k3d) and its paths are reached through ``/proc/PID/root``; its PIDs
+    are then of another PID namespace and are not used.
     """
     try:
         pid = int(info.get("pid") or 0)
@@ -203,10 +239,10 @@ def sandbox_netns(info: Mapping[str, Any], proc: str = "/proc") -> NsKey | None:
     closed = info.get("netNamespaceClosed") is True
     path = netns_path(info)
     if path and not closed:
-        key = _key(path)
+        key = _key(procfs.resolve_in_root(root, path))
         if key is not None:
             return key
-    if pid > 0:
+    if pid > 0 and not root:
         return _key(f"{proc}/{pid}/ns/net")
     return None
 
@@ -276,7 +312,9 @@ def _containers_by_sandbox(containers: Iterable[Any]) -> dict[str, tuple[tuple[s
     return result
 
 
-def _query(path: str, deadline: Deadline, context: Context) -> tuple[str, list[PodSandbox], int, int]:
+def _query(
+    path: str, deadline: Deadline, context: Context, root: str = ""
+) -> tuple[str, list[PodSandbox], int, int]:
     """(runtime description, pods, sandboxes without a namespace, statuses that did not arrive).
 
     Raises grpc.RpcError for a failure of the runtime as a whole.
@@ -325,7 +363,7 @@ def _query(path: str, deadline: Deadline, context: Context) -> tuple[str, list[P
             )
             info = parse_info(reply.info)
             host_network = status.linux.namespaces.options.network == pb.NODE
-            key = None if host_network else sandbox_netns(info, context.proc)
+            key = None if host_network else sandbox_netns(info, root, context.proc)
             if not host_network and key is None and uid and not info:
                 # No verbose info (cri-dockerd): find the pod by its UID in the cgroup paths.
                 uids = _pod_uids_by_namespace(context) if uids is None else uids
@@ -375,11 +413,11 @@ def _statuses(
 def fetch(context: Context) -> Fetch:
     """Ask the runtime for its ready pods; every failure is a status."""
     options = context.options
+    explicit = bool(options.runtime_endpoint or os.environ.get(ENV))
     try:
-        found, why_none = candidates(options)
+        found, why_none = candidates(options, discovered=() if explicit else discover(context))
     except EndpointError as error:
         return Fetch(_status(SourceState.ERROR, str(error)))
-    explicit = bool(options.runtime_endpoint or os.environ.get(ENV))
     if not found:
         if explicit:  # the user named a socket: its absence is an error worth a warning
             return Fetch(_status(SourceState.ERROR, why_none))
@@ -397,24 +435,37 @@ def fetch(context: Context) -> Fetch:
 
     deadline = Deadline(options.timeout)
     problems: list[tuple[SourceState, str]] = []
+    answered: list[tuple[str, tuple[PodSandbox, ...], int]] = []  # (detail, pods, statuses missing)
     for candidate in found:
         if deadline.expired():
             problems.append((SourceState.TIMEOUT, f"{candidate.path}: not tried, no time left"))
             break
         try:
-            runtime, pods, unresolved, missing = _query(candidate.path, deadline, context)
+            runtime, pods, unresolved, missing = _query(candidate.path, deadline, context, candidate.root)
         except grpc.RpcError as error:
             problems.append(_rpc_problem(error, candidate.path, options.timeout))
             if problems[-1][0] is SourceState.TIMEOUT:
                 break
             continue
-        detail = f"{runtime} at {candidate.path}: {len(pods)} ready pod{'' if len(pods) == 1 else 's'}"
+        detail = (
+            f"{runtime} at {candidate.path} ({candidate.origin}): "
+            f"{len(pods)} ready pod{'' if len(pods) == 1 else 's'}"
+        )
         if unresolved:
             detail += f", {unresolved} without a readable network namespace"
         if missing:
             detail += f", {missing} pod statuses failed or did not arrive within {options.timeout:g} s"
-        state = SourceState.TIMEOUT if missing else SourceState.OK
-        return Fetch(_status(state, detail), tuple(pods))
+        answered.append((detail, tuple(pods), missing))
+        if explicit:
+            break
+    if answered:
+        # Every runtime that answers CRI is asked (a host can run several: the node's
+        # containerd and a nested one, or Docker's containerd with CRI enabled next to
+        # the kubelet's): their pods together.
+        details = [detail for detail, _, _ in answered]
+        details += [detail for state, detail in problems if state is SourceState.TIMEOUT]
+        state = SourceState.TIMEOUT if any(missing for _, _, missing in answered) else SourceState.OK
+        return Fetch(_status(state, "; ".join(details)), tuple(p for _, pods, _ in answered for p in pods))
     worst = next((p for p in problems if p[0] is SourceState.TIMEOUT), None) or problems[0]
     state = SourceState.ERROR if explicit and worst[0] is SourceState.UNAVAILABLE else worst[0]
     return Fetch(_status(state, "; ".join(detail for _, detail in problems)))

@@ -3,7 +3,7 @@
 One ``GET /containers/json`` gives every running container's ID, name, image,
 network mode and networks, but not its PID or namespace. The join goes through
 the cgroup instead: each process of a namespace names its container ID in
-``/proc/PID/cgroup`` (:mod:`vethpeer.cgroup`), so the namespaces are labelled with
+``/proc/PID/cgroup`` (:mod:`vethpeer.cgroup_path`), so the namespaces are labelled with
 no call per container. Only containers still unplaced after that (a cgroup layout
 not recognised, processes hidden from us) are inspected, one call each
 (``State.Pid`` -> ``/proc/PID/ns/net``, else ``NetworkSettings.SandboxKey``).
@@ -38,7 +38,7 @@ from .. import cgroup_path as cgroup
 from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from ..netns import key_of
-from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context
+from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, endpoints, procfs
 from .cgroup import scan
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -371,6 +371,10 @@ class LocalApi:
         found = self._get("/containers/json")
         return list(found) if isinstance(found, list) else []
 
+    def networks(self) -> list[dict[str, Any]]:
+        found = self._get("/networks")
+        return list(found) if isinstance(found, list) else []
+
     def inspect(self, container_id: str, timeout: float) -> dict[str, Any] | None:
         try:
             info = self._get(f"/containers/{container_id}/json")
@@ -436,6 +440,19 @@ def _classify(error: BaseException) -> tuple[SourceState, str]:
     return SourceState.UNAVAILABLE, text[:200]
 
 
+def other_daemons(context: Context, url: str) -> list[endpoints.Endpoint]:
+    """Sockets other running dockerd processes listen on (not the one at ``url``)."""
+    table = procfs.process_table(context.proc, context.namespaces)
+    seen = {os.path.realpath(p) for p in (socket_path(url),) if p}
+    found = []
+    for endpoint in endpoints.listening(context.proc, table, endpoints.DOCKER_DAEMONS):
+        real = os.path.realpath(endpoint.path)
+        if real not in seen:
+            seen.add(real)
+            found.append(endpoint)
+    return found
+
+
 def _namespace_of(info: Mapping[str, Any], proc: str = "/proc") -> NsKey | None:
     """The namespace of an inspected container: its init's, else its sandbox's bind mount."""
     pid = int((info.get("State") or {}).get("Pid") or 0)
@@ -476,11 +493,34 @@ class DockerNames:
         return SourceResult(SourceStatus(self.name, SourceState.SKIPPED, f"no socket at {path}"))
 
     def collect(self, context: Context) -> SourceResult:
+        """The daemon the user named; else the default one and every other dockerd listening."""
+        explicit = bool(context.options.docker_host or os.environ.get("DOCKER_HOST"))
         url = docker_host(context.options.docker_host)
+        others = [] if explicit else other_daemons(context, url)
         path = socket_path(url)
-        if path is not None and not os.path.exists(path):
+        default_there = path is None or os.path.exists(path)
+        if not default_there and not others:
+            assert path is not None
             return self._absent(path, context)
         deadline = Deadline(context.options.timeout, self.clock)
+        if not others:
+            return self._one(url, context, deadline)
+        targets = [(url, url)] if default_there else []
+        targets += [(f"unix://{e.path}", f"unix://{e.path} ({e.why})") for e in others]
+        details: list[str] = []
+        claims_found: list[Claim] = []
+        state = SourceState.OK
+        for target, label in targets:
+            result = self._one(target, context, deadline)
+            detail = result.status.detail.removeprefix(f"{target}: ")
+            details.append(f"{label}: {detail}")
+            claims_found += result.claims
+            if state is SourceState.OK:
+                state = result.status.state  # the first daemon that failed decides (--strict)
+        return SourceResult(SourceStatus(self.name, state, "; ".join(details)), tuple(claims_found))
+
+    def _one(self, url: str, context: Context, deadline: Deadline) -> SourceResult:
+        path = socket_path(url)
 
         def remaining() -> float:
             if deadline.expired():
