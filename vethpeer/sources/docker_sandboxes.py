@@ -25,7 +25,8 @@ from typing import Any
 
 from ..model import Claim, Namespace, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import PRIORITY_RUNTIME, Context
-from .docker import LocalApi, docker_host, other_daemons, socket_path
+from .docker import other_daemons
+from .docker_api import LocalApi, docker_host, socket_path
 
 NAME = "docker-sandboxes"
 _OVERLAY = re.compile(r"^1-([0-9a-z]{10})$")
