@@ -19,7 +19,7 @@ import pytest
 from tests.policy import need
 from vethpeer.cri import api_pb2 as pb
 from vethpeer.model import NsKey, SourceState, SourceStatus, Workload, WorkloadKind
-from vethpeer.sources import PRIORITY_RUNTIME, Context, Options, cri
+from vethpeer.sources import PRIORITY_RUNTIME, Context, Options, cri, cri_endpoints
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = NsKey(1, 1)
@@ -34,7 +34,7 @@ def context(**options: object) -> Context:
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(cri.ENV, raising=False)
+    monkeypatch.delenv(cri_endpoints.ENV, raising=False)
 
 
 # ----------------------------------------------------------------------- endpoints
@@ -50,15 +50,15 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_socket_path(endpoint: str, path: str) -> None:
-    assert cri.socket_path(endpoint) == path
+    assert cri_endpoints.socket_path(endpoint) == path
 
 
 @pytest.mark.parametrize(
     "endpoint", ["tcp://127.0.0.1:1234", "npipe:////./pipe/x", "run/x.sock", "unix://x.sock"]
 )
 def test_socket_path_rejects(endpoint: str) -> None:
-    with pytest.raises(cri.EndpointError):
-        cri.socket_path(endpoint)
+    with pytest.raises(cri_endpoints.EndpointError):
+        cri_endpoints.socket_path(endpoint)
 
 
 @pytest.fixture
@@ -88,26 +88,30 @@ def test_probe_order_dedupe_and_absent(sockets: dict[str, str]) -> None:
         ("A again", sockets["a-link"]),
         ("B", sockets["b"]),
     ]
-    found, why = cri.candidates(Options(), table)
+    found, why = cri_endpoints.candidates(Options(), table)
     assert [(c.path, c.why) for c in found] == [(sockets["a"], "A"), (sockets["b"], "B")]
     assert why == ""
-    none, why = cri.candidates(Options(), [("x", "/nonexistent/vpk.sock")])
+    none, why = cri_endpoints.candidates(Options(), [("x", "/nonexistent/vpk.sock")])
     assert none == [] and "no CRI socket found" in why and "/nonexistent/vpk.sock" in why
 
 
 def test_explicit_endpoint_is_the_only_candidate(
     sockets: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    found, _ = cri.candidates(Options(runtime_endpoint=f"unix://{sockets['b']}"), [("A", sockets["a"])])
+    found, _ = cri_endpoints.candidates(
+        Options(runtime_endpoint=f"unix://{sockets['b']}"), [("A", sockets["a"])]
+    )
     assert [c.path for c in found] == [sockets["b"]]
-    missing, why = cri.candidates(Options(runtime_endpoint="/nonexistent/vpk.sock"), [("A", sockets["a"])])
+    missing, why = cri_endpoints.candidates(
+        Options(runtime_endpoint="/nonexistent/vpk.sock"), [("A", sockets["a"])]
+    )
     assert missing == [] and why == "/nonexistent/vpk.sock (from --runtime-endpoint): no such socket"
-    _, why = cri.candidates(Options(runtime_endpoint=sockets["file"]))
+    _, why = cri_endpoints.candidates(Options(runtime_endpoint=sockets["file"]))
     assert why.endswith("not a socket")
-    monkeypatch.setenv(cri.ENV, f"unix://{sockets['a']}")
-    found, _ = cri.candidates(Options(), [("B", sockets["b"])])
+    monkeypatch.setenv(cri_endpoints.ENV, f"unix://{sockets['a']}")
+    found, _ = cri_endpoints.candidates(Options(), [("B", sockets["b"])])
     assert [(c.path, c.why) for c in found] == [(sockets["a"], "$CONTAINER_RUNTIME_ENDPOINT")]
-    found, _ = cri.candidates(Options(runtime_endpoint=sockets["b"]))  # the flag beats the variable
+    found, _ = cri_endpoints.candidates(Options(runtime_endpoint=sockets["b"]))  # the flag beats the variable
     assert [c.path for c in found] == [sockets["b"]]
 
 
@@ -192,8 +196,8 @@ def test_no_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = cri.CriPods().collect(context(runtime_endpoint="/nonexistent/vpk.sock"))
     assert result.status.state is SourceState.ERROR  # named by the user: worth a warning
     assert result.claims == ()
-    monkeypatch.setattr(cri, "SOCKETS", (("containerd", str(tmp_path / "none.sock")),))
-    monkeypatch.setattr(cri, "HOST_ROOT", str(tmp_path / "no-host"))
+    monkeypatch.setattr(cri_endpoints, "SOCKETS", (("containerd", str(tmp_path / "none.sock")),))
+    monkeypatch.setattr(cri_endpoints, "HOST_ROOT", str(tmp_path / "no-host"))
     result = cri.CriPods().collect(context())
     assert result.status.state is SourceState.SKIPPED  # probed, nothing, no pods: not a node
     assert result.status.detail.startswith("no CRI socket found (probed ")
@@ -248,9 +252,9 @@ def test_probing_tries_every_socket_found(tmp_path: Path, monkeypatch: pytest.Mo
     server.add_insecure_port(f"unix://{plain}")
     server.start()
     monkeypatch.setattr(
-        cri, "SOCKETS", (("containerd", dead), ("CRI-O", str(tmp_path / "none")), ("x", plain))
+        cri_endpoints, "SOCKETS", (("containerd", dead), ("CRI-O", str(tmp_path / "none")), ("x", plain))
     )
-    monkeypatch.setattr(cri, "HOST_ROOT", str(tmp_path / "no-host"))
+    monkeypatch.setattr(cri_endpoints, "HOST_ROOT", str(tmp_path / "no-host"))
     try:
         result = cri.fetch(context(timeout=3))
     finally:

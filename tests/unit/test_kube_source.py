@@ -10,7 +10,7 @@ import pytest
 
 from tests.lab.kube_api import pod_json
 from vethpeer.model import NsKey, SourceState, Workload, WorkloadKind
-from vethpeer.sources import Context, Options, cri, kube
+from vethpeer.sources import Context, Options, cri_endpoints, kube
 
 HOST = NsKey(1, 1)
 UID = "3d03fc08-9d14-41e0-a53e-16b15f0bd92d"
@@ -99,7 +99,7 @@ def test_when_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config.write_text("")
     monkeypatch.setenv("KUBECONFIG", str(config))
     monkeypatch.setattr(kube, "KUBELET_DIR", str(tmp_path / "no-kubelet"))
-    monkeypatch.setattr(cri, "SOCKETS", (("containerd", str(tmp_path / "no.sock")),))
+    monkeypatch.setattr(cri_endpoints, "SOCKETS", (("containerd", str(tmp_path / "no.sock")),))
     state, detail = _collect()  # a kubeconfig, but this host runs no pods: a laptop
     assert state is SourceState.SKIPPED and detail.startswith("this host runs no pods")
     state, detail = _collect(kube=True)  # asked for: an empty kubeconfig is a status

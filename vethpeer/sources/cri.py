@@ -28,143 +28,24 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
-from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, Options, endpoints, procfs
-from .endpoints import Endpoint
+from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, procfs
+from .cri_endpoints import ENV, EndpointError, candidates, discover
 
 if TYPE_CHECKING:
     import grpc
 
     from ..cri import api_pb2
 
-ENV = "CONTAINER_RUNTIME_ENDPOINT"  # crictl's convention
-
-# Probed in this order when no endpoint is given (crictl's list, plus k3s/rke2 and microk8s).
-SOCKETS: tuple[tuple[str, str], ...] = (
-    ("containerd", "/run/containerd/containerd.sock"),
-    ("CRI-O", "/var/run/crio/crio.sock"),
-    ("CRI-O", "/run/crio/crio.sock"),
-    ("cri-dockerd", "/var/run/cri-dockerd.sock"),
-    ("k3s/rke2", "/run/k3s/containerd/containerd.sock"),
-    ("microk8s", "/var/snap/microk8s/common/run/containerd.sock"),
-)
-
 CONTAINER_NAME_LABEL = "io.kubernetes.container.name"  # set by the kubelet
-# `kubectl debug node/NAME` mounts the node's root file system here.
-HOST_ROOT = "/host"
 IN_FLIGHT = 64  # PodSandboxStatus calls outstanding at once
 MAX_MESSAGE = 64 << 20  # ListContainers on a busy node can exceed gRPC's 4 MiB default
-
-
-class EndpointError(ValueError):
-    """An endpoint the user gave that cannot be a CRI unix socket."""
-
-
-def socket_path(endpoint: str) -> str:
-    """The path of a CRI endpoint: ``unix:///run/x.sock``, ``unix:/run/x.sock`` or ``/run/x.sock``."""
-    text = endpoint.strip()
-    if text.startswith("unix://"):
-        path = text[len("unix://") :]
-    elif text.startswith("unix:"):
-        path = text[len("unix:") :]
-    elif "://" in text:
-        scheme = text.split("://", 1)[0]
-        raise EndpointError(f"{endpoint}: only unix sockets are supported, not {scheme}://")
-    else:
-        path = text
-    if not path.startswith("/"):
-        raise EndpointError(f"{endpoint}: the socket path must be absolute")
-    return path
-
-
-def _is_socket(path: str) -> bool:
-    try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    path: str
-    # "--runtime-endpoint", "$CONTAINER_RUNTIME_ENDPOINT", "from kubelet config ...",
-    # "listening socket of containerd pid N", or the runtime whose usual path this is
-    why: str
-    root: str = ""  # the runtime's own paths are reached through this prefix (/proc/PID/root)
-
-    @property
-    def origin(self) -> str:
-        """Where it came from, for the status line."""
-        if self.why.startswith(("from ", "listening ")):
-            return self.why
-        if self.why.startswith(("--", "$")):
-            return f"from {self.why}"
-        return f"usual path of {self.why}"
-
-
-def candidates(
-    options: Options,
-    sockets: Sequence[tuple[str, str]] | None = None,
-    discovered: Sequence[Endpoint] = (),
-) -> tuple[list[Candidate], str]:
-    """The sockets to try, in order, and (when there are none) why.
-
-    An endpoint given by the user is the only candidate, present or not; otherwise the
-    ``discovered`` ones (the kubelet's flag or config, then the listening sockets of
-    running runtime daemons), then every probed socket that exists (one entry per real
-    file: /var/run is /run), and when none of these exists, the probed paths under /host
-    (inside ``kubectl debug node/...``). Raises EndpointError for an endpoint that is not
-    a unix socket path.
-    """
-    given, why = options.runtime_endpoint, "--runtime-endpoint"
-    if not given and os.environ.get(ENV):
-        given, why = os.environ[ENV], f"${ENV}"
-    if given:
-        path = socket_path(given)
-        if not os.path.exists(path):
-            return [], f"{path} (from {why}): no such socket"
-        if not _is_socket(path):
-            return [], f"{path} (from {why}): not a socket"
-        return [Candidate(path, why)], ""
-    sockets = SOCKETS if sockets is None else sockets
-    found: list[Candidate] = []
-    seen: set[str] = set()
-
-    def add(path: str, why: str, root: str = "") -> None:
-        real = os.path.realpath(path)
-        if real not in seen and _is_socket(path):
-            seen.add(real)
-            found.append(Candidate(path, why, root))
-
-    for endpoint in discovered:
-        add(endpoint.path, endpoint.why, endpoint.root)
-    for root in ("", HOST_ROOT):
-        for runtime, path in sockets:
-            add(root + path, runtime)
-        if found:  # the node's own sockets first; /host only from inside a debug pod
-            break
-    if not found:
-        probed = ", ".join(dict.fromkeys(p for _, p in sockets))
-        return [], (
-            f"no CRI socket found (probed {probed}; no kubelet names one and no "
-            "containerd, crio or cri-dockerd listens; use --runtime-endpoint)"
-        )
-    return found, ""
-
-
-def discover(context: Context) -> list[Endpoint]:
-    """Endpoints this host's own processes point at: the kubelet's, then the daemons' sockets."""
-    table = procfs.process_table(context.proc, context.namespaces)
-    return endpoints.kubelet_endpoints(context.proc, table) + endpoints.listening(
-        context.proc, table, endpoints.CRI_DAEMONS
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from typing import Any
 
 from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
-from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, Options, cri
+from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, Options, cri, cri_endpoints
 
 NAME = "kube"
 PRIORITY_KUBE = PRIORITY_RUNTIME + 1  # the CRI workload plus the API's fields
@@ -71,9 +71,9 @@ def in_cluster() -> bool:
 
 def runs_pods(options: Options) -> bool:
     """Whether this host looks like a Kubernetes node (auto mode asks only then)."""
-    if options.runtime_endpoint or os.environ.get(cri.ENV) or os.path.isdir(KUBELET_DIR):
+    if options.runtime_endpoint or os.environ.get(cri_endpoints.ENV) or os.path.isdir(KUBELET_DIR):
         return True
-    return any(os.path.exists(path) for _, path in cri.SOCKETS)
+    return any(os.path.exists(path) for _, path in cri_endpoints.SOCKETS)
 
 
 def node_name() -> str:
