@@ -40,11 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.lab import docker_lab
-from tests.lab.common import pid_alive
+from tests.lab.common import docker_cgroup_parents, pid_alive, remove_cgroup_parents
 from tests.lab.cri_lab import Containerd, _unmount_below
 
 PREFIX = "vpx"
-CGROUP_FS = "/sys/fs/cgroup"
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -127,7 +126,7 @@ class PrivateDockerd:
         if self.is_running():
             return
         if self.pid is None:  # the first start
-            self.cgroup_parents_before = {str(p) for p in self._cgroup_parents()}
+            self.cgroup_parents_before = {str(p) for p in docker_cgroup_parents()}
         if not os.path.exists(f"/sys/class/net/{self.bridge}"):
             _ip("link", "add", self.bridge, "type", "bridge")
             _ip("addr", "add", self.subnet, "dev", self.bridge)
@@ -224,18 +223,11 @@ class PrivateDockerd:
             options={BRIDGE_NAME_OPTION: bridge},
         )
 
-    @staticmethod
-    def _cgroup_parents() -> list[Path]:
-        """``docker`` folders in every hierarchy (v1) or the unified one (v2)."""
-        base = Path(CGROUP_FS)
-        tops = [base, *(h for h in base.iterdir() if h.is_dir())] if base.is_dir() else []
-        return [top / "docker" for top in tops if (top / "docker").is_dir()]
-
     def _remove_cgroups(self) -> list[str]:
         """``/docker/<id>`` folders of our containers that runc could not remove (killed shims),
         and the ``docker`` parents if they were made for us and are empty now."""
         problems = []
-        parents = self._cgroup_parents()
+        parents = docker_cgroup_parents()
         for parent in parents:
             for cid in self.container_ids:
                 folder = parent / cid
@@ -251,10 +243,7 @@ class PrivateDockerd:
                         time.sleep(0.05)  # processes still exiting
                 else:
                     problems.append(f"cgroup {folder} could not be removed")
-        for parent in parents:
-            if str(parent) not in self.cgroup_parents_before:
-                with contextlib.suppress(OSError):  # not empty: another engine's containers
-                    parent.rmdir()
+        remove_cgroup_parents(parents, self.cgroup_parents_before)
         return problems
 
 
