@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
 
 from tests.lab import netlab  # noqa: E402
 from tests.lab.netlab import HOST, Lab  # noqa: E402
+from tests.tools import search_path  # noqa: E402
 
 TARGETS = {"ratio": 40.0, "table": 0.4, "which": 0.2, "version": 0.06, "rss_mb": 100.0}
 VETHPEER = [sys.executable, "-m", "vethpeer"]
@@ -191,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="best of R runs (default 3)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args(argv)
+    os.environ["PATH"] = search_path()  # ip, dockerd, ... where the install put them (tests/tools.py)
     if os.geteuid() != 0:
         print("bench_core: needs root (it builds network namespaces)", file=sys.stderr)
         return 5
