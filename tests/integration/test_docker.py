@@ -299,36 +299,43 @@ def _shortest_prefix() -> int:
 def test_ambiguous_prefix(client: Any, containers: dict[str, Any]) -> None:
     """A prefix shared by a joined container (``--network container:``) and a container with its
     own namespace: exit 4, and the candidates name the containers whose IDs matched, the joined
-    one with the namespace it shares. The prefix is chosen from the IDs at hand (containers are
-    added until one fits), so the case runs every time, not when random IDs happen to collide."""
+    one with the namespace it shares. The prefix is chosen from the IDs at hand (containers of
+    both kinds are added until two fit), so the case runs every time, not when random IDs collide."""
     length = _shortest_prefix()
     owner = containers["bridge"]
+    joins_owner = (f"container:{owner.id}", f"container:{owner.name}")
     made: list[Any] = []
 
-    def usable(cid: str) -> bool:  # not all digits (that would be a PID), not the owner's own prefix
-        return not cid[:length].isdigit() and not owner.id.startswith(cid[:length])
+    def pick() -> tuple[str, Any, Any] | None:
+        """(prefix, joined, alone): not all digits (a PID), not a prefix of the owner's own ID."""
+        ours = [c for c in client.containers.list(filters={"name": PREFIX}) if c.name.startswith(PREFIX)]
+        mode = {c.id: c.attrs["HostConfig"]["NetworkMode"] for c in ours}
+        joined = [c for c in ours if mode[c.id] in joins_owner]
+        alone = [c for c in ours if c.id != owner.id and not mode[c.id].startswith(("container:", "host"))]
+        for j in joined:
+            prefix = j.id[:length]
+            if prefix.isdigit() or owner.id.startswith(prefix):
+                continue
+            for a in alone:
+                if a.id.startswith(prefix):
+                    return prefix, j, a
+        return None
 
     try:
-        joined = containers["join"]
-        while not usable(joined.id):
-            assert len(made) < 50, "no joined container with a usable prefix after 50"
-            joined = run(client, f"{PREFIX}-amb-join-{len(made)}", network=f"container:{owner.name}")
-            made.append(joined)
-        prefix = joined.id[:length]
-        alone = next(
-            (c for k, c in containers.items() if k in ("user", "none") and c.id.startswith(prefix)), None
-        )
-        while alone is None:
-            assert len(made) < 400, f"no container ID starting with {prefix!r} after {len(made)}"
-            c = run(client, f"{PREFIX}-amb-{len(made)}", network="none")
-            made.append(c)
-            alone = c if c.id.startswith(prefix) else None
+        while (found := pick()) is None:
+            assert len(made) < 200, f"no joined and lone container share a usable prefix after {len(made)}"
+            network = f"container:{owner.name}" if len(made) % 2 == 0 else "none"
+            made.append(run(client, f"{PREFIX}-amb-{len(made)}", network=network))
+        prefix, joined, alone = found
         done = which(prefix)
         assert done.returncode == 4, (prefix, done.stdout, done.stderr)
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
         assert f"docker/{alone.name}" in done.stderr, done.stderr
         shares = f"(shares docker/{owner.name}'s netns)"
-        joiners = [c.name for c in [containers["join"], *made] if c.id.startswith(prefix) and c is not alone]
+        joiners = [
+            c.name for c in client.containers.list(filters={"name": PREFIX}) if c.id.startswith(prefix)
+        ]
+        assert joined.name in joiners
         assert any(f"docker/{name} {shares}" in done.stderr for name in joiners), done.stderr
         # The owner's own ID did not match: it appears only as the namespace that is shared.
         assert done.stderr.count(f"docker/{owner.name}") == done.stderr.count(shares), done.stderr
