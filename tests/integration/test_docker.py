@@ -16,6 +16,7 @@ with that ifindex (see tests/lab/docker_lab.py: peer_ifindex_of, host_ifname).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -56,7 +57,10 @@ def engine() -> Iterator[tuple[lab.DockerDaemon, Any]]:
     finally:
         try:
             lab.cleanup(client, PREFIX)
-            lab.cleanup(client, "vpd", remove_image=not had_image)  # labelled k8s_* ones
+            lab.cleanup(client, "vpd")  # labelled k8s_* ones
+            if not had_image:  # not forced: a container of someone else's may use it by now
+                with contextlib.suppress(Exception):
+                    client.images.remove(lab.TEST_IMAGE)
         finally:
             client.close()
             daemon.stop()
