@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
 
 from tests.lab import netlab  # noqa: E402
 from tests.lab.netlab import HOST, Lab  # noqa: E402
+from tests.tools import search_path  # noqa: E402
 
 TARGETS = {"ratio": 40.0, "table": 0.4, "which": 0.2, "version": 0.06, "rss_mb": 100.0}
 VETHPEER = [sys.executable, "-m", "vethpeer"]
@@ -218,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--before", metavar="REV", help="also time the vethpeer of git revision REV in the same labs"
     )
     args = parser.parse_args(argv)
+    os.environ["PATH"] = search_path()  # ip, dockerd, ... where the install put them (tests/tools.py)
     if os.geteuid() != 0:
         print("bench_core: needs root (it builds network namespaces)", file=sys.stderr)
         return 5

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.lab import docker_lab as lab  # noqa: E402
+from tests.tools import search_path  # noqa: E402
 
 PREFIX = "vpd-bench"
 
@@ -178,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10,50,100", help="container counts, comma-separated")
     parser.add_argument("--repeat", type=int, default=5, help="runs per measurement (median)")
     args = parser.parse_args(argv)
+    os.environ["PATH"] = search_path()  # ip, dockerd, ... where the install put them (tests/tools.py)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     if os.geteuid() != 0:
         raise SystemExit("run as root")

@@ -7,9 +7,10 @@ scripts, so their absence is a broken set-up, never a reason to skip.
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
+
+from tests.tools import find_tool
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -27,8 +28,9 @@ def need_root() -> None:
     need(os.geteuid() == 0, "needs root (real network namespaces)")
 
 
-def need_binary(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+def need_binary(name: str, *, python_tool: bool = False) -> str:
+    """The absolute path of ``name``, found where the install puts it (tests/tools.py)."""
+    path = find_tool(name, python_tool=python_tool)
     need(path is not None, f"needs the {name} binary")
     assert path is not None
     return path

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .correlate import HOST
 from .errors import Ambiguous, NoPrivilege, NotFound
-from .model import Link, NsKey, Relation, Report, Row, Workload
+from .model import Link, NsKey, Relation, Report, Row, Workload, WorkloadKind
 from .netns import key_of
 
 _MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
@@ -157,6 +157,24 @@ def _workload_matchers(target: str, namespace: str | None) -> tuple[Callable[[Wo
     return exact, prefix
 
 
+def _candidate(w: Workload, target: str) -> str:
+    """How an ambiguity names ``w``: by the container the target matched, when that is not ``w``.
+
+    A container joined to another's namespace (``--network container:X``) is listed under its
+    own name, with the namespace it shares: ``docker/join (shares docker/web's netns)``.
+    """
+    if target in (w.name, w.label) or (w.id is not None and w.id.startswith(target)):
+        return w.label
+    names = dict(zip(w.container_ids, w.containers, strict=False))
+    for cid in w.container_ids:
+        name = names.get(cid) or cid[:12]
+        if target == name or cid.startswith(target):
+            if w.kind is WorkloadKind.DOCKER:
+                return f"docker/{name} (shares {w.label}'s netns)"
+            return f"{w.label} (container {name})"
+    return w.label
+
+
 def _workload(report: Report, target: str, namespace: str | None) -> Match | None:
     candidates = [(key, w) for key, found in report.workloads.items() for w in found]
     candidates += [(report.snapshot.host, w) for w in report.host_network]
@@ -178,7 +196,13 @@ def _workload(report: Report, target: str, namespace: str | None) -> Match | Non
             )
             raise Ambiguous(f"{target!r} matches {len(labels)} workloads", labels)
         if len(keys) > 1:
-            labels = sorted({report.workloads.get(k, (w,))[0].label for k, w in candidates if matcher(w)})
+            # Per namespace the best-ranked claim that matched (candidates are best first); every
+            # host-network workload that matched, as each is a namespace's only claim there.
+            best: dict[tuple[NsKey, str], Workload] = {}
+            for key, w in candidates:
+                if matcher(w):
+                    best.setdefault((key, w.label if key == report.snapshot.host else ""), w)
+            labels = sorted({_candidate(w, target) for w in best.values()})
             raise Ambiguous(f"{target!r} matches {len(keys)} workloads", labels)
         if keys:
             key = keys.pop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import tarfile
@@ -9,6 +10,24 @@ from collections.abc import Iterable
 from pathlib import Path
 
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static
+CGROUP_FS = "/sys/fs/cgroup"
+
+
+def docker_cgroup_parents() -> list[Path]:
+    """Docker's ``docker`` cgroup folders (cgroupfs driver): one per v1 hierarchy, or the v2 one."""
+    base = Path(CGROUP_FS)
+    tops = [base, *(h for h in base.iterdir() if h.is_dir())] if base.is_dir() else []
+    return [top / "docker" for top in tops if (top / "docker").is_dir()]
+
+
+def remove_cgroup_parents(parents: Iterable[Path], existed: Iterable[str]) -> None:
+    """rmdir the ``parents`` that did not exist before (``existed``); one still in use is not empty
+    and stays."""
+    before = set(existed)
+    for parent in parents:
+        if str(parent) not in before:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
 
 def pid_alive(pid: int) -> bool:

@@ -67,7 +67,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tests.lab.common import busybox_rootfs_tar, pid_alive
+from tests.lab.common import busybox_rootfs_tar, docker_cgroup_parents, pid_alive, remove_cgroup_parents
 
 SOCKET_PATH = "/var/run/docker.sock"
 DOCKERD = "/usr/sbin/dockerd"
@@ -157,7 +157,8 @@ class DockerDaemon:
     """Handle on the engine behind ``socket_path``.
 
     ``started_by_us`` is False for an engine that was already running: ``stop()`` and
-    ``start()`` then do nothing to it (tests that need to stop the engine should skip).
+    ``start()`` then do nothing to it. Tests that stop or freeze an engine use one of their
+    own (tests/lab/private_dockerd.py), never this one.
     """
 
     socket_path: str = SOCKET_PATH
@@ -167,6 +168,7 @@ class DockerDaemon:
     pid: int | None = None
     log_path: str | None = None
     startup_seconds: float | None = None
+    cgroup_parents_before: set[str] = field(default_factory=set)  # docker cgroup folders before start
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def is_running(self) -> bool:
@@ -203,6 +205,7 @@ class DockerDaemon:
         else:
             if not os.access(self.binary, os.X_OK):
                 raise DockerLabError(f"{self.binary} not found (apt-get install docker.io)")
+            self.cgroup_parents_before = {str(p) for p in docker_cgroup_parents()}
             if self.log_path is None:
                 fd, self.log_path = tempfile.mkstemp(prefix="vpd-dockerd-", suffix=".log")
                 os.close(fd)
@@ -264,15 +267,18 @@ class DockerDaemon:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             proc.wait()
-            for child in children:  # containerd would otherwise outlive a SIGKILLed dockerd
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child, signal.SIGKILL)
-        # dockerd's containerd child exits with it; give it a moment to be reaped.
+        # dockerd's containerd child (under the exec-root, when no system containerd runs) exits
+        # with it; give it a moment, then end it by PID, as after a SIGKILLed dockerd.
         deadline = time.monotonic() + 5
         while any(pid_alive(c) for c in children) and time.monotonic() < deadline:
             time.sleep(0.05)
+        for child in children:
+            if pid_alive(child):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
         self._proc = None
         _remove_stale_netns_files()
+        remove_cgroup_parents(docker_cgroup_parents(), self.cgroup_parents_before)
         if self.log_path and os.environ.get("VPD_KEEP_DOCKERD_LOG") != "1":
             with contextlib.suppress(OSError):
                 os.unlink(self.log_path)

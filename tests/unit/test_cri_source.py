@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.policy import need
+from tests.policy import need, need_binary
 from vethpeer.cri import api_pb2 as pb
 from vethpeer.model import NsKey, SourceState, SourceStatus, Workload, WorkloadKind
 from vethpeer.sources import PRIORITY_RUNTIME, Context, Options, cri, cri_endpoints
@@ -294,14 +295,22 @@ def test_shared_fetch_asks_once_per_context(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_generated_bindings_are_reproducible(tmp_path: Path) -> None:
-    """`sh vethpeer/cri/regen.sh` regenerates byte-identical files from api.proto."""
+    """`sh vethpeer/cri/regen.sh` regenerates byte-identical files from api.proto.
+
+    The plugins are found next to this interpreter (the venv's bin), which need not be on PATH.
+    """
     need(importlib.util.find_spec("grpc_tools") is not None, "needs grpcio-tools (test extra)")
-    need(shutil.which("protoc-gen-mypy") is not None, "needs mypy-protobuf's protoc-gen-mypy (test extra)")
+    plugins = {
+        "PROTOC_GEN_MYPY": need_binary("protoc-gen-mypy", python_tool=True),
+        "PROTOC_GEN_MYPY_GRPC": need_binary("protoc-gen-mypy_grpc", python_tool=True),
+    }
     copy = tmp_path / "vethpeer" / "cri"
     shutil.copytree(ROOT / "vethpeer" / "cri", copy, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py", "api_pb2_grpc.pyi"):
         (copy / name).unlink()
-    done = subprocess.run(["sh", str(copy / "regen.sh")], capture_output=True, text=True, check=False)
+    env = {**os.environ, "PYTHON": sys.executable, **plugins}
+    sh = need_binary("sh")
+    done = subprocess.run([sh, str(copy / "regen.sh")], capture_output=True, text=True, check=False, env=env)
     assert done.returncode == 0, done.stderr
     for name in ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py", "api_pb2_grpc.pyi"):
         assert filecmp.cmp(copy / name, ROOT / "vethpeer" / "cri" / name, shallow=False), (

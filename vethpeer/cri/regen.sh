@@ -3,14 +3,31 @@
 # Needs: pip install grpcio-tools==1.85.1 mypy-protobuf==5.1.0
 # Run from anywhere; writes api_pb2.py, api_pb2.pyi, api_pb2_grpc.py and
 # api_pb2_grpc.pyi next to api.proto.
+#   PYTHON                the interpreter that has grpcio-tools (default: python3)
+#   PROTOC_GEN_MYPY       mypy-protobuf's plugins (default: next to $PYTHON's scripts,
+#   PROTOC_GEN_MYPY_GRPC  e.g. the venv's bin, else on PATH)
 set -eu
 cd "$(dirname "$0")/../.."
-python -m grpc_tools.protoc -I vethpeer/cri \
+PYTHON=${PYTHON:-python3}
+plugin() {
+    "$PYTHON" - "$1" <<'PY'
+import os, shutil, sys, sysconfig
+name = sys.argv[1]
+for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+    path = os.path.join(folder, name)
+    if os.path.isfile(path) and os.access(path, os.X_OK):
+        sys.exit(print(path))
+print(shutil.which(name) or sys.exit(f"{name} not found: pip install mypy-protobuf"))
+PY
+}
+MYPY_PLUGIN=${PROTOC_GEN_MYPY:-$(plugin protoc-gen-mypy)}
+MYPY_GRPC_PLUGIN=${PROTOC_GEN_MYPY_GRPC:-$(plugin protoc-gen-mypy_grpc)}
+"$PYTHON" -m grpc_tools.protoc -I vethpeer/cri \
     --python_out=vethpeer/cri \
     --grpc_python_out=vethpeer/cri \
-    --plugin=protoc-gen-mypy="$(python -c 'import shutil,sys; print(shutil.which("protoc-gen-mypy") or sys.exit("protoc-gen-mypy not found: pip install mypy-protobuf"))')" \
+    --plugin=protoc-gen-mypy="$MYPY_PLUGIN" \
     --mypy_out=vethpeer/cri \
-    --plugin=protoc-gen-mypy_grpc="$(python -c 'import shutil,sys; print(shutil.which("protoc-gen-mypy_grpc") or sys.exit("protoc-gen-mypy_grpc not found: pip install mypy-protobuf"))')" \
+    --plugin=protoc-gen-mypy_grpc="$MYPY_GRPC_PLUGIN" \
     --mypy_grpc_out=vethpeer/cri \
     vethpeer/cri/api.proto
 # grpc_tools and mypy-protobuf emit top-level imports of api_pb2; make them

@@ -1,0 +1,84 @@
+"""`which` on an ambiguous ID prefix: the candidates are the containers whose IDs matched."""
+
+from __future__ import annotations
+
+import pytest
+
+from vethpeer.correlate import correlate
+from vethpeer.errors import Ambiguous
+from vethpeer.model import (
+    Claim,
+    Link,
+    Namespace,
+    NsKey,
+    NsView,
+    Snapshot,
+    SourceResult,
+    SourceState,
+    SourceStatus,
+    Workload,
+    WorkloadKind,
+)
+from vethpeer.targets import resolve
+
+HOST = NsKey(4, 1)
+WEB, DB = NsKey(4, 100), NsKey(4, 101)
+WEB_ID = "1a" + "0" * 62
+JOIN_ID = "b7" + "1" * 62  # `docker run --network container:web --name join`: web's namespace
+DB_ID = "b7" + "2" * 62  # shares JOIN_ID's first two digits
+HOSTNET_ID = "b7" + "3" * 62  # `--network host`
+
+
+def _docker(name: str, cid: str, *joined: tuple[str, str]) -> Workload:
+    return Workload(
+        WorkloadKind.DOCKER,
+        name,
+        id=cid,
+        containers=(name, *(n for n, _ in joined)),
+        container_ids=(cid, *(i for _, i in joined)),
+        source="docker",
+    )
+
+
+def _report(*, with_host_network: bool = False) -> tuple[Snapshot, list[SourceResult]]:
+    lo = Link(1, "lo", mac="00:00:00:00:00:00")
+    views = [
+        NsView(Namespace(HOST, is_host=True), (lo,)),
+        NsView(Namespace(WEB), (lo,)),
+        NsView(Namespace(DB), (lo,)),
+    ]
+    claims = [
+        Claim(WEB, _docker("web", WEB_ID, ("join", JOIN_ID)), 50),
+        Claim(WEB, Workload(WorkloadKind.CONTAINER, WEB_ID[:12], id=WEB_ID, source="cgroup"), 10),
+        Claim(DB, _docker("db", DB_ID), 50),
+    ]
+    if with_host_network:
+        claims.append(Claim(HOST, _docker("hostnet", HOSTNET_ID), 50))
+    return Snapshot(HOST, tuple(views)), [SourceResult(SourceStatus("docker", SourceState.OK), tuple(claims))]
+
+
+def test_prefix_of_a_joined_container_names_that_container() -> None:
+    report = correlate(*_report())
+    with pytest.raises(Ambiguous) as many:
+        resolve(report, "b7")
+    assert many.value.candidates == ["docker/db", "docker/join (shares docker/web's netns)"]
+    assert str(many.value) == "'b7' matches 2 workloads"
+    assert many.value.hint == "candidates: docker/db, docker/join (shares docker/web's netns)"
+
+
+def test_host_network_containers_are_each_listed() -> None:
+    report = correlate(*_report(with_host_network=True))
+    with pytest.raises(Ambiguous) as many:
+        resolve(report, "b7")
+    assert many.value.candidates == [
+        "docker/db",
+        "docker/hostnet",
+        "docker/join (shares docker/web's netns)",
+    ]
+
+
+def test_a_unique_prefix_of_the_joined_container_finds_the_shared_namespace() -> None:
+    report = correlate(*_report())
+    for target in ("b71", "join", JOIN_ID):
+        match = resolve(report, target)
+        assert match.how == "workload" and {r.end.ns.key for r in match.rows} == {WEB}, target
