@@ -1,0 +1,152 @@
+"""Rates from two counter samples: a pure step, no I/O.
+
+A :class:`Sample` is every link's ``IFLA_STATS64`` counters at one instant, keyed by
+(namespace, ifindex). :func:`rates` turns two samples and the rows of the newer report
+into one :class:`Rates` per workload interface:
+
+* Directions are **the workload's point of view**: ``rx`` is what the workload received
+  (its own interface's rx). For a veth, the host-side device's rx is the workload's tx —
+  the host end's counters are reported separately, as ``peer`` drops and errors, in the
+  host device's own directions (that is what ``ip -s link show vethXXXX`` prints).
+* A counter that went down (the device was re-created, or moved in with another history)
+  is a reset: its rate over the interval is the new value itself, and ``reset`` is set.
+* An interface that is in the newer sample only has no rate yet (``new``); one that is in
+  the older only is gone and has no row; a namespace that died mid-sample has no row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ..model import LinkStats, NsKey, Report, Row
+
+IfKey = tuple[NsKey, int]  # (namespace, ifindex): an ifindex means something only inside its namespace
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Counters of every link that had them, at ``at`` (seconds, a monotonic clock)."""
+
+    at: float
+    counters: Mapping[IfKey, LinkStats] = field(default_factory=dict)
+
+
+def sample(report: Report, at: float) -> Sample:
+    """The counters a walk with ``stats=True`` read, from every namespace that could be read."""
+    counters = {
+        (view.ns.key, link.index): link.stats
+        for view in report.snapshot.views
+        if not view.error
+        for link in view.links
+        if link.stats is not None
+    }
+    return Sample(at, counters)
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """A per-second rate in both directions."""
+
+    rx: float = 0.0
+    tx: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.rx + self.tx
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """Per-second rates of one interface's counters, in the interface's own directions."""
+
+    bytes: Pair = Pair()
+    packets: Pair = Pair()
+    dropped: Pair = Pair()
+    errors: Pair = Pair()
+    reset: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """One workload interface over the interval. ``own``: its counters (the workload's point
+    of view); ``peer``: the other end's (the host device's own point of view), or None."""
+
+    row: Row
+    own: Delta | None  # None: new since the older sample (no rate yet)
+    peer: Delta | None = None
+
+    @property
+    def new(self) -> bool:
+        return self.own is None
+
+    @property
+    def total(self) -> float:
+        return self.own.bytes.total if self.own is not None else 0.0
+
+
+def _rate(new: int, old: int, seconds: float) -> tuple[float, bool]:
+    if new < old:  # reset: count from zero
+        return new / seconds, True
+    return (new - old) / seconds, False
+
+
+def delta(old: LinkStats, new: LinkStats, seconds: float) -> Delta:
+    """Per-second rates between two readings of one interface's counters."""
+    resets = False
+
+    def pair(rx_field: str, tx_field: str) -> Pair:
+        nonlocal resets
+        rx, r1 = _rate(getattr(new, rx_field), getattr(old, rx_field), seconds)
+        tx, r2 = _rate(getattr(new, tx_field), getattr(old, tx_field), seconds)
+        resets = resets or r1 or r2
+        return Pair(rx, tx)
+
+    result = Delta(
+        bytes=pair("rx_bytes", "tx_bytes"),
+        packets=pair("rx_packets", "tx_packets"),
+        dropped=pair("rx_dropped", "tx_dropped"),
+        errors=pair("rx_errors", "tx_errors"),
+    )
+    return Delta(result.bytes, result.packets, result.dropped, result.errors, reset=resets)
+
+
+def _delta_of(key: IfKey, older: Sample, newer: Sample, seconds: float) -> Delta | None:
+    old, new = older.counters.get(key), newer.counters.get(key)
+    if old is None or new is None:
+        return None
+    return delta(old, new, seconds)
+
+
+def rates(rows: Iterable[Row], older: Sample, newer: Sample) -> list[Rates]:
+    """Rates of each row (from the newer report) whose interface the newer sample has.
+
+    Sorted by total rate, highest first; new interfaces (no rate yet) last.
+    """
+    seconds = newer.at - older.at
+    if seconds <= 0:
+        raise ValueError("the newer sample must be later than the older one")
+    found = []
+    for row in rows:
+        key = (row.end.ns.key, row.end.link.index)
+        if key not in newer.counters:
+            continue
+        peer = None
+        if row.peer is not None:
+            peer = _delta_of((row.peer.ns.key, row.peer.link.index), older, newer, seconds)
+        found.append(Rates(row, _delta_of(key, older, newer, seconds), peer))
+    found.sort(key=lambda r: (r.new, -r.total))
+    return found
+
+
+def totals(found: Iterable[Rates]) -> Delta:
+    """The sum of every interface's own rates (the workloads' point of view)."""
+    sums = {name: [0.0, 0.0] for name in ("bytes", "packets", "dropped", "errors")}
+    for r in found:
+        if r.own is None:
+            continue
+        for name, acc in sums.items():
+            value: Pair = getattr(r.own, name)
+            acc[0] += value.rx
+            acc[1] += value.tx
+    return Delta(*(Pair(*sums[name]) for name in ("bytes", "packets", "dropped", "errors")))
