@@ -149,4 +149,7 @@ def totals(found: Iterable[Rates]) -> Delta:
             value: Pair = getattr(r.own, name)
             acc[0] += value.rx
             acc[1] += value.tx
-    return Delta(*(Pair(*sums[name]) for name in ("bytes", "packets", "dropped", "errors")))
+    pairs = {name: Pair(rx, tx) for name, (rx, tx) in sums.items()}
+    return Delta(
+        bytes=pairs["bytes"], packets=pairs["packets"], dropped=pairs["dropped"], errors=pairs["errors"]
+    )

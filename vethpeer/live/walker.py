@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 from .. import nsids, ovs
 from ..collect import Naming, Request, check_privilege, check_sources, name_namespaces
@@ -41,8 +42,10 @@ from ..environment import Environment
 from ..errors import NamespaceGone
 from ..model import Link, Namespace, NsKey, NsView, Report, Snapshot
 from ..netlink import NetlinkError, RtnlSocket
-from ..netns import Discovery, discover, home_fd, raise_fd_limit
+from ..netns import Discovery, discover, home_fd, inside, raise_fd_limit
 from ..walk import socket_in, with_addresses
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -140,6 +143,8 @@ class Walker:
                 kept.ns = ns  # the same namespace, its processes and mounts as found now
                 if dirty is None or ns.key in dirty:
                     self._dump(kept)
+        if dirty is not None:
+            self._repair(self.discovery.host)
         snap = self._snapshot(self.discovery)
         naming = self._naming_for(self.discovery)
         report = correlate(snap, naming.results)
@@ -168,6 +173,31 @@ class Walker:
         except OSError as error:
             self._drop(kept.ns.key)
             self._errors[kept.ns.key] = f"cannot read: {error.strerror or error}"
+
+    def _repair(self, host: NsKey) -> None:
+        """After a partial round: re-dump the namespaces where a veth's peer is missing or stale.
+
+        A namespace without an nsid in the host sends no events, so a veth created from the
+        host into it is seen only from the host side; its other end is found here.
+        """
+        links = {key: kept.links for key, kept in self._kept.items()}
+        resolved = nsids.resolve(links, host, self._ask)
+        stale: set[NsKey] = set()
+        indexes: dict[NsKey, dict[int, Link]] = {}
+        for key, found in links.items():
+            for link in found:
+                if link.kind not in nsids.PAIR_KINDS or link.link_netnsid is None or link.link is None:
+                    continue
+                target = resolved[key].get(link.link_netnsid)
+                if target is None or target in stale or target not in self._kept:
+                    continue
+                if target not in indexes:
+                    indexes[target] = {other.index: other for other in links[target]}
+                other = indexes[target].get(link.link)
+                if other is None or other.link != link.index:
+                    stale.add(target)
+        for key in stale:
+            self._dump(self._kept[key])
 
     def _ask(self, observer: NsKey, target: NsKey) -> int | None:
         """Which nsid ``observer`` gives ``target`` (RTM_GETNSID, allocates nothing); answers kept."""
@@ -223,6 +253,15 @@ class Walker:
                 if nsid is not None:
                     found[nsid] = key
         return found
+
+    def in_host(self, make: Callable[[], T]) -> T:
+        """``make()`` run inside the host namespace (a socket made there answers for it)."""
+        assert self.discovery is not None
+        host = self._kept.get(self.discovery.host)
+        if host is None:
+            raise NamespaceGone("the host's network namespace could not be opened")
+        with inside(host.fd, self._home):
+            return make()
 
     def nsid_target(self, observer: NsKey, nsid: int) -> NsKey | None:
         """The namespace that ``observer`` calls ``nsid`` (among those held open)."""
