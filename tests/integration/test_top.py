@@ -8,7 +8,6 @@ lab namespace (port 19301), so no traffic leaves the lab.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -42,7 +41,7 @@ def by_workload(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_iperf3_sender_is_top_talker_and_rate_agrees(traffic_lab: tuple[LiveLab, list[Member]]) -> None:
     """A paced iperf3 stream from a to b: `top --once --json --sort tx` puts a first, and its
     TX rate (bytes on the wire) is within 10% of iperf3's own figure (payload) for the run."""
-    lab, (a, b, _c) = traffic_lab
+    _lab, (a, b, _c) = traffic_lab
     server = subprocess.Popen(
         in_ns(b.ns, "iperf3", "-s", "-1", "-B", b.address, "-p", PORT),
         stdout=subprocess.DEVNULL,
@@ -83,7 +82,7 @@ def test_drops_on_that_workload_only(traffic_lab: tuple[LiveLab, list[Member]]) 
     """c's eth0 has MTU 9000, its host end 1500: every big ping is dropped by the veth
     (counted as c's eth0 tx_dropped). Only c shows a drop rate."""
     busybox = need_binary("busybox")
-    lab, (a, b, c) = traffic_lab
+    _lab, (a, b, c) = traffic_lab
     subprocess.run(["ip", "-n", c.ns.name or "", "link", "set", "eth0", "mtu", "9000"], check=True)
     pinger = subprocess.Popen(
         in_ns(c.ns, busybox, "ping", "-q", "-s", "4000", "-i", "0.02", "-w", "6", b.address),
@@ -120,7 +119,8 @@ def test_live_screen_in_tmux(traffic_lab: tuple[LiveLab, list[Member]]) -> None:
     lab, (a, b, _c) = traffic_lab
     session = f"vpl-top-{lab.tag}"
     env = f"PYTHONPATH={shlex.quote(str(ROOT))} NO_COLOR=1 TERM=xterm-256color"
-    command = f"cd {shlex.quote(str(ROOT))} && env {env} {shlex.quote(sys.executable)} -m vethpeer top -d 0.5; echo EXITED $?; sleep 60"
+    top = f"env {env} {shlex.quote(sys.executable)} -m vethpeer top -d 0.5"
+    command = f"cd {shlex.quote(str(ROOT))} && {top}; echo EXITED $?; sleep 60"
     subprocess.run([tmux, "new-session", "-d", "-s", session, "-x", "200", "-y", "60", command], check=True)
     try:
         wait_for(lambda: f"netns/{a.ns.name}" in _pane(session), 20, "the lab's rows on the screen")
