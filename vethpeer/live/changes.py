@@ -252,8 +252,10 @@ def _match_moves(
         if old_key not in gone:
             continue
         mac = gone[old_key].end.link.mac
+        exact = move.target is not None and move.new_index is not None
         for new_key, row in born.items():
-            if new_key in taken or row.end.link.mac != mac:
+            # the kernel named the destination: no need for the MAC (Docker sets a new one there)
+            if new_key in taken or (not exact and row.end.link.mac != mac):
                 continue
             if move.new_index is not None and new_key[1] != move.new_index:
                 continue

@@ -30,8 +30,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TypeVar
 
@@ -40,7 +40,7 @@ from ..collect import Naming, Request, check_privilege, check_sources, name_name
 from ..correlate import correlate
 from ..environment import Environment
 from ..errors import NamespaceGone
-from ..model import Link, Namespace, NsKey, NsView, Report, Snapshot
+from ..model import Claim, Link, Namespace, NsKey, NsView, Report, Snapshot, SourceResult
 from ..netlink import NetlinkError, RtnlSocket
 from ..netns import Discovery, discover, home_fd, inside, raise_fd_limit
 from ..walk import socket_in, with_addresses
@@ -231,7 +231,8 @@ class Walker:
         keys = frozenset(ns.key for ns in discovery.namespaces)
         now = self.clock()
         if self._naming is None or keys != self._named or now - self._named_at >= self.naming_every:
-            self._naming = name_namespaces(discovery, self.request, self.env)
+            fresh = name_namespaces(discovery, self.request, self.env)
+            self._naming = fresh if self._naming is None else remember(self._naming, fresh, keys)
             self._named, self._named_at = keys, now
             statuses = [r.status for r in self._naming.results]
             if self._naming.ovs is not None:
@@ -269,3 +270,39 @@ class Walker:
             if key != observer and self._ask(observer, key) == nsid:
                 return key
         return None
+
+
+def _best(results: Iterable[SourceResult]) -> dict[NsKey, Claim]:
+    best: dict[NsKey, Claim] = {}
+    for result in results:
+        for claim in result.claims:
+            if claim.netns not in best or claim.priority > best[claim.netns].priority:
+                best[claim.netns] = claim
+    return best
+
+
+def remember(old: Naming, new: Naming, alive: Collection[NsKey]) -> Naming:
+    """The new naming, but a namespace that is still there keeps a better name it had.
+
+    A stopped container's namespace lingers a moment (its sandbox is torn down after the
+    runtime stops listing it): it is still that container, not ``pid/42 (docker-init)``.
+    The kept claims go back to the result of the source that made them.
+    """
+    before, now = _best(old.results), _best(new.results)
+    kept = [
+        claim
+        for key, claim in before.items()
+        if key in alive and (key not in now or now[key].priority < claim.priority)
+    ]
+    if not kept:
+        return new
+    names = {result.status.name for result in new.results}
+    results = []
+    for i, result in enumerate(new.results):
+        mine = tuple(
+            c
+            for c in kept
+            if c.workload.source == result.status.name or (i == 0 and c.workload.source not in names)
+        )
+        results.append(replace(result, claims=result.claims + mine) if mine else result)
+    return Naming(tuple(results), new.ovs)
