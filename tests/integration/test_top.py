@@ -142,3 +142,35 @@ def test_live_screen_in_tmux(traffic_lab: tuple[LiveLab, list[Member]]) -> None:
         wait_for(lambda: "EXITED 0" in _pane(session), 10, "quit")
     finally:
         subprocess.run([tmux, "kill-session", "-t", session], check=False, capture_output=True)
+
+
+def test_doctor_sample_names_the_dropping_end_and_the_mtu(traffic_lab: tuple[LiveLab, list[Member]]) -> None:
+    """`doctor --sample 2` on the same MTU-made drops: a drops-rising finding on c's eth0 only,
+    with the MTU as the cause, the confirming commands and the fix (printed, not run)."""
+    busybox = need_binary("busybox")
+    _lab, (_a, b, c) = traffic_lab
+    subprocess.run(["ip", "-n", c.ns.name or "", "link", "set", "eth0", "mtu", "9000"], check=True)
+    pinger = subprocess.Popen(
+        in_ns(c.ns, busybox, "ping", "-q", "-s", "4000", "-i", "0.02", "-w", "8", b.address),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        done = run_vethpeer("doctor", "--sample", "2", "--json")
+    finally:
+        kill(pinger)
+    assert done.returncode == 6, done.stderr
+    rising = [f for f in done.json()["findings"] if f["check"] == "drops-rising"]
+    mine = [f for f in rising if f["interface"]["workload"].startswith(f"netns/vpl-{_lab.tag}-")]
+    assert [f["interface"]["workload"] for f in mine] == [f"netns/{c.ns.name}"], mine
+    finding = mine[0]
+    assert finding["interface"]["ifname"] == "eth0"
+    assert any("MTU differs: eth0 9000" in line for line in finding["evidence"]), finding["evidence"]
+    assert f"ip -n {c.ns.name} -s -s link show dev eth0" in finding["confirm"]
+    assert f"ip netns exec {c.ns.name} tc -s qdisc show dev eth0" in finding["confirm"]
+    assert f"ip -n {c.ns.name} link set dev eth0 mtu 1500" in finding["fix"]
+    mtu = subprocess.run(
+        ["ip", "-n", c.ns.name or "", "-j", "link", "show", "eth0"], capture_output=True, text=True
+    )
+    assert json.loads(mtu.stdout)[0]["mtu"] == 9000  # nothing was fixed
