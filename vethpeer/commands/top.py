@@ -162,10 +162,10 @@ def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
                 + status
                 + (f" — filter {view.filter!r}" if view.filter else "")
             )
-            live.update(
-                toprender.screen(shown(found, view), seconds, f"sort {view.sort} — {state}", line),
-                refresh=True,
+            page = toprender.screen(
+                shown(found, view), seconds, f"sort {view.sort} — {state}", line, console.height
             )
+            live.update(page, refresh=True)
             keys = _keys(stdin, due - time.monotonic()) if has_keys else []
             if not has_keys:
                 time.sleep(max(0.0, due - time.monotonic()))

@@ -153,8 +153,12 @@ def document(report: Report, found: Sequence[Rates], seconds: float) -> dict[str
 # ---------------------------------------------------------------- the live screen
 
 
-def screen(found: Sequence[Rates], seconds: float, status: str, help_line: str) -> Any:
-    """The live screen as a rich renderable: status line, the table with its totals, the keys."""
+def screen(found: Sequence[Rates], seconds: float, status: str, help_line: str, height: int = 0) -> Any:
+    """The live screen as a rich renderable: status line, the table with its totals, the keys.
+
+    With ``height`` (the terminal's lines), only the rows that fit are rendered (the totals
+    still count them all): rendering a thousand rows nobody sees costs seconds.
+    """
     from rich import box
     from rich.console import Group
     from rich.table import Table
@@ -164,7 +168,10 @@ def screen(found: Sequence[Rates], seconds: float, status: str, help_line: str) 
     foot = total_cells(found) if found else [""] * len(HEADER)
     for i, (name, footer) in enumerate(zip(HEADER, foot, strict=True)):
         table.add_column(name, footer=footer, no_wrap=True, justify="left" if i < 3 else "right")
-    for r in found:
+    room = max(1, height - 9) if height else len(found)
+    for r in found[:room]:
         table.add_row(*cells(r))
+    if len(found) > room:
+        status += f" — {room} of {len(found)} shown"
     title = Text(f"vethpeer top — every {seconds:g} s — {status}", style="bold")
     return Group(title, Text(DIRECTIONS), table, Text(help_line, style="reverse"))
