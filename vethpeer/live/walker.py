@@ -143,9 +143,8 @@ class Walker:
                 kept.ns = ns  # the same namespace, its processes and mounts as found now
                 if dirty is None or ns.key in dirty:
                     self._dump(kept)
-        if dirty is not None:
-            self._repair(self.discovery.host)
-        snap = self._snapshot(self.discovery)
+        resolved = self._repair(self.discovery.host) if dirty is not None else None
+        snap = self._snapshot(self.discovery, resolved)
         naming = self._naming_for(self.discovery)
         report = correlate(snap, naming.results)
         if naming.ovs is not None:
@@ -174,7 +173,7 @@ class Walker:
             self._drop(kept.ns.key)
             self._errors[kept.ns.key] = f"cannot read: {error.strerror or error}"
 
-    def _repair(self, host: NsKey) -> None:
+    def _repair(self, host: NsKey) -> nsids.Resolved | None:
         """After a partial round: re-dump the namespaces where a veth's peer is missing or stale.
 
         A namespace without an nsid in the host sends no events, so a veth created from the
@@ -198,6 +197,7 @@ class Walker:
                     stale.add(target)
         for key in stale:
             self._dump(self._kept[key])
+        return None if stale else resolved  # what the snapshot needs, unless links were read again
 
     def _ask(self, observer: NsKey, target: NsKey) -> int | None:
         """Which nsid ``observer`` gives ``target`` (RTM_GETNSID, allocates nothing); answers kept."""
@@ -212,9 +212,10 @@ class Walker:
             self._asked[(observer, target)] = nsid
         return nsid
 
-    def _snapshot(self, discovery: Discovery) -> Snapshot:
-        links = {key: kept.links for key, kept in self._kept.items()}
-        resolved = nsids.resolve(links, discovery.host, self._ask)
+    def _snapshot(self, discovery: Discovery, resolved: nsids.Resolved | None = None) -> Snapshot:
+        if resolved is None:
+            links = {key: kept.links for key, kept in self._kept.items()}
+            resolved = nsids.resolve(links, discovery.host, self._ask)
         views = [NsView(kept.ns, kept.links, resolved[key]) for key, kept in self._kept.items()]
         by_key = {ns.key: ns for ns in discovery.namespaces}
         views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]
