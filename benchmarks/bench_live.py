@@ -85,7 +85,7 @@ def refresh(repeat: int) -> dict[str, float]:
     from vethpeer.walk import snapshot
 
     env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
-    with Walker(Request(stats=True, ovs=False), env, addresses=False) as walker:
+    with Walker(Request(stats=True, ovs=False), env, addresses=False, links_every=5.0) as walker:
         older = sample(walker.round(), time.monotonic())
 
         def one() -> None:

@@ -30,6 +30,7 @@ DESCRIPTION = (
     "--once prints one sample over -d seconds (default 2) and exits."
 )
 LONG_RUNNING = True
+LINKS_EVERY = 5.0  # seconds between full link dumps (the counters are read every round)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +79,9 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..live.walker import Walker
 
     seconds = args.delay if args.delay is not None else (2.0 if args.once else 1.0)
-    with Walker(_request(args), env, addresses=bool(args.target)) as walker:
+    # Links (names, peers, bridges) are read again every 5 s, or as soon as an interface
+    # comes or goes; the counters every round.
+    with Walker(_request(args), env, addresses=bool(args.target), links_every=LINKS_EVERY) as walker:
         if args.once or not env.stdout_isatty:
             return _once(walker, args, env, seconds)
         return _live(walker, args, env, seconds)

@@ -18,7 +18,7 @@ device names it: ``... <-> veth3f2a (cni0): veth3f2a enslaved to cni0``.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..model import End, Link, NsKey, Relation, Report, Row, Workload, WorkloadKind
 from ..netlink import IFF_LOWER_UP, IFF_UP
@@ -46,7 +46,7 @@ class Event:
     before: object = None
     after: object = None
     resync: bool = False  # found by a full walk after the event socket overflowed
-    extra: Mapping[str, object] = field(default_factory=dict)
+    names: tuple[str, ...] = ()  # the namespace's `ip netns` names
 
 
 def subject(row: Row, host: NsKey) -> str:
@@ -167,6 +167,8 @@ def diff(
     old_ws, new_ws = _workloads(old), _workloads(new)
     events: list[Event] = []
 
+    spaces = {v.ns.key: v.ns for v in (*old.snapshot.views, *new.snapshot.views)}
+
     def emit(
         kind: str,
         row: Row | None,
@@ -177,7 +179,8 @@ def diff(
         after: object = None,
     ) -> None:
         text = (subject(row, host) if row is not None else workload.label) + ": " + what
-        events.append(Event(kind, workload, netns, text, row, before, after, resync))
+        names = spaces[netns].netns_names if netns in spaces else ()
+        events.append(Event(kind, workload, netns, text, row, before, after, resync, names))
 
     for key in sorted(new_ws.keys() - old_ws.keys()):
         emit("netns-appeared", None, "network namespace appeared", new_ws[key], key)

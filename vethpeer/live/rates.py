@@ -93,22 +93,27 @@ def _rate(new: int, old: int, seconds: float) -> tuple[float, bool]:
 
 def delta(old: LinkStats, new: LinkStats, seconds: float) -> Delta:
     """Per-second rates between two readings of one interface's counters."""
-    resets = False
-
-    def pair(rx_field: str, tx_field: str) -> Pair:
-        nonlocal resets
-        rx, r1 = _rate(getattr(new, rx_field), getattr(old, rx_field), seconds)
-        tx, r2 = _rate(getattr(new, tx_field), getattr(old, tx_field), seconds)
-        resets = resets or r1 or r2
-        return Pair(rx, tx)
-
-    result = Delta(
-        bytes=pair("rx_bytes", "tx_bytes"),
-        packets=pair("rx_packets", "tx_packets"),
-        dropped=pair("rx_dropped", "tx_dropped"),
-        errors=pair("rx_errors", "tx_errors"),
+    values = [
+        _rate(n, o, seconds)
+        for n, o in (
+            (new.rx_bytes, old.rx_bytes),
+            (new.tx_bytes, old.tx_bytes),
+            (new.rx_packets, old.rx_packets),
+            (new.tx_packets, old.tx_packets),
+            (new.rx_dropped, old.rx_dropped),
+            (new.tx_dropped, old.tx_dropped),
+            (new.rx_errors, old.rx_errors),
+            (new.tx_errors, old.tx_errors),
+        )
+    ]
+    r = [value for value, _reset in values]
+    return Delta(
+        bytes=Pair(r[0], r[1]),
+        packets=Pair(r[2], r[3]),
+        dropped=Pair(r[4], r[5]),
+        errors=Pair(r[6], r[7]),
+        reset=any(reset for _value, reset in values),
     )
-    return Delta(result.bytes, result.packets, result.dropped, result.errors, reset=resets)
 
 
 def _delta_of(key: IfKey, older: Sample, newer: Sample, seconds: float) -> Delta | None:

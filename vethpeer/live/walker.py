@@ -6,7 +6,9 @@ and closes them at the end; a :class:`Walker` keeps them between rounds and, per
 1. rediscovers the namespaces (a ``/proc`` scan and the mount table: cheap) and opens
    only those that appeared, closing those that went away;
 2. re-dumps the links (with their ``IFLA_STATS64`` counters) of every namespace, or of
-   the ``dirty`` ones only (`watch`: those a kernel event named);
+   the ``dirty`` ones only (`watch`: those a kernel event named); with ``links_every``
+   (`top`), between link dumps only the counters are read (RTM_GETSTATS, a tenth of the
+   cost), and the links again as soon as a namespace's set of interfaces changes;
 3. resolves the nsids with :func:`vethpeer.nsids.resolve`, remembering every answer the
    kernel gave (an nsid, once assigned, keeps its meaning while both namespaces live);
 4. re-runs the sources' naming (Docker, CRI, cgroups, ...) only when the set of
@@ -68,11 +70,14 @@ class Walker:
         *,
         addresses: bool = True,
         naming_every: float = 30.0,
+        links_every: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         check_privilege(env.proc)
         self.request, self.env, self.addresses = request, env, addresses
-        self.naming_every, self.clock = naming_every, clock
+        self.naming_every, self.links_every, self.clock = naming_every, links_every, clock
+        self._links_at = float("-inf")
+        self._resolved: nsids.Resolved | None = None  # valid while no links were read again
         self._thread = threading.get_ident()
         self._home = home_fd(env.proc)
         self._kept: dict[NsKey, _Kept] = {}
@@ -102,6 +107,7 @@ class Walker:
             self._home = -1
 
     def _drop(self, key: NsKey) -> None:
+        self._resolved = None
         kept = self._kept.pop(key)
         kept.sock.close()
         os.close(kept.fd)
@@ -133,15 +139,24 @@ class Walker:
             self.rediscover()
         assert self.discovery is not None
         raise_fd_limit(2 * len(self.discovery.namespaces) + 64)
+        now = self.clock()
+        counters_only = (
+            dirty is None
+            and self.request.stats
+            and self.links_every is not None
+            and now - self._links_at < self.links_every
+        )
+        if dirty is None and not counters_only:
+            self._links_at = now
         for ns in self.discovery.namespaces:
             kept = self._kept.get(ns.key)
-            if kept is None:
-                if ns.key in self._errors and dirty is not None and ns.key not in dirty:
-                    continue
+            if kept is None:  # new, or could not be opened last time (tried again: its ways may have changed)
                 self._open(ns)
             else:
                 kept.ns = ns  # the same namespace, its processes and mounts as found now
-                if dirty is None or ns.key in dirty:
+                if counters_only:
+                    self._counters(kept)
+                elif dirty is None or ns.key in dirty:
                     self._dump(kept)
         resolved = self._repair(self.discovery.host) if dirty is not None else None
         snap = self._snapshot(self.discovery, resolved)
@@ -166,6 +181,7 @@ class Walker:
         self._dump(kept)
 
     def _dump(self, kept: _Kept) -> None:
+        self._resolved = None
         try:
             links = kept.sock.links(self.request.stats)
             kept.links = with_addresses(links, kept.sock) if self.addresses else tuple(links)
@@ -199,6 +215,21 @@ class Walker:
             self._dump(self._kept[key])
         return None if stale else resolved  # what the snapshot needs, unless links were read again
 
+    def _counters(self, kept: _Kept) -> None:
+        """Only the counters (RTM_GETSTATS); the links again if the set of interfaces changed."""
+        try:
+            counters = kept.sock.stats()
+        except OSError:
+            self._dump(kept)
+            return
+        if counters.keys() != {link.index for link in kept.links}:
+            self._dump(kept)  # an interface came or went: read the links themselves
+            return
+        kept.links = tuple(  # most links are idle: only those whose counters moved are rebuilt
+            link if link.stats == counters[link.index] else replace(link, stats=counters[link.index])
+            for link in kept.links
+        )
+
     def _ask(self, observer: NsKey, target: NsKey) -> int | None:
         """Which nsid ``observer`` gives ``target`` (RTM_GETNSID, allocates nothing); answers kept."""
         known = self._asked.get((observer, target))
@@ -214,8 +245,11 @@ class Walker:
 
     def _snapshot(self, discovery: Discovery, resolved: nsids.Resolved | None = None) -> Snapshot:
         if resolved is None:
+            resolved = self._resolved  # counters-only rounds: the links' peers are unchanged
+        if resolved is None:
             links = {key: kept.links for key, kept in self._kept.items()}
             resolved = nsids.resolve(links, discovery.host, self._ask)
+        self._resolved = resolved
         views = [NsView(kept.ns, kept.links, resolved[key]) for key, kept in self._kept.items()]
         by_key = {ns.key: ns for ns in discovery.namespaces}
         views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]

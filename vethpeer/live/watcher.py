@@ -108,13 +108,15 @@ class Watcher:
             now = self.clock()
             self._renames = sorted({*self._renames, *(now + delay for delay in RENAME_AFTER)})
         if batch.overflow:
-            new = walker.round(rediscover=False)
-            events = diff(self.report, new, resync=True)
-            self.report = new
-            self._nsids = walker.host_nsids()
-            return events
+            return self._resync()
         if not (batch.events or changed or rename):
             return []
+        # The kernel queues a move's RTM_DELLINK before the device shows up in its new namespace:
+        # reading the socket again now means any move the dumps below can see comes with its hint.
+        more = self.sock.drain()
+        batch = Batch(batch.events + more.events, more.overflow)
+        if batch.overflow:
+            return self._resync()
         assert walker.discovery is not None
         host = walker.discovery.host
         dirty: set[NsKey] = {host}
@@ -132,6 +134,15 @@ class Watcher:
         new = walker.round(dirty, rediscover=False)
         events = diff(self.report, new, moves)
         self.report = new
+        return events
+
+    def _resync(self) -> list[Event]:
+        """Events were lost (ENOBUFS): a full walk, and whatever its diff shows, marked resync."""
+        self.walker.rediscover()
+        new = self.walker.round(rediscover=False)
+        events = diff(self.report, new, resync=True)
+        self.report = new
+        self._nsids = self.walker.host_nsids()
         return events
 
     def _namespace_of(self, nsid: int | None, host: NsKey) -> NsKey | None:

@@ -36,7 +36,6 @@ def _end(end: End) -> dict[str, Any]:
 def event_json(event: Event, at: datetime) -> dict[str, Any]:
     w = event.workload
     row = event.row
-    names: tuple[str, ...] = row.end.ns.netns_names if row is not None else ()
     peer = None
     if row is not None and row.peer is not None:
         peer = {
@@ -59,7 +58,7 @@ def event_json(event: Event, at: datetime) -> dict[str, Any]:
             "id": w.id,
             "namespace": w.namespace,
         },
-        "netns": _netns(event.netns, names),
+        "netns": _netns(event.netns, event.names),
         "interface": _end(row.end) if row is not None else None,
         "peer": peer,
         "before": event.before,

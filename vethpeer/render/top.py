@@ -186,7 +186,7 @@ def screen(found: Sequence[Rates], seconds: float, status: str, help_line: str, 
         Text(f"vethpeer top — every {seconds:g} s — {status}", style="bold"),
         Text(DIRECTIONS),
         Text(head, style="bold reverse"),
-        Text("\n".join(body[:-1])) if len(body) > 1 else Text(""),
+        Text("\n".join(body[:-1]), no_wrap=True, overflow="crop") if len(body) > 1 else Text(""),
         Text(body[-1] if body else "no workload interfaces", style="bold"),
         Text(help_line, style="reverse"),
     )
