@@ -187,7 +187,14 @@ def test_docker_containers_by_name(watch: Watch) -> None:
                 or (e["event"] == "deleted" and e["workload"]["label"] == label)
             )
         )
-        assert left and left[0]["peer"]["master"] == "docker0", left
+        assert left, watch.matching(lambda e: label in e["message"])
+        # its veth arrived with its name and the host-side device on docker0
+        # (named by its runtime a moment later, possibly: matched by its netns)
+        inodes = {e["netns"]["inode"] for e in watch.matching(lambda e: e["workload"]["label"] == label)}
+        arrived = watch.matching(
+            lambda e: e["netns"]["inode"] in inodes and e["event"] in ("created", "moved") and e["peer"]
+        )
+        assert arrived and arrived[0]["peer"]["master"] == "docker0", arrived
     finally:
         docker_lab.cleanup(client, "vpl")
         client.close()
