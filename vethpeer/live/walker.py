@@ -45,9 +45,12 @@ from ..errors import NamespaceGone
 from ..model import Claim, Link, Namespace, NsKey, NsView, Report, Snapshot, SourceResult
 from ..netlink import NetlinkError, RtnlSocket
 from ..netns import Discovery, discover, home_fd, inside, raise_fd_limit
+from ..sources import Context
+from ..sources.kernel import KernelNames
 from ..walk import socket_in, with_addresses
 
 T = TypeVar("T")
+NAMING_MIN = 2.0  # seconds: the runtimes' sources are asked at most this often when namespaces churn
 
 
 @dataclass(slots=True)
@@ -265,6 +268,10 @@ class Walker:
     def _naming_for(self, discovery: Discovery) -> Naming:
         keys = frozenset(ns.key for ns in discovery.namespaces)
         now = self.clock()
+        if self._naming is not None and keys != self._named and now - self._named_at < NAMING_MIN:
+            # namespaces come and go faster than the daemons should be asked: the kernel's own
+            # names (ip netns, mounts, processes) now, the runtimes' at most every NAMING_MIN s
+            return self._kernel_names(discovery, self._naming)
         if self._naming is None or keys != self._named or now - self._named_at >= self.naming_every:
             fresh = name_namespaces(discovery, self.request, self.env)
             self._naming = fresh if self._naming is None else remember(self._naming, fresh, keys)
@@ -274,6 +281,12 @@ class Walker:
                 statuses.append(self._naming.ovs.status)
             check_sources(statuses, self.request, self.env)
         return self._naming
+
+    def _kernel_names(self, discovery: Discovery, naming: Naming) -> Naming:
+        context = Context(discovery.host, discovery.namespaces, self.request.options, proc=self.env.proc)
+        fresh = KernelNames().collect(context)
+        results = tuple(fresh if r.status.name == fresh.status.name else r for r in naming.results)
+        return Naming(results, naming.ovs)
 
     # ---------------------------------------------------------------- for the event socket
 
