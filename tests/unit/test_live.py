@@ -290,3 +290,14 @@ def test_parse_a_move_and_an_address() -> None:
         events.KernelEvent("dellink", 4, 7, "eth0", new_nsid=3, new_index=9),
         events.KernelEvent("newaddr", 4, 7),
     ]
+
+
+def test_restat_swaps_the_counters_and_keeps_the_rows() -> None:
+    old = report({5: pod_pair(5, 10, stats=LinkStats(rx_bytes=1), peer_stats=LinkStats(tx_bytes=1))})
+    new = report({5: pod_pair(5, 10, stats=LinkStats(rx_bytes=7), peer_stats=LinkStats(tx_bytes=7))})
+    fresh = walker.restat(old, new.snapshot)
+    assert fresh.snapshot is new.snapshot
+    assert [r.end.workload.label for r in fresh.rows] == [r.end.workload.label for r in old.rows]
+    (row,) = fresh.rows
+    assert row.end.link.stats == LinkStats(rx_bytes=7)
+    assert row.peer is not None and row.peer.link.stats == LinkStats(tx_bytes=7)

@@ -71,7 +71,7 @@ def measure(walker: Walker, older: Sample) -> tuple[Report, Sample, list[Rates]]
     from ..live.rates import rates, sample
 
     report = walker.round()
-    newer = sample(report, time.monotonic())
+    newer = sample(report, walker.read_at, walker.read_times())
     return report, newer, rates(report.rows, older, newer)
 
 
@@ -93,9 +93,9 @@ def _once(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
     from ..render import json as jsonrender
     from ..render import top as toprender
 
-    started = time.monotonic()
-    first = sample(walker.round(), started)
-    time.sleep(max(0.0, started + seconds - time.monotonic()))
+    walker.round()  # the links; then the counters alone, read quickly (a rate needs a sharp time)
+    first = sample(walker.round(), walker.read_at, walker.read_times())
+    time.sleep(max(0.0, first.at + seconds - time.monotonic()))
     report, newer, found = measure(walker, first)
     chosen = toprender.sort(select_rows(found, report, args, env), args.sort)
     elapsed = newer.at - first.at
@@ -152,7 +152,8 @@ def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
 
     view = View(sort=args.sort)
     console = Console(file=env.stdout, no_color=not env.color, highlight=False)
-    older = sample(walker.round(), time.monotonic())
+    walker.round()
+    older = sample(walker.round(), walker.read_at, walker.read_times())
     found: list[Rates] = []
     status = "measuring..."
     stdin = sys.stdin.fileno()

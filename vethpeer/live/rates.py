@@ -30,10 +30,19 @@ class Sample:
 
     at: float
     counters: Mapping[IfKey, LinkStats] = field(default_factory=dict)
+    read: Mapping[NsKey, float] = field(default_factory=dict)  # when each namespace was read, if known
+
+    def time_of(self, key: NsKey) -> float:
+        return self.read.get(key, self.at)
 
 
-def sample(report: Report, at: float) -> Sample:
-    """The counters a walk with ``stats=True`` read, from every namespace that could be read."""
+def sample(report: Report, at: float, read: Mapping[NsKey, float] | None = None) -> Sample:
+    """The counters a walk with ``stats=True`` read, from every namespace that could be read.
+
+    ``read``: when each namespace's counters were read (:attr:`Walker.read_times`): a walk
+    over a thousand namespaces takes a while, and each interface's rate is taken over its
+    own namespace's interval.
+    """
     counters = {
         (view.ns.key, link.index): link.stats
         for view in report.snapshot.views
@@ -41,7 +50,7 @@ def sample(report: Report, at: float) -> Sample:
         for link in view.links
         if link.stats is not None
     }
-    return Sample(at, counters)
+    return Sample(at, counters, dict(read or {}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +129,8 @@ def _delta_of(key: IfKey, older: Sample, newer: Sample, seconds: float) -> Delta
     old, new = older.counters.get(key), newer.counters.get(key)
     if old is None or new is None:
         return None
-    return delta(old, new, seconds)
+    own = newer.time_of(key[0]) - older.time_of(key[0])
+    return delta(old, new, own if own > 0 else seconds)
 
 
 def rates(rows: Iterable[Row], older: Sample, newer: Sample) -> list[Rates]:
