@@ -7,8 +7,9 @@ Three things wake it, and nothing else (idle, it sleeps in ``poll``):
   re-dumped, and the kernel's word that a device *moved* is kept for the diff;
 * the mount table (``/proc/self/mountinfo`` is pollable): `ip netns add/del`, Docker,
   CNI and podman bind-mount their namespaces, so those appear and go at once;
-* a rescan once a second (processes only: a namespace held by a process alone, and
-  namespaces without an nsid, send nothing).
+* a rescan once a second of the processes' namespaces (a ``/proc`` scan: a namespace
+  held by a process alone, without an nsid, sends nothing); a full rediscovery only
+  when that set changed.
 
 Names from the runtimes come a moment after their namespaces (Docker mounts the sandbox
 before the container runs): after a namespace appears the sources are asked again one
@@ -20,6 +21,7 @@ reveals are marked ``resync``.
 
 from __future__ import annotations
 
+import os
 import select
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +35,19 @@ from .walker import Walker
 RESCAN = 1.0  # seconds between process rescans (never faster)
 COALESCE = 0.01  # seconds to let a burst of notifications arrive before looking
 RENAME_AFTER = (1.0, 3.0)  # ask the sources again this long after namespaces appeared
+
+
+def process_namespaces(proc: str) -> frozenset[tuple[int, int]]:
+    """The namespaces processes are in, as (st_dev, st_ino): a /proc scan, no mount table."""
+    found = set()
+    for entry in os.scandir(proc):
+        if entry.name.isdigit():
+            try:
+                st = os.stat(f"{proc}/{entry.name}/ns/net")
+            except OSError:
+                continue
+            found.add((st.st_dev, st.st_ino))
+    return frozenset(found)
 
 
 class Watcher:
@@ -49,6 +64,7 @@ class Watcher:
         self._poll.register(self._mounts.fileno(), select.POLLPRI | select.POLLERR)
         self._nsids = walker.host_nsids()
         self._rescan_at = clock() + RESCAN
+        self._held = process_namespaces(walker.env.proc)
         self._renames: list[float] = []
 
     def __enter__(self) -> Watcher:
@@ -89,6 +105,9 @@ class Watcher:
         rescan = now >= self._rescan_at
         if rescan:
             self._rescan_at = now + RESCAN
+            # the mount table is polled: only the processes' namespaces need a look each second
+            held = process_namespaces(self.walker.env.proc)
+            rescan, self._held = held != self._held, held
         rename = any(t <= now for t in self._renames)
         if rename:
             self._renames = [t for t in self._renames if t > now]
