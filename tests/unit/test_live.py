@@ -9,7 +9,7 @@ import pytest
 
 from vethpeer.collect import Naming
 from vethpeer.correlate import correlate
-from vethpeer.live import changes, events, rates, view, walker
+from vethpeer.live import carry, changes, events, rates, view
 from vethpeer.model import (
     Claim,
     Link,
@@ -238,9 +238,9 @@ def test_a_lingering_namespace_keeps_its_runtime_name() -> None:
             SourceResult(SourceStatus("docker", SourceState.OK), ()),
         )
     )
-    kept = walker.remember(old, new, {key})
+    kept = carry.remember(old, new, {key})
     assert kept.results[1].claims == (web,)
-    assert walker.remember(old, new, set()).results[1].claims == ()  # gone: forgotten
+    assert carry.remember(old, new, set()).results[1].claims == ()  # gone: forgotten
 
 
 # ---------------------------------------------------------------- the screen's keys
@@ -295,7 +295,7 @@ def test_parse_a_move_and_an_address() -> None:
 def test_restat_swaps_the_counters_and_keeps_the_rows() -> None:
     old = report({5: pod_pair(5, 10, stats=LinkStats(rx_bytes=1), peer_stats=LinkStats(tx_bytes=1))})
     new = report({5: pod_pair(5, 10, stats=LinkStats(rx_bytes=7), peer_stats=LinkStats(tx_bytes=7))})
-    fresh = walker.restat(old, new.snapshot)
+    fresh = carry.restat(old, new.snapshot)
     assert fresh.snapshot is new.snapshot
     assert [r.end.workload.label for r in fresh.rows] == [r.end.workload.label for r in old.rows]
     (row,) = fresh.rows

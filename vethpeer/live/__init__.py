@@ -5,5 +5,6 @@
 * :mod:`.walker` — a repeatable walk that keeps namespace fds and netlink sockets open
   between rounds and re-runs the sources' naming only when the namespaces change;
 * :mod:`.events` — the host's netlink event socket (every namespace with an nsid);
-* :mod:`.changes` — pure: two reports -> the events a person wants to read.
+* :mod:`.changes` — pure: two reports -> the events a person wants to read;
+* :mod:`.carry` — pure: what a round keeps from the last (names, rows).
 """
