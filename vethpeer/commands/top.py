@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     # Links (names, peers, bridges) are read again every 5 s, or as soon as an interface
     # comes or goes; the counters every round.
     with Walker(_request(args), env, addresses=bool(args.target), links_every=LINKS_EVERY) as walker:
-        if args.once or not env.stdout_isatty:
+        if args.once or not env.stdout_isatty or args.output == "json":
             return _once(walker, args, env, seconds)
         return _live(walker, args, env, seconds)
 
