@@ -198,3 +198,38 @@ def test_docker_containers_by_name(watch: Watch) -> None:
     finally:
         docker_lab.cleanup(client, "vpl")
         client.close()
+
+
+def test_overflow_resyncs_and_loses_nothing() -> None:
+    """A receive buffer far too small for a burst of 60 new namespaces with veths: ENOBUFS,
+    then a full walk whose events are marked resync; every creation is still reported once.
+    (In-process, with the real event socket, its buffer shrunk on purpose.)"""
+    from vethpeer.collect import Request
+    from vethpeer.environment import Environment
+    from vethpeer.live.walker import Walker
+    from vethpeer.live.watcher import Watcher
+
+    env = Environment(stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))  # noqa: SIM115
+    with LiveLab() as lab, Walker(Request(ovs=False), env) as walker, Watcher(walker, rcvbuf=2048) as watcher:
+        count = 60
+        stems = [f"o{i:02d}" for i in range(count)]
+        namespaces = lab.netns_many(stems)
+        hosts = [lab.link_name(stem) for stem in stems]
+        lab.host_links.extend(hosts)
+        ip_batch(
+            line
+            for h, ns in zip(hosts, namespaces, strict=True)
+            for line in (f"link add {h} type veth peer name eth0 netns {ns.name}", f"link set {h} up")
+        )
+        time.sleep(0.5)  # the burst overflows the socket before anything is read
+        labels = {f"netns/{ns.name}" for ns in namespaces}
+        found = []
+        deadline = time.monotonic() + 20
+        while (
+            time.monotonic() < deadline
+            and len({e.workload.label for e in found if e.kind == "created"} & labels) < count
+        ):
+            found += watcher.wait(0.5)
+        created = [e for e in found if e.kind == "created" and e.workload.label in labels]
+        assert Counter(e.workload.label for e in created) == Counter(labels), len(created)
+        assert any(e.resync for e in created), "the overflow was not noticed"

@@ -92,12 +92,12 @@ def parse(data: bytes, nsid: int | None) -> list[KernelEvent]:
 class EventSocket:
     """The listening socket; make it in the host namespace (the walker's home or ``inside``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rcvbuf: int = RCVBUF) -> None:
         self._sock = socket.socket(
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
         )
         try:
-            for option, value in ((SO_RCVBUFFORCE, RCVBUF), (socket.SO_RCVBUF, RCVBUF)):
+            for option, value in ((SO_RCVBUFFORCE, rcvbuf), (socket.SO_RCVBUF, rcvbuf)):
                 try:
                     self._sock.setsockopt(socket.SOL_SOCKET, option, value)
                     break

@@ -29,7 +29,7 @@ from types import TracebackType
 
 from ..model import NsKey
 from .changes import Event, Move, diff
-from .events import Batch, EventSocket
+from .events import RCVBUF, Batch, EventSocket
 from .walker import Walker
 
 RESCAN = 1.0  # seconds between process rescans (never faster)
@@ -53,10 +53,12 @@ def process_namespaces(proc: str) -> frozenset[tuple[int, int]]:
 class Watcher:
     """Events since the previous call, from one walker (its thread only)."""
 
-    def __init__(self, walker: Walker, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, walker: Walker, clock: Callable[[], float] = time.monotonic, rcvbuf: int = RCVBUF
+    ) -> None:
         self.walker, self.clock = walker, clock
         self.report = walker.round()
-        self.sock = walker.in_host(EventSocket)
+        self.sock = walker.in_host(lambda: EventSocket(rcvbuf))
         self._mounts = open(f"{walker.env.proc}/self/mountinfo", "rb")  # noqa: SIM115  (polled while we run)
         self._mounts.read()
         self._poll = select.poll()
