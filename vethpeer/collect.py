@@ -21,8 +21,8 @@ from .correlate import correlate
 from .deadline import Deadline
 from .environment import Environment
 from .errors import NoPrivilege, SourceFailed
-from .model import Report, SourceResult, SourceState, SourceStatus
-from .netns import discover
+from .model import Report, Snapshot, SourceResult, SourceState, SourceStatus
+from .netns import Discovery, discover
 from .sources import Context, Options, Source, all_sources
 from .walk import peer_namespace, snapshot
 
@@ -104,6 +104,78 @@ def _failed_ovs(status: SourceStatus) -> ovs.OvsResult:
     return ovs.OvsResult(status, {})
 
 
+@dataclass(frozen=True, slots=True)
+class Naming:
+    """What the sources said about one discovery: their claims, and OVSDB's bridges."""
+
+    results: tuple[SourceResult, ...]
+    ovs: ovs.OvsResult | None = None
+
+
+class _Naming:
+    """The sources of one discovery, started in their threads; ``finish()`` waits for them."""
+
+    def __init__(self, discovery: Discovery, request: Request, env: Environment) -> None:
+        self.request = request
+        self.context = Context(discovery.host, discovery.namespaces, request.options, proc=env.proc)
+        chosen = all_sources() if request.sources is None else list(request.sources)
+        self.inline = [s for s in chosen if s.name == "kernel"]  # cheap: no thread
+        self.jobs = [
+            _Job(s.name, partial(s.collect, self.context), _failed_source, request.debug)
+            for s in chosen
+            if s.name != "kernel"
+        ]
+        self.ovs_job = (
+            _Job(ovs.NAME, partial(ovs.collect, request.options.timeout), _failed_ovs, request.debug)
+            if request.ovs
+            else None
+        )
+        for job in self.jobs:
+            job.start()
+        if self.ovs_job is not None:
+            self.ovs_job.start()
+
+    def finish(self) -> Naming:
+        request, timeout = self.request, self.request.options.timeout
+        results = [
+            guarded(s.name, partial(s.collect, self.context), _failed_source, request.debug)
+            for s in self.inline
+        ]
+        deadline = Deadline(timeout + GRACE)
+        results += [job.outcome(deadline, timeout) for job in self.jobs]
+        found = self.ovs_job.outcome(deadline, timeout) if self.ovs_job is not None else None
+        return Naming(tuple(results), found)
+
+
+def name_namespaces(discovery: Discovery, request: Request, env: Environment) -> Naming:
+    """Only the sources' part of :func:`gather`, for a walk that is repeated (`top`, `watch`)."""
+    return _Naming(discovery, request, env).finish()
+
+
+def join(snap: Snapshot, naming: Naming, request: Request, env: Environment) -> Report:
+    """The correlator over a snapshot and the sources' answers, then OVS, warnings and --strict."""
+    report = correlate(snap, naming.results)
+    if naming.ovs is not None:
+        report = ovs.annotate(report, naming.ovs)
+    check_sources(report.sources, request, env)
+    return report
+
+
+def check_sources(statuses: Sequence[SourceStatus], request: Request, env: Environment) -> None:
+    """Warn about the sources that timed out or failed; with --strict, raise SourceFailed."""
+    for status in statuses:
+        if status.state in (SourceState.TIMEOUT, SourceState.ERROR):
+            env.warn(f"warning: {status.name}: {status.state.value}: {status.detail}")
+    if request.strict:
+        failed = [s for s in statuses if s.state not in (SourceState.OK, SourceState.SKIPPED)]
+        if failed:
+            raise SourceFailed(
+                "; ".join(
+                    f"{s.name}: {s.state.value}" + (f" ({s.detail})" if s.detail else "") for s in failed
+                )
+            )
+
+
 def gather(request: Request, env: Environment) -> Report:
     """Everything, or with ``host_ifname`` only the host link and its peer's namespace.
 
@@ -111,7 +183,6 @@ def gather(request: Request, env: Environment) -> Report:
     it falls back to the full walk. Sources that were expected to answer and did not
     are warned about on stderr; with ``strict`` they make this raise SourceFailed.
     """
-    options = request.options
     check_privilege(env.proc)
     discovery = discover(env.proc)
     walked, host_links = discovery, None
@@ -125,39 +196,6 @@ def gather(request: Request, env: Environment) -> Report:
             keep = {discovery.host, peer}
             walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
             host_links = (request.host_ifname,)
-    context = Context(discovery.host, discovery.namespaces, options, proc=env.proc)
-    chosen = all_sources() if request.sources is None else list(request.sources)
-    inline = [s for s in chosen if s.name == "kernel"]  # cheap: no thread
-    jobs = [
-        _Job(s.name, partial(s.collect, context), _failed_source, request.debug)
-        for s in chosen
-        if s.name != "kernel"
-    ]
-    ovs_job = (
-        _Job(ovs.NAME, partial(ovs.collect, options.timeout), _failed_ovs, request.debug)
-        if request.ovs
-        else None
-    )
-    for job in jobs:
-        job.start()
-    if ovs_job is not None:
-        ovs_job.start()
+    naming = _Naming(discovery, request, env)  # the sources run in their threads during the walk
     snap = snapshot(walked, fdb=request.fdb, host_links=host_links, proc=env.proc, stats=request.stats)
-    results = [guarded(s.name, partial(s.collect, context), _failed_source, request.debug) for s in inline]
-    deadline = Deadline(options.timeout + GRACE)
-    results += [job.outcome(deadline, options.timeout) for job in jobs]
-    report = correlate(snap, results)
-    if ovs_job is not None:
-        report = ovs.annotate(report, ovs_job.outcome(deadline, options.timeout))
-    for status in report.sources:
-        if status.state in (SourceState.TIMEOUT, SourceState.ERROR):
-            env.warn(f"warning: {status.name}: {status.state.value}: {status.detail}")
-    if request.strict:
-        failed = [s for s in report.sources if s.state not in (SourceState.OK, SourceState.SKIPPED)]
-        if failed:
-            raise SourceFailed(
-                "; ".join(
-                    f"{s.name}: {s.state.value}" + (f" ({s.detail})" if s.detail else "") for s in failed
-                )
-            )
-    return report
+    return join(snap, naming.finish(), request, env)

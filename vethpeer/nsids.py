@@ -78,12 +78,20 @@ def _verify_candidates(links: Mapping[NsKey, Sequence[Link]], resolved: Resolved
             for other_key, other in by_index.get(link.link, ()):
                 if other_key != key and other.link == link.index:
                     _ask(resolved, ask, key, other_key)
-        if _wanted(found, resolved[key]):  # parents of macvlans, odd topologies: one exhaustive pass
+        wanted = _wanted(found, resolved[key])
+        if wanted:  # parents of macvlans, odd topologies: one exhaustive pass
+            # (sets kept up to date here: recomputing them per candidate is quadratic at 1000 namespaces)
+            known = set(resolved[key].values())
             for other_key in links:
-                if other_key != key and other_key not in resolved[key].values():
-                    _ask(resolved, ask, key, other_key)
-                if not _wanted(found, resolved[key]):
-                    break
+                if other_key == key or other_key in known:
+                    continue
+                nsid = ask(key, other_key)
+                if nsid is not None and nsid not in resolved[key]:
+                    resolved[key][nsid] = other_key
+                    known.add(other_key)
+                    wanted.discard(nsid)
+                    if not wanted:
+                        break
 
 
 def resolve(links: Mapping[NsKey, Sequence[Link]], host: NsKey | None, ask: Ask) -> Resolved:

@@ -34,7 +34,7 @@ class _Open:
     fdb: tuple[FdbEntry, ...] = ()
 
 
-def _with_addresses(links: Iterable[Link], sock: RtnlSocket) -> tuple[Link, ...]:
+def with_addresses(links: Iterable[Link], sock: RtnlSocket) -> tuple[Link, ...]:
     by_index: dict[int, list[str]] = {}
     for address in sock.addresses():
         by_index.setdefault(address.index, []).append(address.address)
@@ -52,7 +52,7 @@ def _some_links(sock: RtnlSocket, names: Collection[str], stats: bool = False) -
     return found
 
 
-def _socket_in(ns: Namespace, home_fd: int, proc: str = "/proc") -> tuple[int, RtnlSocket]:
+def socket_in(ns: Namespace, home_fd: int, proc: str = "/proc") -> tuple[int, RtnlSocket]:
     """An fd on the namespace and a netlink socket that answers for it (made inside, used from home)."""
     fd = open_namespace(ns, proc)
     try:
@@ -71,10 +71,10 @@ def _read(
     proc: str = "/proc",
     stats: bool = False,
 ) -> _Open:
-    fd, sock = _socket_in(ns, home_fd, proc)
+    fd, sock = socket_in(ns, home_fd, proc)
     try:
         links = sock.links(stats) if only is None else _some_links(sock, only, stats)
-        opened = _Open(ns, fd, sock, _with_addresses(links, sock))
+        opened = _Open(ns, fd, sock, with_addresses(links, sock))
         if fdb and any(link.kind == "bridge" for link in opened.links):
             opened.fdb = tuple(sock.fdb())
     except OSError:
@@ -154,7 +154,7 @@ def peer_namespace(discovery: Discovery, host_ifname: str, proc: str = "/proc") 
         return None
     try:
         with home_namespace(proc) as home_fd:
-            host_fd, sock = _socket_in(host_ns, home_fd, proc)
+            host_fd, sock = socket_in(host_ns, home_fd, proc)
     except (OSError, NamespaceGone):
         return None
     os.close(host_fd)

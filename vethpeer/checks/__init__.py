@@ -4,8 +4,9 @@ Each finding carries its severity, the evidence, the commands that confirm it by
 and the commands that would fix it; vethpeer never runs a fix. Severities: ``error``
 (traffic is certainly broken), ``warning`` (broken or about to be, for the usual
 setups), ``info`` (worth knowing, often benign: a quiet workload whose MAC has aged
-out of the bridge). The checks live in :mod:`.pairs`, :mod:`.bridges`, :mod:`.routes`
-and :mod:`.orphans`, each registered with the finding ids it produces.
+out of the bridge). The checks live in :mod:`.pairs`, :mod:`.bridges`, :mod:`.routes`,
+:mod:`.orphans` and :mod:`.counters` (two samples: `doctor --sample`), each registered
+with the finding ids it produces.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..model import NsKey, Report, Row
-from . import bridges, orphans, routes  # noqa: F401  (registers the checks)
+from . import bridges, counters, orphans, routes  # noqa: F401  (registers the checks)
 from . import pairs as pair_checks  # noqa: F401
 from .base import CHECKS, Facts, Finding, Severity, all_ids, ends, link_index, pairs
 from .orphans import orphan_rows

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ..doctor_reads import Holder, NsFacts
+from ..live.rates import Sample
 from ..model import End, Link, NsKey, Relation, Report, Row
 from ..netlink import IFF_LOWER_UP, IFF_UP
 
@@ -60,6 +61,7 @@ class Facts:
     inside: Mapping[NsKey, NsFacts] = field(default_factory=dict)  # routes, neighbours, sysctls
     orphans: tuple[Row, ...] = ()  # host veths whose peer's namespace nothing holds
     holders: Mapping[int, Sequence[Holder]] = field(default_factory=dict)  # nsid -> fd holders
+    samples: tuple[Sample, Sample] | None = None  # counters at two instants (doctor --sample)
 
     def link(self, key: NsKey, index: int | None) -> Link | None:
         return self.links.get(key, {}).get(index) if index is not None else None

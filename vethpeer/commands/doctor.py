@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import TYPE_CHECKING
 
 from ..environment import Environment
@@ -11,6 +12,7 @@ from . import options
 
 if TYPE_CHECKING:
     from ..checks import Diagnosis, Facts
+    from ..live.rates import Sample
     from ..model import Report, Row
 
 NAME = "doctor"
@@ -29,10 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--all", dest="show_info", action="store_true", help="show info findings too (JSON always has all)"
     )
+    parser.add_argument(
+        "--sample",
+        type=options.positive_seconds,
+        metavar="SECONDS",
+        help="also read every link's counters twice, SECONDS apart: drops and errors that rise",
+    )
     options.add_output(parser, formats=("text", "json"))
 
 
-def facts_for(report: Report, rows: tuple[Row, ...], proc: str = "/proc") -> Facts:
+def facts_for(
+    report: Report, rows: tuple[Row, ...], proc: str = "/proc", samples: tuple[Sample, Sample] | None = None
+) -> Facts:
     """Collect what the checks need beyond the report: routes, sysctls, fd holders of orphans."""
     from .. import doctor_reads
     from ..checks import Facts, link_index, orphan_rows
@@ -46,11 +56,23 @@ def facts_for(report: Report, rows: tuple[Row, ...], proc: str = "/proc") -> Fac
     nsids = {row.end.link.link_netnsid for row in orphans if row.end.link.link_netnsid is not None}
     holders = doctor_reads.fd_holders(nsids, host.dev, proc) if nsids else {}
     return Facts(
-        rows=rows, host=host, links=link_index(report), inside=inside, orphans=orphans, holders=holders
+        rows=rows,
+        host=host,
+        links=link_index(report),
+        inside=inside,
+        orphans=orphans,
+        holders=holders,
+        samples=samples,
     )
 
 
-def diagnose(report: Report, target: str | None, namespace: str | None, proc: str = "/proc") -> Diagnosis:
+def diagnose(
+    report: Report,
+    target: str | None,
+    namespace: str | None,
+    proc: str = "/proc",
+    samples: tuple[Sample, Sample] | None = None,
+) -> Diagnosis:
     """The rows TARGET (or the namespace filter) selects, checked."""
     from ..checks import diagnose as run_checks
     from ..targets import resolve
@@ -60,7 +82,7 @@ def diagnose(report: Report, target: str | None, namespace: str | None, proc: st
         rows = resolve(report, target, namespace=namespace, proc=proc).rows
     elif namespace:
         rows = tuple(r for r in rows if r.end.workload.namespace == namespace)
-    return run_checks(report, facts_for(report, rows, proc))
+    return run_checks(report, facts_for(report, rows, proc, samples))
 
 
 def exit_status(diagnosis: Diagnosis) -> ExitStatus:
@@ -75,8 +97,20 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..render import OutputFormat, findings
     from ..render import json as jsonrender
 
-    report = gather(options.request(args, fdb=True), env)
-    diagnosis = diagnose(report, args.target, args.namespace, env.proc)
+    request, samples = options.request(args, fdb=True), None
+    if args.sample:  # two walks with counters, SECONDS apart: the rates of drops and errors
+        from dataclasses import replace
+
+        from ..live.rates import sample
+
+        request = replace(request, stats=True)
+        started = time.monotonic()
+        first = sample(gather(request, env), started)
+        time.sleep(max(0.0, started + args.sample - time.monotonic()))
+    report = gather(request, env)
+    if args.sample:
+        samples = (first, sample(report, time.monotonic()))
+    diagnosis = diagnose(report, args.target, args.namespace, env.proc, samples)
     if OutputFormat(args.output) is OutputFormat.JSON:
         jsonrender.write(findings.document(report, diagnosis), env)
     else:

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Benchmark: `vethpeer top` and `vethpeer watch`, each against a baseline measured in the same run.
+
+It builds namespaces (``vpl-<tag>-*``, each eth0 <-> a host veth on one bridge) and measures:
+
+* **refresh** at N (default 1000): one `top` refresh in-process — a :class:`Walker` round with
+  counters, the rates and the rendered table — best of ``--repeat``, after one warm round.
+  Baselines: a cold walk (:func:`vethpeer.walk.snapshot` with counters, what a one-shot command
+  does) and the stock tools (``ip -all netns exec ip -s -o link``).
+* **cpu** at N=100: `vethpeer top -d 1` on a pseudo-terminal (the live screen) for
+  ``--seconds``; its CPU time (utime + stime from /proc) over wall time, in % of one core.
+  Baseline: the same for ``watch -n 1 ip -s -o link`` would need procps' watch; the figure
+  is compared with the target only.
+* **latency** at N=100: `vethpeer watch --json` and, side by side, ``ip -o monitor link``; an
+  MTU change on a host veth, timed from just before ``ip link set`` until each prints its
+  line. Median and worst of 20.
+
+Targets (issue #11, 2 cores): refresh < 0.3 s at N=1000; cpu < 5% at N=100; latency < 200 ms.
+Needs root. Run from the repository: ``python benchmarks/bench_live.py [--n 1000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import pty
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.lab import netlab  # noqa: E402
+from tests.lab.live_lab import LiveLab  # noqa: E402
+from tests.lab.netlab import HOST  # noqa: E402
+
+TARGETS = {"refresh_s": 0.3, "cpu_percent": 5.0, "latency_ms": 200.0}
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+
+
+def build(lab: LiveLab, count: int) -> list[str]:
+    bridge = lab.bridge(HOST, lab.bridge_name("0")).ifname
+    stems = [f"{i:04d}" for i in range(count)]
+    namespaces = lab.netns_many(stems)
+    names = [lab.link_name(stem) for stem in stems]
+    netlab.ip_batch(
+        line
+        for name, ns in zip(names, namespaces, strict=True)
+        for line in (
+            f"link add {name} type veth peer name eth0 netns {ns.name}",
+            f"link set {name} master {bridge} up",
+        )
+    )
+    lab.host_links.extend(names)
+    return names
+
+
+def best(work: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def refresh(repeat: int) -> dict[str, float]:
+    from vethpeer.collect import Request
+    from vethpeer.environment import Environment
+    from vethpeer.live.rates import rates, sample
+    from vethpeer.live.walker import Walker
+    from vethpeer.netns import discover
+    from vethpeer.render import top as toprender
+    from vethpeer.walk import snapshot
+
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    with Walker(Request(stats=True, ovs=False), env, addresses=False, links_every=5.0) as walker:
+        older = sample(walker.round(), walker.read_at, walker.read_times())
+
+        def one() -> None:
+            nonlocal older
+            report = walker.round()
+            newer = sample(report, walker.read_at, walker.read_times())
+            found = rates(report.rows, older, newer)
+            toprender.write_once(toprender.sort(found, "total"), 1.0, env)
+            older = newer
+
+        ours = best(one, repeat)
+    cold = best(lambda: snapshot(discover(), stats=True), repeat)
+    progress(f"refresh {ours:.3f} s, cold walk {cold:.3f} s; now the stock tools")
+    stock = best(
+        lambda: subprocess.run(
+            ["ip", "-all", "netns", "exec", "ip", "-s", "-o", "link"], capture_output=True, check=False
+        ),
+        1,
+    )
+    return {
+        "refresh_s": ours,
+        "cold_walk_s": cold,
+        "stock_ip_s": stock,
+        "vs_cold": cold / ours,
+        "vs_stock": stock / ours,
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu(seconds: float) -> dict[str, float]:
+    """`top -d 1` on a pseudo-terminal: the CPU it uses once warm, in % of one core."""
+    master, slave = pty.openpty()
+    os.set_blocking(master, False)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vethpeer", "top", "-d", "1"],
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.DEVNULL,
+        env={**ENV, "TERM": "xterm", "COLUMNS": "200", "LINES": "50"},
+        cwd=ROOT,
+    )
+    os.close(slave)
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    os.read(master, 1 << 16)
+                except OSError:
+                    return
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        time.sleep(4)  # start-up and the first naming
+        cpu0, wall0 = _cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu1, wall1 = _cpu_seconds(proc.pid), time.monotonic()
+    finally:
+        os.write(master, b"q")
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stop.set()
+        reader.join()
+        os.close(master)
+    return {"cpu_percent": 100 * (cpu1 - cpu0) / (wall1 - wall0)}
+
+
+class Lines:
+    """A child's stdout, each line with its arrival time."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT
+        )
+        self.lines: list[tuple[float, str]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self.lock:
+                self.lines.append((time.monotonic(), line))
+
+    def first_after(self, since: float, needle: str, timeout: float = 5) -> float | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                for at, line in self.lines:
+                    if at >= since and needle in line:
+                        return at
+            time.sleep(0.002)
+        return None
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
+def latency(host_veths: list[str], count: int = 20) -> dict[str, float]:
+    watch = Lines([sys.executable, "-m", "vethpeer", "watch", "--json"])
+    monitor = Lines(["ip", "-o", "monitor", "link"])
+    assert watch.proc.stderr is not None
+    watch.proc.stderr.readline()  # "watching": the socket is listening
+    time.sleep(1)
+    ours, theirs = [], []
+    try:
+        for i in range(count):
+            name = host_veths[i % len(host_veths)]
+            mtu = 1400 + i
+            started = time.monotonic()
+            subprocess.run(["ip", "link", "set", name, "mtu", str(mtu)], check=True)
+            seen = watch.first_after(started, f"-> {mtu}")
+            shown = monitor.first_after(started, name)
+            if seen is None:
+                raise SystemExit(f"watch never reported the MTU change on {name}")
+            ours.append(seen - started)
+            if shown is not None:
+                theirs.append(shown - started)
+            time.sleep(0.2)
+    finally:
+        watch.close()
+        monitor.close()
+    return {
+        "latency_ms": 1000 * statistics.median(ours),
+        "latency_worst_ms": 1000 * max(ours),
+        "ip_monitor_ms": 1000 * statistics.median(theirs) if theirs else float("nan"),
+    }
+
+
+def progress(text: str) -> None:
+    print(f"bench_live: {text}", file=sys.stderr, flush=True)
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=1000, help="namespaces for the refresh (default 1000)")
+    parser.add_argument("--small", type=int, default=100, help="namespaces for cpu and latency (default 100)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long top's CPU is measured")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_live: needs root", file=sys.stderr)
+        return 5
+    figures: dict[str, float] = {}
+    signal.signal(signal.SIGTERM, _interrupt)  # the labs' cleanup runs on SIGTERM too
+    with LiveLab() as lab:
+        veths = build(lab, args.small)
+        figures["namespaces_on_host"] = len(netlab.ip_json(HOST, "netns", "list"))
+        progress(f"built {args.small} namespaces ({figures['namespaces_on_host']:.0f} on the host)")
+        figures.update(cpu(args.seconds))
+        progress(f"cpu: {figures['cpu_percent']:.2f}%")
+        figures.update(latency(veths))
+        progress(f"latency: {figures['latency_ms']:.1f} ms")
+        with LiveLab() as more:  # up to N namespaces in all
+            build(more, max(0, args.n - args.small))
+            progress(f"built {args.n} namespaces")
+            figures.update(refresh(args.repeat))
+    figures["n"], figures["small"] = args.n, args.small
+    for key, target in TARGETS.items():
+        value = figures[key]
+        print(f"{key:14} {value:10.3f}   target < {target:g}   {'ok' if value < target else 'MISSED'}")
+    for key in ("cold_walk_s", "stock_ip_s", "vs_cold", "vs_stock", "latency_worst_ms", "ip_monitor_ms"):
+        print(f"{key:14} {figures[key]:10.3f}")
+    if args.json:
+        print(json.dumps(figures))
+    return 0 if all(figures[k] < t for k, t in TARGETS.items()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""`vethpeer top [TARGET]`: traffic, drops and errors per workload interface, live or once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from ..environment import Environment
+from ..errors import ExitStatus
+from . import options
+
+if TYPE_CHECKING:
+    from ..collect import Request
+    from ..live.rates import Rates, Sample
+    from ..live.walker import Walker
+    from ..model import Report
+
+NAME = "top"
+HELP = "live traffic, drops and errors per workload interface (--once for scripts)"
+DESCRIPTION = (
+    "A full-screen view, refreshed every -d seconds: one row per workload interface with its "
+    "host-side device, rx/tx bytes and packets per second, and drops and errors per second on "
+    "both ends. Directions are the workload's: RX is what the workload received (its host-side "
+    "device's TX). Keys: s sort, r/t/d/n sort by rx/tx/drops/name, / filter, p pause, q quit. "
+    "--once prints one sample over -d seconds (default 2) and exits."
+)
+LONG_RUNNING = True
+LINKS_EVERY = 5.0  # seconds between full link dumps (the counters are read every round)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="TARGET", nargs="?", help="only this (anything `which` accepts)")
+    parser.add_argument(
+        "-d", "--delay", type=options.positive_seconds, metavar="SECONDS", default=None, help="interval"
+    )
+    parser.add_argument("--once", action="store_true", help="one sample over the interval, printed once")
+    parser.add_argument("--sort", choices=("total", "rx", "tx", "drops", "name"), default="total")
+    options.add_output(parser, formats=("table", "json"))
+
+
+def _request(args: argparse.Namespace) -> Request:
+    from dataclasses import replace
+
+    return replace(options.request(args), stats=True, ovs=False)
+
+
+def select_rows(
+    found: Sequence[Rates], report: Report, args: argparse.Namespace, env: Environment
+) -> list[Rates]:
+    """TARGET's interfaces (resolved like `which`, again each round) and the -n filter."""
+    from ..targets import resolve
+
+    if args.target:
+        keys = {
+            (r.end.ns.key, r.end.link.index)
+            for r in resolve(report, args.target, namespace=args.namespace, proc=env.proc).rows
+        }
+        found = [r for r in found if (r.row.end.ns.key, r.row.end.link.index) in keys]
+    elif args.namespace:
+        found = [r for r in found if r.row.end.workload.namespace == args.namespace]
+    return list(found)
+
+
+def measure(walker: Walker, older: Sample) -> tuple[Report, Sample, list[Rates]]:
+    """One round: the report, its sample, and the rates since ``older``."""
+    from ..live.rates import rates, sample
+
+    report = walker.round()
+    newer = sample(report, walker.read_at, walker.read_times())
+    return report, newer, rates(report.rows, older, newer)
+
+
+def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    from ..live.walker import Walker
+
+    seconds = args.delay if args.delay is not None else (2.0 if args.once else 1.0)
+    # Links (names, peers, bridges) are read again every 5 s, or as soon as an interface
+    # comes or goes; the counters every round.
+    with Walker(_request(args), env, addresses=bool(args.target), links_every=LINKS_EVERY) as walker:
+        if args.once or not env.stdout_isatty or args.output == "json":
+            return _once(walker, args, env, seconds)
+        return _live(walker, args, env, seconds)
+
+
+def _once(walker: Walker, args: argparse.Namespace, env: Environment, seconds: float) -> ExitStatus:
+    from ..live.rates import sample
+    from ..render import OutputFormat
+    from ..render import json as jsonrender
+    from ..render import top as toprender
+
+    walker.round()  # the links; then the counters alone, read quickly (a rate needs a sharp time)
+    first = sample(walker.round(), walker.read_at, walker.read_times())
+    time.sleep(max(0.0, first.at + seconds - time.monotonic()))
+    report, newer, found = measure(walker, first)
+    chosen = toprender.sort(select_rows(found, report, args, env), args.sort)
+    elapsed = newer.at - first.at
+    if OutputFormat(args.output) is OutputFormat.JSON:
+        jsonrender.write(toprender.document(report, chosen, round(elapsed, 3)), env)
+    else:
+        toprender.write_once(chosen, round(elapsed, 2), env)
+    return ExitStatus.SUCCESS
+
+
+@contextmanager
+def _keyboard(fd: int) -> Iterator[bool]:
+    """The terminal in cbreak mode (keys arrive one by one, unechoed); restored on the way out."""
+    import termios
+    import tty
+
+    try:
+        saved = termios.tcgetattr(fd)
+    except termios.error:
+        yield False
+        return
+    tty.setcbreak(fd)
+    try:
+        yield True
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+_NAMED = {"\r": "enter", "\n": "enter", "\x1b": "escape", "\x7f": "backspace", "\x08": "backspace"}
+
+
+def _keys(fd: int, timeout: float) -> list[str]:
+    """Keys typed within ``timeout`` seconds (none: the timeout passed)."""
+    ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+    if not ready:
+        return []
+    data = os.read(fd, 64).decode("utf-8", "replace")
+    if data.startswith("\x1b["):  # arrows and the like: ignored
+        return []
+    return [_NAMED.get(c, c) for c in data]
+
+
+def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: float) -> ExitStatus:
+    import sys
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from ..errors import VethpeerError
+    from ..live.rates import sample
+    from ..live.view import HELP as KEYS
+    from ..live.view import View, press, shown
+    from ..render import top as toprender
+
+    view = View(sort=args.sort)
+    console = Console(file=env.stdout, no_color=not env.color, highlight=False)
+    walker.round()
+    older = sample(walker.round(), walker.read_at, walker.read_times())
+    found: list[Rates] = []
+    status = "measuring..."
+    stdin = sys.stdin.fileno()
+    with _keyboard(stdin) as has_keys, Live(console=console, screen=True, auto_refresh=False) as live:
+        due = time.monotonic() + seconds
+        while not view.quit:
+            line = f"filter: {view.filter}_" if view.editing else (KEYS if has_keys else "Ctrl-C quits")
+            state = (
+                ("PAUSED — " if view.paused else "")
+                + status
+                + (f" — filter {view.filter!r}" if view.filter else "")
+            )
+            page = toprender.screen(
+                shown(found, view), seconds, f"sort {view.sort} — {state}", line, console.height
+            )
+            live.update(page, refresh=True)
+            keys = _keys(stdin, due - time.monotonic()) if has_keys else []
+            if not has_keys:
+                time.sleep(max(0.0, due - time.monotonic()))
+            for key in keys:
+                view = press(view, key)
+            if time.monotonic() < due:
+                continue
+            due += seconds
+            report, older, fresh = measure(walker, older)
+            if not view.paused:
+                try:
+                    found = select_rows(fresh, report, args, env)
+                    status = f"{len(found)} interfaces"
+                except VethpeerError as error:
+                    found, status = [], str(error)
+    return ExitStatus.SUCCESS

@@ -1,0 +1,346 @@
+"""A walk that can be repeated cheaply: what `top`, `watch` (and `serve`) call every round.
+
+:func:`vethpeer.walk.snapshot` opens a namespace fd and a netlink socket per namespace
+and closes them at the end; a :class:`Walker` keeps them between rounds and, per round,
+
+1. rediscovers the namespaces (a ``/proc`` scan and the mount table: cheap) and opens
+   only those that appeared, closing those that went away;
+2. re-dumps the links (with their ``IFLA_STATS64`` counters) of every namespace, or of
+   the ``dirty`` ones only (`watch`: those a kernel event named); with ``links_every``
+   (`top`), between link dumps only the counters are read (RTM_GETSTATS, a tenth of the
+   cost), and the links again as soon as a namespace's set of interfaces changes;
+3. resolves the nsids with :func:`vethpeer.nsids.resolve`, remembering every answer the
+   kernel gave (an nsid, once assigned, keeps its meaning while both namespaces live);
+4. re-runs the sources' naming (Docker, CRI, cgroups, ...) only when the set of
+   namespaces changed, or every ``naming_every`` seconds, or when asked to;
+5. joins everything with the pure correlator into a :class:`~vethpeer.model.Report`.
+
+Threads: ``setns()`` moves only the calling thread, and a new thread inherits the
+namespace current in its parent. Every ``setns`` here happens on the thread that made
+the walker, inside :func:`vethpeer.netns.inside` (which always comes back); calling a
+round from another thread is an error.
+
+What holding costs: an open fd or socket keeps its namespace alive. A namespace whose
+last process exits (or whose bind mount is removed) therefore lives until the next
+rediscovery notices and closes our handles — at most one round later. Nothing is ever
+written; like every walk, a link dump may make the kernel allocate an nsid, and no
+RTM_NEWNSID is ever sent.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import TypeVar
+
+from .. import nsids, ovs
+from ..collect import Naming, Request, check_privilege, check_sources, name_namespaces
+from ..correlate import correlate
+from ..environment import Environment
+from ..errors import NamespaceGone
+from ..model import Link, Namespace, NsKey, NsView, Report, Snapshot
+from ..netlink import NetlinkError, RtnlSocket
+from ..netns import Discovery, discover, home_fd, inside, raise_fd_limit
+from ..sources import Context
+from ..sources.kernel import KernelNames
+from ..walk import socket_in, with_addresses
+from .carry import remember, restat
+
+T = TypeVar("T")
+NAMING_MIN = 2.0  # seconds: the runtimes' sources are asked at most this often when namespaces churn
+
+
+@dataclass(slots=True)
+class _Kept:
+    """A namespace held open between rounds: its fd, a socket made inside it, its last dump."""
+
+    ns: Namespace
+    fd: int
+    sock: RtnlSocket
+    links: tuple[Link, ...] = ()
+    read_at: float = 0.0  # time.monotonic() of the last dump or counters read
+
+
+class Walker:
+    """Repeated walks over every namespace, for one thread. Use as a context manager."""
+
+    def __init__(
+        self,
+        request: Request,
+        env: Environment,
+        *,
+        addresses: bool = True,
+        naming_every: float = 30.0,
+        links_every: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        check_privilege(env.proc)
+        self.request, self.env, self.addresses = request, env, addresses
+        self.naming_every, self.links_every, self.clock = naming_every, links_every, clock
+        self._links_at = float("-inf")
+        self._resolved: nsids.Resolved | None = None  # valid while no links were read again
+        self._joined: Naming | None = None  # the naming the last report was joined with
+        self._thread = threading.get_ident()
+        self._home = home_fd(env.proc)
+        self._kept: dict[NsKey, _Kept] = {}
+        self._errors: dict[NsKey, str] = {}
+        self._asked: dict[tuple[NsKey, NsKey], int] = {}
+        self._naming: Naming | None = None
+        self._named: frozenset[NsKey] = frozenset()
+        self._named_at = 0.0
+        self.discovery: Discovery | None = None
+        self.report: Report | None = None
+        self.read_at = 0.0  # time.monotonic() when the last round read the counters: a Sample's time
+
+    # ---------------------------------------------------------------- lifetime
+
+    def __enter__(self) -> Walker:
+        return self
+
+    def __exit__(
+        self, _type: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for key in list(self._kept):
+            self._drop(key)
+        if self._home >= 0:
+            os.close(self._home)
+            self._home = -1
+
+    def _drop(self, key: NsKey) -> None:
+        self._resolved = None
+        kept = self._kept.pop(key)
+        kept.sock.close()
+        os.close(kept.fd)
+        for pair in [p for p in self._asked if key in p]:
+            del self._asked[pair]
+
+    # ---------------------------------------------------------------- rounds
+
+    def rediscover(self) -> bool:
+        """Find the namespaces again; close what went away. True if the set changed."""
+        before = frozenset(ns.key for ns in self.discovery.namespaces) if self.discovery else None
+        self.discovery = discover(self.env.proc)
+        now = frozenset(ns.key for ns in self.discovery.namespaces)
+        for key in set(self._kept) - now:
+            self._drop(key)
+        for key in set(self._errors) - now:
+            del self._errors[key]
+        return before != now
+
+    def rename(self) -> None:
+        """Have the next round ask the sources again (a runtime said something changed)."""
+        self._named_at = float("-inf")
+
+    def round(self, dirty: Collection[NsKey] | None = None, *, rediscover: bool = True) -> Report:
+        """One walk: every namespace re-dumped, or only ``dirty`` ones (and new ones)."""
+        if threading.get_ident() != self._thread:
+            raise RuntimeError("a Walker must be used from the thread that made it (setns is per thread)")
+        if rediscover or self.discovery is None:
+            self.rediscover()
+        assert self.discovery is not None
+        raise_fd_limit(2 * len(self.discovery.namespaces) + 64)
+        now = self.clock()
+        counters_only = (
+            dirty is None
+            and self.request.stats
+            and self.links_every is not None
+            and now - self._links_at < self.links_every
+        )
+        if dirty is None and not counters_only:
+            self._links_at = now
+        started = time.monotonic()
+        for ns in self.discovery.namespaces:
+            kept = self._kept.get(ns.key)
+            if kept is None:  # new, or could not be opened last time (tried again: its ways may have changed)
+                self._open(ns)
+            else:
+                kept.ns = ns  # the same namespace, its processes and mounts as found now
+                if counters_only:
+                    self._counters(kept)
+                elif dirty is None or ns.key in dirty:
+                    self._dump(kept)
+        self.read_at = (started + time.monotonic()) / 2  # when the counters were read (about)
+        resolved = self._repair(self.discovery.host) if dirty is not None else None
+        same_links = resolved is None and self._resolved is not None  # nothing read again but counters
+        snap = self._snapshot(self.discovery, resolved)
+        naming = self._naming_for(self.discovery)
+        previous = self.report
+        if same_links and previous is not None and naming is self._joined:
+            report = restat(previous, snap)  # the same rows, with this round's links (counters)
+        else:
+            report = correlate(snap, naming.results)
+            if naming.ovs is not None:
+                report = ovs.annotate(report, naming.ovs)
+        self._joined = naming
+        self.report = report
+        return report
+
+    def _open(self, ns: Namespace) -> None:
+        try:
+            fd, sock = socket_in(ns, self._home, self.env.proc)
+        except NamespaceGone as gone:
+            self._errors[ns.key] = str(gone)
+            return
+        except OSError as error:
+            self._errors[ns.key] = f"cannot read: {error.strerror or error}"
+            return
+        self._errors.pop(ns.key, None)
+        self._kept[ns.key] = kept = _Kept(ns, fd, sock)
+        self._dump(kept)
+
+    def _dump(self, kept: _Kept) -> None:
+        self._resolved = None
+        kept.read_at = time.monotonic()
+        try:
+            links = kept.sock.links(self.request.stats)
+            kept.links = with_addresses(links, kept.sock) if self.addresses else tuple(links)
+        except OSError as error:
+            self._drop(kept.ns.key)
+            self._errors[kept.ns.key] = f"cannot read: {error.strerror or error}"
+
+    def _repair(self, host: NsKey) -> nsids.Resolved | None:
+        """After a partial round: re-dump the namespaces where a veth's peer is missing or stale.
+
+        A namespace without an nsid in the host sends no events, so a veth created from the
+        host into it is seen only from the host side; its other end is found here.
+        """
+        links = {key: kept.links for key, kept in self._kept.items()}
+        resolved = nsids.resolve(links, host, self._ask)
+        stale: set[NsKey] = set()
+        indexes: dict[NsKey, dict[int, Link]] = {}
+        for key, found in links.items():
+            for link in found:
+                if link.kind not in nsids.PAIR_KINDS or link.link_netnsid is None or link.link is None:
+                    continue
+                target = resolved[key].get(link.link_netnsid)
+                if target is None or target in stale or target not in self._kept:
+                    continue
+                if target not in indexes:
+                    indexes[target] = {other.index: other for other in links[target]}
+                other = indexes[target].get(link.link)
+                if other is None or other.link != link.index:
+                    stale.add(target)
+        for key in stale:
+            self._dump(self._kept[key])
+        return None if stale else resolved  # what the snapshot needs, unless links were read again
+
+    def _counters(self, kept: _Kept) -> None:
+        """Only the counters (RTM_GETSTATS); the links again if the set of interfaces changed.
+
+        The counters always come from this one quick read, whose time is ``read_at``: a full
+        link dump of a busy host spreads over a fraction of a second, too vague for a rate.
+        """
+        try:
+            read_at, counters = time.monotonic(), kept.sock.stats()
+            if counters.keys() != {link.index for link in kept.links}:
+                self._dump(kept)  # an interface came or went: the links themselves, then the counters again
+                if kept.ns.key not in self._kept:
+                    return
+                read_at, counters = time.monotonic(), kept.sock.stats()
+        except OSError:
+            self._dump(kept)
+            return
+        kept.read_at = read_at
+        kept.links = tuple(  # most links are idle: only those whose counters moved are rebuilt
+            replace(link, stats=counters[link.index])
+            if link.index in counters and link.stats != counters[link.index]
+            else link
+            for link in kept.links
+        )
+
+    def _ask(self, observer: NsKey, target: NsKey) -> int | None:
+        """Which nsid ``observer`` gives ``target`` (RTM_GETNSID, allocates nothing); answers kept."""
+        known = self._asked.get((observer, target))
+        if known is not None:
+            return known
+        try:
+            nsid = self._kept[observer].sock.nsid_of(self._kept[target].fd)
+        except (KeyError, NetlinkError):
+            return None
+        if nsid is not None:
+            self._asked[(observer, target)] = nsid
+        return nsid
+
+    def _snapshot(self, discovery: Discovery, resolved: nsids.Resolved | None = None) -> Snapshot:
+        if resolved is None:
+            resolved = self._resolved  # counters-only rounds: the links' peers are unchanged
+        if resolved is None:
+            links = {key: kept.links for key, kept in self._kept.items()}
+            resolved = nsids.resolve(links, discovery.host, self._ask)
+        self._resolved = resolved
+        views = [NsView(kept.ns, kept.links, resolved[key]) for key, kept in self._kept.items()]
+        by_key = {ns.key: ns for ns in discovery.namespaces}
+        views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]
+        views.sort(key=lambda view: view.ns.key)
+        return Snapshot(
+            host=discovery.host,
+            views=tuple(views),
+            unreadable_pids=discovery.unreadable_pids,
+            vanished_pids=discovery.vanished_pids,
+            host_found_via=discovery.host_found_via,
+        )
+
+    def _naming_for(self, discovery: Discovery) -> Naming:
+        keys = frozenset(ns.key for ns in discovery.namespaces)
+        now = self.clock()
+        if self._naming is not None and keys != self._named and now - self._named_at < NAMING_MIN:
+            # namespaces come and go faster than the daemons should be asked: the kernel's own
+            # names (ip netns, mounts, processes) now, the runtimes' at most every NAMING_MIN s
+            return self._kernel_names(discovery, self._naming)
+        if self._naming is None or keys != self._named or now - self._named_at >= self.naming_every:
+            fresh = name_namespaces(discovery, self.request, self.env)
+            self._naming = fresh if self._naming is None else remember(self._naming, fresh, keys)
+            self._named, self._named_at = keys, now
+            statuses = [r.status for r in self._naming.results]
+            if self._naming.ovs is not None:
+                statuses.append(self._naming.ovs.status)
+            check_sources(statuses, self.request, self.env)
+        return self._naming
+
+    def _kernel_names(self, discovery: Discovery, naming: Naming) -> Naming:
+        context = Context(discovery.host, discovery.namespaces, self.request.options, proc=self.env.proc)
+        fresh = KernelNames().collect(context)
+        results = tuple(fresh if r.status.name == fresh.status.name else r for r in naming.results)
+        return Naming(results, naming.ovs)
+
+    def read_times(self) -> dict[NsKey, float]:
+        """When each namespace held open was last read (for :func:`vethpeer.live.rates.sample`)."""
+        return {key: kept.read_at for key, kept in self._kept.items()}
+
+    # ---------------------------------------------------------------- for the event socket
+
+    def host_nsids(self) -> dict[int, NsKey]:
+        """nsid -> namespace, as the host names the namespaces held open (no nsid is assigned)."""
+        if self.discovery is None:
+            return {}
+        host = self.discovery.host
+        found = {}
+        for key in self._kept:
+            if key != host:
+                nsid = self._ask(host, key)
+                if nsid is not None:
+                    found[nsid] = key
+        return found
+
+    def in_host(self, make: Callable[[], T]) -> T:
+        """``make()`` run inside the host namespace (a socket made there answers for it)."""
+        assert self.discovery is not None
+        host = self._kept.get(self.discovery.host)
+        if host is None:
+            raise NamespaceGone("the host's network namespace could not be opened")
+        with inside(host.fd, self._home):
+            return make()
+
+    def nsid_target(self, observer: NsKey, nsid: int) -> NsKey | None:
+        """The namespace that ``observer`` calls ``nsid`` (among those held open)."""
+        for key in self._kept:
+            if key != observer and self._ask(observer, key) == nsid:
+                return key
+        return None

@@ -1,0 +1,171 @@
+"""`watch`'s loop: wait for the kernel (or the clock), look again where it points, report the difference.
+
+Three things wake it, and nothing else (idle, it sleeps in ``poll``):
+
+* the host's netlink event socket (:mod:`.events`): link and address changes in the host
+  and in every namespace the host has an nsid for; those namespaces (and the host) are
+  re-dumped, and the kernel's word that a device *moved* is kept for the diff;
+* the mount table (``/proc/self/mountinfo`` is pollable): `ip netns add/del`, Docker,
+  CNI and podman bind-mount their namespaces, so those appear and go at once;
+* a rescan once a second of the processes' namespaces (a ``/proc`` scan: a namespace
+  held by a process alone, without an nsid, sends nothing); a full rediscovery only
+  when that set changed.
+
+Names from the runtimes come a moment after their namespaces (Docker mounts the sandbox
+before the container runs): after a namespace appears the sources are asked again one
+and three seconds later, and a better name is reported as a ``named`` event.
+
+An overflow of the event socket (``ENOBUFS``) triggers a full walk; the events its diff
+reveals are marked ``resync``.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from collections.abc import Callable, Iterator
+from types import TracebackType
+
+from ..model import NsKey
+from .changes import Event, Move, diff
+from .events import RCVBUF, Batch, EventSocket
+from .walker import Walker
+
+RESCAN = 1.0  # seconds between process rescans (never faster)
+COALESCE = 0.01  # seconds to let a burst of notifications arrive before looking
+RENAME_AFTER = (1.0, 3.0)  # ask the sources again this long after namespaces appeared
+
+
+def process_namespaces(proc: str) -> frozenset[tuple[int, int]]:
+    """The namespaces processes are in, as (st_dev, st_ino): a /proc scan, no mount table."""
+    found = set()
+    for entry in os.scandir(proc):
+        if entry.name.isdigit():
+            try:
+                st = os.stat(f"{proc}/{entry.name}/ns/net")
+            except OSError:
+                continue
+            found.add((st.st_dev, st.st_ino))
+    return frozenset(found)
+
+
+class Watcher:
+    """Events since the previous call, from one walker (its thread only)."""
+
+    def __init__(
+        self, walker: Walker, clock: Callable[[], float] = time.monotonic, rcvbuf: int = RCVBUF
+    ) -> None:
+        self.walker, self.clock = walker, clock
+        self.report = walker.round()
+        self.sock = walker.in_host(lambda: EventSocket(rcvbuf))
+        self._mounts = open(f"{walker.env.proc}/self/mountinfo", "rb")  # noqa: SIM115  (polled while we run)
+        self._mounts.read()
+        self._poll = select.poll()
+        self._poll.register(self.sock.fileno(), select.POLLIN)
+        self._poll.register(self._mounts.fileno(), select.POLLPRI | select.POLLERR)
+        self._nsids = walker.host_nsids()
+        self._rescan_at = clock() + RESCAN
+        self._held = process_namespaces(walker.env.proc)
+        self._renames: list[float] = []
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(
+        self, _type: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        self._mounts.close()
+
+    def events(self) -> Iterator[list[Event]]:
+        """Forever: the events of each wake-up that found some."""
+        while True:
+            found = self.wait()
+            if found:
+                yield found
+
+    def wait(self, limit: float | None = None) -> list[Event]:
+        """Sleep until something may have changed (at most ``limit`` s), look, return what did."""
+        due = min([self._rescan_at, *self._renames])
+        timeout = max(0.0, due - self.clock())
+        if limit is not None:
+            timeout = min(timeout, limit)
+        ready = dict(self._poll.poll(timeout * 1000))
+        mounts = self._mounts.fileno() in ready
+        if mounts:
+            self._mounts.seek(0)
+            self._mounts.read()  # re-arms the mount table's poll
+        batch = Batch(())
+        if self.sock.fileno() in ready:
+            time.sleep(COALESCE)
+            batch = self.sock.drain()
+        now = self.clock()
+        rescan = now >= self._rescan_at
+        if rescan:
+            self._rescan_at = now + RESCAN
+            # the mount table is polled: only the processes' namespaces need a look each second
+            held = process_namespaces(self.walker.env.proc)
+            rescan, self._held = held != self._held, held
+        rename = any(t <= now for t in self._renames)
+        if rename:
+            self._renames = [t for t in self._renames if t > now]
+            self.walker.rename()
+        return self._look(batch, rediscover=mounts or rescan, rename=rename)
+
+    def _look(self, batch: Batch, *, rediscover: bool, rename: bool) -> list[Event]:
+        walker = self.walker
+        unknown = any(e.nsid is not None and e.nsid not in self._nsids for e in batch.events)
+        if unknown:  # an nsid assigned since we last asked: maybe a namespace not found yet
+            rediscover = True
+        changed = walker.rediscover() if rediscover or batch.overflow else False
+        if unknown and not changed:
+            self._nsids = walker.host_nsids()
+        if changed:
+            self._nsids = walker.host_nsids()
+            now = self.clock()
+            self._renames = sorted({*self._renames, *(now + delay for delay in RENAME_AFTER)})
+        if batch.overflow:
+            return self._resync()
+        if not (batch.events or changed or rename):
+            return []
+        # The kernel queues a move's RTM_DELLINK before the device shows up in its new namespace:
+        # reading the socket again now means any move the dumps below can see comes with its hint.
+        more = self.sock.drain()
+        batch = Batch(batch.events + more.events, more.overflow)
+        if batch.overflow:
+            return self._resync()
+        assert walker.discovery is not None
+        host = walker.discovery.host
+        dirty: set[NsKey] = {host}
+        moves = []
+        for event in batch.events:
+            key = self._namespace_of(event.nsid, host)
+            if key is None:
+                continue
+            dirty.add(key)
+            if event.type == "dellink" and event.new_nsid is not None:
+                target = walker.nsid_target(key, event.new_nsid)
+                if target is not None:
+                    dirty.add(target)
+                moves.append(Move(key, event.index, target, event.new_index))
+        new = walker.round(dirty, rediscover=False)
+        events = diff(self.report, new, moves)
+        self.report = new
+        return events
+
+    def _resync(self) -> list[Event]:
+        """Events were lost (ENOBUFS): a full walk, and whatever its diff shows, marked resync."""
+        self.walker.rediscover()
+        new = self.walker.round(rediscover=False)
+        events = diff(self.report, new, resync=True)
+        self.report = new
+        self._nsids = self.walker.host_nsids()
+        return events
+
+    def _namespace_of(self, nsid: int | None, host: NsKey) -> NsKey | None:
+        """The namespace an event came from (the host: no nsid; None: not one we hold)."""
+        return host if nsid is None else self._nsids.get(nsid)
