@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from .errors import NamespaceGone
 from .model import Namespace, NsKey
-from .netlink import Neighbour, Route, RtnlSocket
+from .netlink import RtnlSocket
+from .netlink_routes import Neighbour, Route
 from .netns import home_namespace, inside, open_namespace
 
 CONF_KEYS = ("rp_filter", "accept_local")

@@ -9,7 +9,8 @@ from vethpeer import checks as doctor_checks
 from vethpeer.checks import Diagnosis, Facts, Severity, link_index, orphan_rows
 from vethpeer.doctor_reads import Holder, NsFacts
 from vethpeer.model import Namespace, NsKey, Report, Row
-from vethpeer.netlink import IFF_UP, NUD_FAILED, NUD_REACHABLE, Neighbour, NextHop, Route
+from vethpeer.netlink import IFF_UP
+from vethpeer.netlink_routes import NUD_FAILED, NUD_REACHABLE, Neighbour, NextHop, Route
 from vethpeer.render.findings import summary
 from vethpeer.shell import in_ns
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vethpeer import checks, cli
+from vethpeer import checks, cli, commands
 from vethpeer.checks import Diagnosis, Finding, Severity
 from vethpeer.correlate import correlate
 from vethpeer.environment import Environment
@@ -132,7 +132,7 @@ def _documented_options(path: Path, command: str) -> set[str]:
     return {o for cell in cells for o in re.findall(r"`(-[-\w]+)", cell)}
 
 
-@pytest.mark.parametrize("command", ["common", "table", "which", "doctor", "capture", "completion"])
+@pytest.mark.parametrize("command", ["common", *commands.NAMES])
 def test_usage_md_option_tables_match_the_parser(command: str) -> None:
     if command == "common":
         wanted = _parser_options(None) - {"--version"}

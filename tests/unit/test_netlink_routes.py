@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from vethpeer.netlink import (
+from vethpeer.netlink_routes import (
     NUD_FAILED,
     RTA_DST,
     RTA_GATEWAY,

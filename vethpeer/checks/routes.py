@@ -7,7 +7,8 @@ import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from ..model import Link, NsKey, NsView, Report, Row
-from ..netlink import IFF_LOWER_UP, IFF_UP, NUD_FAILED, NUD_INCOMPLETE, Neighbour, NextHop, Route
+from ..netlink import IFF_LOWER_UP, IFF_UP
+from ..netlink_routes import NUD_FAILED, NUD_INCOMPLETE, Neighbour, NextHop, Route
 from ..shell import in_ns, ip_in
 from .base import Facts, Finding, Severity, check, global_addresses
 
