@@ -29,30 +29,13 @@ from tests.integration.conftest import ROOT, run_vethpeer
 from tests.integration.graph_truth import Picture, Truth, kernel_truth, label_of, nid
 from tests.lab import netlab
 from tests.lab.browser import CHROMIUM, Browser
-from tests.lab.netlab import HOST, Lab, Ns, Topology
+from tests.lab.netlab import HOST, Ns, Topology
 from tests.lab.ovs_lab import OvsLab, OvsUnavailable, ovs_binaries_available, start_ovs
+from tests.lab.vpg_lab import PREFIX, GraphLab
 from tests.policy import need
 
 pytestmark = pytest.mark.integration
-PREFIX = "vpg"
 DOT = "/usr/bin/dot"
-
-
-class GraphLab(Lab):
-    """The shared lab, with this test's own prefix (vpg) for every name."""
-
-    def link_name(self, stem: str) -> str:
-        name = f"{PREFIX}{self.tag}{stem}"
-        assert len(name) <= 15, name
-        return name
-
-    def bridge_name(self, stem: str = "0") -> str:
-        name = f"{PREFIX}br{self.tag}{stem}"
-        assert len(name) <= 15, name
-        return name
-
-    def ns_name(self, stem: str) -> str:
-        return f"{PREFIX}-{self.tag}-{stem}"
 
 
 @dataclass

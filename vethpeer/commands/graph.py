@@ -45,7 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default: on above {AUTO_COLLAPSE_ABOVE} workload namespaces)",
     )
     parser.add_argument(
-        "--no-doctor", dest="doctor", action="store_false", help="do not run doctor's checks to mark findings"
+        "--doctor",
+        choices=("auto", "full", "links", "off"),
+        default="auto",
+        help="mark doctor's findings: full (also reads routes and sysctls inside each drawn namespace), "
+        "links (only what the walk read: link state, MTU, bridge ports, MAC tables), off; "
+        f"auto (the default): full up to {AUTO_COLLAPSE_ABOVE} drawn workload namespaces, else links",
+    )
+    parser.add_argument(
+        "--no-doctor", dest="doctor", action="store_const", const="off", help="same as --doctor off"
     )
 
 
@@ -79,8 +87,11 @@ def shape(report: Report, args: argparse.Namespace, proc: str) -> tuple[Graph, t
     if args.bridge:
         graph = shape.around_bridge(graph, args.bridge, f"bridge {args.bridge}")
     rows = shown_rows(report, graph)
-    if args.doctor:
-        graph = build.mark_findings(graph, _findings(report, rows, proc))
+    mode = args.doctor
+    if mode == "auto":
+        mode = "full" if shape.workload_clusters(graph) <= shape.AUTO_COLLAPSE_ABOVE else "links"
+    if mode != "off":
+        graph = build.mark_findings(graph, _findings(report, rows, proc, full=mode == "full"))
     collapse = args.collapse
     if collapse is None:
         collapse = shape.workload_clusters(graph) > shape.AUTO_COLLAPSE_ABOVE
@@ -89,11 +100,17 @@ def shape(report: Report, args: argparse.Namespace, proc: str) -> tuple[Graph, t
     return graph, rows
 
 
-def _findings(report: Report, rows: tuple[Row, ...], proc: str) -> tuple[Finding, ...]:
-    from ..checks import diagnose
+def _findings(report: Report, rows: tuple[Row, ...], proc: str, *, full: bool) -> tuple[Finding, ...]:
+    """Doctor's checks over the drawn rows; without ``full``, over what the walk read only
+    (the checks that need routes, sysctls or fd holders find nothing to look at and stay quiet)."""
+    from ..checks import Facts, diagnose, link_index
     from .doctor import facts_for
 
-    return diagnose(report, facts_for(report, rows, proc)).findings
+    if full:
+        facts = facts_for(report, rows, proc)
+    else:
+        facts = Facts(rows=rows, host=report.snapshot.host, links=link_index(report))
+    return diagnose(report, facts).findings
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
