@@ -201,4 +201,6 @@ def test_auto_collapse_threshold_is_documented() -> None:
     with open(
         os.path.join(os.path.dirname(__file__), "..", "..", "docs", "graph.md"), encoding="utf-8"
     ) as docs:
-        assert f"more than {shape.AUTO_COLLAPSE_ABOVE} workload namespaces" in docs.read()
+        words = " ".join(docs.read().split())
+    assert f"more than {shape.AUTO_COLLAPSE_ABOVE} workload namespaces are drawn" in words
+    assert f"up to {shape.AUTO_COLLAPSE_ABOVE} drawn workload namespaces" in words
