@@ -73,7 +73,8 @@ def world() -> Iterator[World]:
         need(False, f"cannot start a private OVS: {error}")
         raise
     try:
-        with GraphLab() as lab:
+        lab = GraphLab()
+        with lab:
             topologies = {
                 "direct": netlab.straight_pair(lab),
                 "bridge": netlab.bridged(lab, count=2),

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from vethpeer.commands.graph import AUTO_COLLAPSE_ABOVE
 from vethpeer.correlate import correlate
 from vethpeer.errors import ExitStatus, MissingProgram
 from vethpeer.graph import build, dot, graphviz, html, mermaid, shape, text
@@ -202,5 +203,5 @@ def test_auto_collapse_threshold_is_documented() -> None:
         os.path.join(os.path.dirname(__file__), "..", "..", "docs", "graph.md"), encoding="utf-8"
     ) as docs:
         words = " ".join(docs.read().split())
-    assert f"more than {shape.AUTO_COLLAPSE_ABOVE} workload namespaces are drawn" in words
-    assert f"up to {shape.AUTO_COLLAPSE_ABOVE} drawn workload namespaces" in words
+    assert f"more than {AUTO_COLLAPSE_ABOVE} workload namespaces are drawn" in words
+    assert f"up to {AUTO_COLLAPSE_ABOVE} drawn workload namespaces" in words

@@ -27,11 +27,11 @@ DESCRIPTION = (
 )
 LONG_RUNNING = False
 FORMATS = ("dot", "svg", "png", "mermaid", "html", "json")
+# Above this many drawn workload namespaces: --collapse is on, and doctor checks only links.
+AUTO_COLLAPSE_ABOVE = 40
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..graph.shape import AUTO_COLLAPSE_ABOVE
-
     parser.add_argument("target", metavar="TARGET", nargs="?", help="anything `which` accepts")
     options.add_output(parser, formats=FORMATS)
     parser.add_argument(
@@ -89,12 +89,12 @@ def shape(report: Report, args: argparse.Namespace, proc: str) -> tuple[Graph, t
     rows = shown_rows(report, graph)
     mode = args.doctor
     if mode == "auto":
-        mode = "full" if shape.workload_clusters(graph) <= shape.AUTO_COLLAPSE_ABOVE else "links"
+        mode = "full" if shape.workload_clusters(graph) <= AUTO_COLLAPSE_ABOVE else "links"
     if mode != "off":
         graph = build.mark_findings(graph, _findings(report, rows, proc, full=mode == "full"))
     collapse = args.collapse
     if collapse is None:
-        collapse = shape.workload_clusters(graph) > shape.AUTO_COLLAPSE_ABOVE
+        collapse = shape.workload_clusters(graph) > AUTO_COLLAPSE_ABOVE
     if collapse:
         graph = shape.collapse(graph, protect)
     return graph, rows

@@ -13,8 +13,6 @@ from dataclasses import replace
 
 from .model import Cluster, Edge, EdgeKind, Graph, Node, NodeKind
 
-# --collapse is on by default when more than this many workload namespaces are drawn.
-AUTO_COLLAPSE_ABOVE = 40
 # A bridge's ordinary workloads are folded into one node only when there are at least this many.
 MIN_GROUP = 2
 

@@ -42,6 +42,8 @@ MARK_WORDS = {
 
 def visible(text: str) -> str:
     """Control characters as ``\\xNN``, lone surrogates (undecodable bytes) as U+FFFD."""
+    if text.isprintable():  # the usual case, in C: no control character, no surrogate
+        return text
     out = []
     for char in text:
         if unicodedata.category(char) == "Cc":
