@@ -179,10 +179,10 @@ class Page:
     def __init__(self, browser: Browser, session: str) -> None:
         self.browser, self.session = browser, session
 
-    def evaluate(self, expression: str) -> Any:
-        result = self.browser.send(
-            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=self.session
-        )
+    def evaluate(self, expression: str, *, wait: bool = False) -> Any:
+        """The value of a JavaScript expression; with ``wait``, of the promise it returns."""
+        params = {"expression": expression, "returnByValue": True, "awaitPromise": wait}
+        result = self.browser.send("Runtime.evaluate", params, session=self.session, timeout=60)
         if "exceptionDetails" in result:
             raise BrowserError(f"{expression[:60]}: {result['exceptionDetails']}")
         return result["result"].get("value")

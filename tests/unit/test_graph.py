@@ -106,6 +106,23 @@ def test_down_ends_are_marked_and_never_collapsed() -> None:
     assert "[NO-CARRIER]" in dot.render(folded)
 
 
+def test_namespace_pairs_are_one_group() -> None:
+    """Namespaces joined only to each other (eth0 <-> eth0, both ifindex 2, nsid 0 both ways)."""
+    views = [NsView(Namespace(HOST, is_host=True, pids=(1,)), (Link(1, "lo", flags=UP | 0x8),))]
+    for i in range(3):
+        a, b = NsKey(4, 200 + 2 * i), NsKey(4, 201 + 2 * i)
+        for me, other in ((a, b), (b, a)):
+            eth0 = Link(2, "eth0", flags=UP, kind="veth", link=2, link_netnsid=0)
+            views.append(NsView(Namespace(me, mounts=(f"/run/netns/p{me.ino}",)), (eth0,), nsids={0: other}))
+    graph = build.build(correlate(Snapshot(HOST, tuple(views)), []))
+    assert len([e for e in graph.edges if e.kind is EdgeKind.VETH]) == 3
+    folded = shape.collapse(graph)
+    (group,) = [n for n in folded.nodes if n.kind is NodeKind.GROUP]
+    assert group.count == 3 and group.id == "group-pairs" and len(folded.clusters) == 1
+    assert group.members[0] == "net:[200] \u2013 net:[201]"
+    assert text.node_lines(group)[0] == "3 namespace pairs joined by one veth"
+
+
 def test_narrowing_keeps_peers_bridges_and_one_hop() -> None:
     graph = build.build(report(["web", "db", "cache"]))
     narrowed = shape.around(graph, shape.seeds_in(graph, {"ns100"}), "web")

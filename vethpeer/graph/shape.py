@@ -9,7 +9,7 @@ pair counts as one thing, so a bridge's other ports come with the workloads behi
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .model import Cluster, Edge, EdgeKind, Graph, Node, NodeKind
 
@@ -86,32 +86,79 @@ def workload_clusters(graph: Graph) -> int:
     return sum(1 for c in graph.clusters if not c.is_host)
 
 
+PAIRS = "(pairs)"  # the group key of namespaces joined to each other by one veth
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    clusters: tuple[Cluster, ...]
+    nodes: tuple[str, ...]
+    label: str
+
+
 def _ordinary(
-    cluster: Cluster, inside: list[Node], adjacent: dict[str, list[Edge]], nodes: dict[str, Node]
-) -> tuple[str | None, Node, Node] | None:
-    """(bridge id or None, the interface, its host peer) for a workload with one plain veth."""
-    if cluster.is_host or len(inside) != 1 or inside[0].marks or inside[0].kind is not NodeKind.INTERFACE:
+    cluster: Cluster,
+    inside: dict[str, list[Node]],
+    adjacent: dict[str, list[Edge]],
+    nodes: dict[str, Node],
+    hosts: set[str],
+) -> tuple[str | None, _Member] | None:
+    """(group key, member) for a workload namespace with one plain veth and nothing else: to a
+    host port on a bridge (key: the bridge's id), to a host port on none (None), or to another
+    such namespace (PAIRS, reported by the one with the smaller cluster id)."""
+    mine_all = inside.get(cluster.id, [])
+    if (
+        cluster.is_host
+        or len(mine_all) != 1
+        or mine_all[0].marks
+        or mine_all[0].kind is not NodeKind.INTERFACE
+    ):
         return None
-    mine = inside[0]
+    mine = mine_all[0]
     edges = adjacent.get(mine.id, [])
     if len(edges) != 1 or edges[0].kind is not EdgeKind.VETH:
         return None
     peer = nodes[_other(edges[0], mine.id)]
-    host_cluster = next((c for c in [peer.cluster] if c is not None), None)
-    if peer.marks or host_cluster is None or host_cluster == cluster.id:
+    if peer.marks or peer.cluster is None or peer.cluster == cluster.id:
         return None
     rest = [e for e in adjacent.get(peer.id, []) if e is not edges[0]]
+    if peer.cluster not in hosts:
+        if len(inside.get(peer.cluster, [])) == 1 and not rest and cluster.id < peer.cluster:
+            return PAIRS, _Member((cluster,), (mine.id, peer.id), cluster.label)
+        return None
+    single = (cluster,)
     if not rest:
-        return None, mine, peer
+        return None, _Member(single, (mine.id, peer.id), cluster.label)
     if len(rest) == 1 and rest[0].kind in PORT_KINDS and rest[0].source == peer.id:
-        return rest[0].target, mine, peer
+        return rest[0].target, _Member(single, (mine.id, peer.id), cluster.label)
     return None
+
+
+def _group(key: str | None, members: list[_Member], nodes: dict[str, Node]) -> Node:
+    kinds: dict[str, int] = {}
+    for member in members:
+        for cluster in member.clusters:
+            kinds[cluster.kind] = kinds.get(cluster.kind, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    if key == PAIRS:
+        name, ident = f"{len(members)} namespace pairs joined by one veth ({summary})", "group-pairs"
+    else:
+        where = f"on {nodes[key].name}" if key is not None else "routed (no bridge)"
+        name, ident = f"{len(members)} workloads {where} ({summary})", f"group-{key or 'routed'}"
+    return Node(
+        id=ident,
+        kind=NodeKind.GROUP,
+        name=name,
+        count=len(members),
+        members=tuple(sorted(m.label for m in members)),
+    )
 
 
 def collapse(graph: Graph, protect: Iterable[str] = ()) -> Graph:
     """Fold the ordinary workloads of each bridge (one unmarked veth to an unmarked host port,
     nothing else) into one GROUP node with a count; workloads whose host veth is on no bridge
-    (routed, as Calico does) are one group too. ``protect``: cluster ids never folded."""
+    (routed, as Calico does) are one group, and so are namespaces joined only to each other by
+    one unmarked veth. ``protect``: cluster ids never folded."""
     protected = set(protect)
     nodes = graph.node_map()
     adjacent = _adjacency(graph)
@@ -120,38 +167,36 @@ def collapse(graph: Graph, protect: Iterable[str] = ()) -> Graph:
         if node.cluster is not None:
             inside.setdefault(node.cluster, []).append(node)
     hosts = {c.id for c in graph.clusters if c.is_host}
-    groups: dict[str | None, list[tuple[Cluster, Node, Node]]] = {}
+    clusters = {c.id: c for c in graph.clusters}
+    groups: dict[str | None, list[_Member]] = {}
     for cluster in graph.clusters:
         if cluster.id in protected:
             continue
-        found = _ordinary(cluster, inside.get(cluster.id, []), adjacent, nodes)
-        if found is not None and nodes[found[2].id].cluster in hosts:
-            groups.setdefault(found[0], []).append((cluster, found[1], found[2]))
+        found = _ordinary(cluster, inside, adjacent, nodes, hosts)
+        if found is None:
+            continue
+        key, member = found
+        peer_cluster = nodes[member.nodes[1]].cluster or ""
+        if key == PAIRS:
+            if peer_cluster in protected or peer_cluster in hosts:
+                continue
+            other = clusters[peer_cluster]
+            member = _Member((cluster, other), member.nodes, f"{cluster.label} \u2013 {other.label}")
+        groups.setdefault(key, []).append(member)
     gone_nodes: set[str] = set()
     gone_clusters: set[str] = set()
     added: list[Node] = []
     new_edges: list[Edge] = []
-    for bridge, members in sorted(groups.items(), key=lambda kv: kv[0] or ""):
+    for key, members in sorted(groups.items(), key=lambda kv: kv[0] or ""):
         if len(members) < MIN_GROUP:
             continue
-        for cluster, mine, peer in members:
-            gone_clusters.add(cluster.id)
-            gone_nodes.update((mine.id, peer.id))
-        kinds: dict[str, int] = {}
-        for cluster, _mine, _peer in members:
-            kinds[cluster.kind] = kinds.get(cluster.kind, 0) + 1
-        where = f"on {nodes[bridge].name}" if bridge is not None else "routed (no bridge)"
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        group = Node(
-            id=f"group-{bridge or 'routed'}",
-            kind=NodeKind.GROUP,
-            name=f"{len(members)} workloads {where} ({summary})",
-            count=len(members),
-            members=tuple(sorted(c.label for c, _m, _p in members)),
-        )
+        for member in members:
+            gone_clusters.update(c.id for c in member.clusters)
+            gone_nodes.update(member.nodes)
+        group = _group(key, members, nodes)
         added.append(group)
-        if bridge is not None:
-            new_edges.append(Edge(group.id, bridge, EdgeKind.GROUP))
+        if key is not None and key != PAIRS:
+            new_edges.append(Edge(group.id, key, EdgeKind.GROUP))
     if not added:
         return replace(graph, collapsed=True)
     return replace(

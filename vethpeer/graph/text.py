@@ -67,8 +67,8 @@ def shorten(text: str, limit: int = LABEL_LIMIT) -> str:
 def node_lines(node: Node) -> list[str]:
     """The label of a node, one string per line."""
     if node.kind is NodeKind.GROUP:
-        lines = [f"{node.count} workloads", shorten(node.name.split(" (")[0].split(" ", 2)[-1])]
-        return lines
+        head, _, tail = node.name.partition(" (")
+        return [shorten(head, 60)] + ([shorten("(" + tail, 60)] if tail else [])
     lines = [shorten(node.name)]
     kind = KIND_WORDS.get(node.kind) or visible(node.link_kind or "device")
     lines.append(kind)
