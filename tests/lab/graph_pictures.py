@@ -39,8 +39,9 @@ def vethpeer(args: Sequence[str], env: dict[str, str] | None = None) -> bytes:
 
 
 def picture(out: Path, name: str, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    fold = [] if "--collapse" in args else ["--no-collapse"]
     for fmt in ("png", "svg"):
-        (out / f"graph-{name}.{fmt}").write_bytes(vethpeer(["graph", *args, "--no-collapse", "-o", fmt], env))
+        (out / f"graph-{name}.{fmt}").write_bytes(vethpeer(["graph", *args, *fold, "-o", fmt], env))
     print(f"graph-{name}.png/.svg: vethpeer graph {' '.join(args)}", file=sys.stderr)
 
 
@@ -55,6 +56,9 @@ def main(argv: Sequence[str]) -> int:
             picture(out, "direct", [left.name or ""])
             bridged = netlab.bridged(lab, count=2)
             picture(out, "bridge", ["--bridge", bridged.bridges[0].ifname])
+            picture(
+                out, "collapsed", ["--bridge", bridged.bridges[0].ifname, "--collapse", "--doctor", "off"]
+            )
             bridge = f"{PREFIX}ovs{lab.tag}"
             ovs.add_bridge(bridge)
             ports = []
