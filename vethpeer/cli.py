@@ -21,7 +21,8 @@ from .errors import ExitStatus, UsageError, VethpeerError
 
 EPILOG = """\
 exit status: 0 ok, 1 error, 2 usage, 3 target not found, 4 ambiguous target,
-5 insufficient privilege, 6 doctor findings, 7 a source failed (--strict), 130 interrupted
+5 insufficient privilege, 6 doctor findings, 7 a source failed (--strict),
+8 a program an output needs is missing (Graphviz), 130 interrupted
 """
 
 

@@ -20,6 +20,7 @@ class ExitStatus(IntEnum):
     NO_PRIVILEGE = 5  # not allowed to enter namespaces / read /proc
     FINDINGS = 6  # `doctor` found problems at warning level or above
     SOURCE_FAILED = 7  # --strict and a source (docker, cri, ...) did not answer
+    MISSING_PROGRAM = 8  # a program an output format needs is not installed (`graph -o svg`: Graphviz)
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -55,6 +56,10 @@ class NoPrivilege(VethpeerError):
 
 class SourceFailed(VethpeerError):
     status = ExitStatus.SOURCE_FAILED
+
+
+class MissingProgram(VethpeerError):
+    status = ExitStatus.MISSING_PROGRAM
 
 
 class NamespaceGone(VethpeerError):
