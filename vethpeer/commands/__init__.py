@@ -20,7 +20,7 @@ from typing import Protocol, cast
 from ..environment import Environment
 from ..errors import ExitStatus
 
-NAMES = ("table", "which", "doctor", "capture", "completion")
+NAMES = ("table", "which", "doctor", "capture", "serve", "completion")
 DEFAULT = "table"
 
 
