@@ -106,6 +106,9 @@ class _Reaper(threading.Thread):
 class _Handler(BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"  # no HTTP/0.9: an unparsable request still gets a status line
+    error_message_format = "%(code)d %(message)s\n"
+    error_content_type = "text/plain; charset=utf-8"
 
     def version_string(self) -> str:
         return "vethpeer"
