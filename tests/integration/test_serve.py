@@ -35,7 +35,18 @@ def lab() -> Iterator[BridgeLab]:
 @pytest.fixture(scope="module")
 def server(lab: BridgeLab) -> Iterator[Served]:
     with serve("--min-interval", "1", "--no-kube") as served:
+        wait_for_checks(served)
         yield served
+
+
+def wait_for_checks(served: Served, timeout: float = 20.0) -> None:
+    """Until findings are served: the doctor's checks run after the first walk (scrapes do not wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if samples(get(served.port, "/metrics").body.decode(), "vethpeer_doctor_up")[0].value == 1:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the doctor's checks never ran")
 
 
 def samples(text: str, name: str) -> list[Any]:
@@ -112,7 +123,8 @@ def test_workload_counters_come_from_the_same_dump(lab: BridgeLab, server: Serve
 
 def test_findings_are_series_an_alert_can_page_on(lab: BridgeLab, server: Served) -> None:
     text = get(server.port, "/metrics").body.decode()
-    findings = samples(text, "vethpeer_finding")
+    ours = {f"netns/{m.netns}" for m in lab.members}  # other labs on this machine have findings too
+    findings = [s for s in samples(text, "vethpeer_finding") if s.labels["workload"] in ours]
     mtu = [s for s in findings if s.labels["check"] == "mtu-mismatch"]
     assert [s.labels["workload"] for s in mtu] == [f"netns/{lab.members[0].netns}"]
     assert mtu[0].labels["severity"] == "warning"

@@ -108,3 +108,25 @@ def test_before_any_walk_succeeds_there_is_no_answer() -> None:
     cache: WalkCache[int] = WalkCache(walks, min_interval=1)
     answer = cache.get(5)
     assert answer.walk is None and answer.error == "nope" and cache.latest() is None
+
+
+def test_the_second_step_replaces_the_result_and_holds_off_the_next_walk() -> None:
+    walks = Walks()
+    step = threading.Event()
+
+    def then(value: int) -> int:
+        step.wait(10)
+        return value * 100
+
+    cache: WalkCache[int] = WalkCache(walks, min_interval=0.0, then=then)
+    first = cache.get(5)
+    assert first.walk is not None and first.walk.value == 1 and not first.walk.complete
+    assert cache.stats().running  # the second step runs: no new walk may start
+    again = cache.get(0.05)
+    assert walks.count == 1 and again.walk is not None and again.walk.value == 1
+    step.set()
+    deadline = time.monotonic() + 5
+    while cache.stats().running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    latest = cache.latest()
+    assert latest is not None and latest.value == 100 and latest.complete and latest.number == 1

@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "stale (default 8; a Prometheus scrape's own timeout, less 0.5 s, when shorter)",
     )
     parser.add_argument(
-        "--max-clients", type=int, default=32, metavar="N", help="connections served at once (default 32)"
+        "--max-clients", type=int, default=128, metavar="N", help="connections served at once (default 128)"
     )
     parser.add_argument("--access-log", action="store_true", help="log every request on stderr")
 
@@ -87,7 +87,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         raise UsageError("--max-clients must be at least 1")
     check_privilege(env.proc)  # fail now, not on the first scrape
     request = replace(options.request(args, fdb=True), stats=True)
-    cache = WalkCache(Walker(request, env, env.warn), args.min_interval)
+    walker = Walker(request, env, env.warn)
+    cache = WalkCache(walker, args.min_interval, then=walker.diagnose)
     service = Service(cache, wait=args.max_wait, proc=env.proc, now=time.monotonic)
     host, port = args.listen
     try:

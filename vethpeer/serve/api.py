@@ -19,7 +19,7 @@ from ..errors import Ambiguous, NotFound, VethpeerError
 from ..render import findings
 from ..render import json as jsonrender
 from .cache import Answer, WalkCache
-from .metrics import Health, MetricsPage
+from .metrics import Health, MetricsPage, accepts_gzip
 from .walker import Observation
 
 JSON_TYPE = "application/json"
@@ -104,8 +104,13 @@ def _route_for(path: str) -> Callable[[Service, str, dict[str, str], Mapping[str
 def _metrics(service: Service, _path: str, _params: dict[str, str], headers: Mapping[str, str]) -> Response:
     answer = service.cache.get(_wait_for(service, headers))
     health = Health(answer, service.cache.stats(), service.now())
-    body, content_type = service.page.build(health, headers.get("accept", ""))
-    return Response(200, body, content_type, _stale_headers(answer, health.now))
+    compress = accepts_gzip(headers.get("accept-encoding", ""))
+    body, content_type = service.page.build(health, headers.get("accept", ""), compress)
+    extra = _stale_headers(answer, health.now)
+    extra["Vary"] = "Accept, Accept-Encoding"
+    if compress:
+        extra["Content-Encoding"] = "gzip"
+    return Response(200, body, content_type, extra)
 
 
 def _observation(
@@ -172,7 +177,7 @@ def _doctor(service: Service, _path: str, params: dict[str, str], headers: Mappi
     observation, extra = got
     report = observation.report
     target, namespace = params.get("target") or None, params.get("namespace") or None
-    if target is None and namespace is None and observation.diagnosis is not None:
+    if target is None and namespace is None and observation.diagnosed and observation.diagnosis is not None:
         return _json(200, findings.document(report, observation.diagnosis), extra)
     if target is not None and target_from("/api/v1/which/" + target) is None:
         return _error(400, "not an acceptable target")

@@ -8,6 +8,11 @@ walk that overruns the request's wait keeps running in its own thread; the reque
 answered from the last good result, marked stale. A walk that fails is a value (its
 message), never an exception in a request thread; failed walks are retried at most
 once per ``min_interval``.
+
+``then`` is an optional second step on a walk's result (the doctor's checks): the result is
+published as soon as the walk ends, and replaced by ``then``'s when that ends. The walk
+counts as running until then, so no walk starts meanwhile (the second step reads the
+namespaces too); requests are not held up by it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from ..errors import VethpeerError
@@ -32,6 +37,8 @@ class Walk(Generic[T]):
     finished: float  # monotonic clock
     finished_at: float  # wall clock (time.time()), for the timestamp metric
     duration: float  # seconds
+    complete: bool = True  # False between the walk and its follow-up step (see WalkCache's ``then``)
+    settled: float = 0.0  # monotonic: when the follow-up step ended (= finished without one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +64,10 @@ class WalkCache(Generic[T]):
         walk: Callable[[], T],
         min_interval: float,
         clock: Callable[[], float] = time.monotonic,
+        then: Callable[[T], T] | None = None,
     ) -> None:
         self._walk = walk
+        self._then = then
         self._min_interval = min_interval
         self._clock = clock
         self._cond = threading.Condition()
@@ -76,7 +85,7 @@ class WalkCache(Generic[T]):
         with self._cond:
             now = self._clock()
             good = self._good
-            if good is not None and now - good.finished < self._min_interval:
+            if good is not None and now - max(good.finished, good.settled) < self._min_interval:
                 return Answer(good, stale=False, error=None)
             if not self._running and now - self._last_attempt_end < self._min_interval:
                 return Answer(good, stale=True, error=self._error)  # the walk failed just now
@@ -119,7 +128,7 @@ class WalkCache(Generic[T]):
     def _run(self, number: int) -> None:
         start = self._clock()
         value: T | None = None
-        error: str | None = None
+        error = None
         try:
             value = self._walk()
         except VethpeerError as failure:
@@ -127,16 +136,31 @@ class WalkCache(Generic[T]):
         except Exception as failure:  # the bug guard: a walk's bug is a failed walk, not a dead server
             error = f"internal error: {type(failure).__name__}: {failure}"
         end = self._clock()
+        then = self._then if error is None else None
         with self._cond:
             self._walks += 1
             if error is None:
                 assert value is not None
-                self._good = Walk(value, number, end, time.time(), end - start)
+                self._good = Walk(value, number, end, time.time(), end - start, then is None, end)
                 self._error = None
             else:
                 self._errors += 1
                 self._error = error
             self._finished = number
-            self._running = False
             self._last_attempt_end = end
+            if then is None:
+                self._running = False
+            self._cond.notify_all()
+        if then is None:
+            return
+        assert value is not None
+        try:
+            followed = then(value)
+        except Exception:  # the second step's bug costs only its own part; the walk's result stands
+            followed = value
+        with self._cond:
+            if self._good is not None and self._good.number == number:
+                self._good = replace(self._good, value=followed, complete=True, settled=self._clock())
+            self._running = False
+            self._last_attempt_end = self._clock()
             self._cond.notify_all()

@@ -4,8 +4,9 @@
 * a client has ``header_time`` seconds to send its request line and headers, however
   slowly it drips them (slowloris): a reaper thread shuts the socket at the deadline;
   each read or write also times out after ``io_timeout``;
-* at most ``max_clients`` connections are served at once; one more is answered 503 and
-  closed at once, so a flood cannot stall the walk or pile up threads;
+* at most ``max_clients`` connections are served at once; one more waits a quarter of a
+  second for a slot, then is answered 503 and closed, so a flood cannot stall the walk or
+  pile up threads;
 * one request per connection (``Connection: close``); bodies are never read;
 * a handler's failure is a 500 and a log line, never a dead server.
 
@@ -33,6 +34,7 @@ from .api import Response
 MAX_REQUEST_LINE = 8192
 MAX_HEADER_BYTES = 16384
 MAX_HEADERS = 64
+SLOT_WAIT = 0.25  # a connection beyond max_clients waits this long for a slot, then gets a 503
 Router = Callable[[str, str, Mapping[str, str]], Response]
 
 
@@ -197,7 +199,7 @@ class Server(ThreadingHTTPServer):
         router: Router,
         log: Callable[[str], None],
         *,
-        max_clients: int = 32,
+        max_clients: int = 128,
         header_time: float = 5.0,
         io_timeout: float = 10.0,
         access_log: bool = False,
@@ -211,7 +213,7 @@ class Server(ThreadingHTTPServer):
         self.reaper.start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
+        if not self.slots.acquire(timeout=SLOT_WAIT):
             _refuse(request)
             self.shutdown_request(request)
             return

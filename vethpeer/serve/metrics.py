@@ -15,6 +15,8 @@ or user labels become labels.
 
 from __future__ import annotations
 
+import gzip
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -205,8 +207,14 @@ def health_families(health: Health) -> list[Metric]:
         ),
         _gauge(
             "vethpeer_doctor_up",
-            "1 when the doctor checks ran on the walk served.",
+            "1 when the doctor's checks ran (the findings served come from them), 0 when they failed.",
             1 if walk.value.diagnosis is not None else 0,
+        ),
+        _gauge(
+            "vethpeer_findings_lag_walks",
+            "0 when the findings served are from the walk served, 1 when from the walk before "
+            "(the checks run after each walk, and a scrape does not wait for them).",
+            0 if walk.value.diagnosed else 1,
         ),
     ]
     return families
@@ -239,19 +247,39 @@ EOF_LINE = b"# EOF\n"
 
 
 class MetricsPage:
-    """/metrics: the walk's part rendered once per (walk, format), the health part every request."""
+    """/metrics: the walk's part rendered (and gzipped) once per walk and format, the health part
+    every request. Gzip members concatenate into one valid gzip stream (RFC 1952), which is
+    what Prometheus' reader and Python's gzip read."""
 
     def __init__(self) -> None:
-        self._cached: tuple[tuple[int, str], bytes] | None = None
+        self._walk: tuple[int, bool] | None = None
+        self._bodies: dict[tuple[str, bool], bytes] = {}
+        self._lock = threading.Lock()  # a storm right after a walk renders it once, not once per request
 
-    def build(self, health: Health, accept: str) -> tuple[bytes, str]:
+    def build(self, health: Health, accept: str, compress: bool = False) -> tuple[bytes, str]:
         dynamic, content_type = render(health_families(health), accept, process=True)
+        if compress:
+            dynamic = gzip.compress(dynamic, compresslevel=1, mtime=0)
         walk = health.answer.walk
         if walk is None:
             return dynamic, content_type
-        key = (walk.number, content_type)
-        cached = self._cached  # one read: another thread may replace it (it only renders twice)
-        if cached is None or cached[0] != key:
-            body, _type = render(interface_families(walk.value), accept)
-            cached = self._cached = (key, body.removesuffix(EOF_LINE))
-        return cached[1] + dynamic, content_type
+        with self._lock:
+            if self._walk != (walk.number, walk.complete):
+                self._walk, self._bodies = (walk.number, walk.complete), {}
+            body = self._bodies.get((content_type, compress))
+            if body is None:
+                rendered, _type = render(interface_families(walk.value), accept)
+                body = rendered.removesuffix(EOF_LINE)
+                if compress:
+                    body = gzip.compress(body, compresslevel=1, mtime=0)
+                self._bodies[(content_type, compress)] = body
+        return body + dynamic, content_type
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding value allows gzip (and does not give it q=0)."""
+    for item in header.split(","):
+        name, *params = (part.strip() for part in item.split(";"))
+        if name.lower() in ("gzip", "x-gzip"):
+            return not any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params)
+    return False

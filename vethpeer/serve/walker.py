@@ -24,8 +24,15 @@ def walk(request: Request, env: Environment) -> Report:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
+    """One walk's report, and the doctor's diagnosis.
+
+    Until the checks have run on this report (``diagnosed``), ``diagnosis`` is the previous
+    walk's, so finding series do not blink out between a walk and its checks.
+    """
+
     report: Report
-    diagnosis: Diagnosis | None
+    diagnosis: Diagnosis | None = None
+    diagnosed: bool = False
     diagnosis_error: str | None = None  # why the doctor checks could not run on this walk
 
 
@@ -43,7 +50,7 @@ def source_changes(before: dict[str, SourceStatus], after: tuple[SourceStatus, .
 
 
 class Walker:
-    """Callable for :class:`~vethpeer.serve.cache.WalkCache`: walk, then diagnose.
+    """Callable for :class:`~vethpeer.serve.cache.WalkCache`: walk; :meth:`diagnose` is its ``then``.
 
     gather() warns on stderr about every failing source on every walk; a server walks
     every few seconds, so those go to a scratch stream and only changes are logged.
@@ -61,19 +68,27 @@ class Walker:
         self._log = log
         self._walk = walk_call
         self._sources: dict[str, SourceStatus] = {}
+        self._diagnosis: Diagnosis | None = None  # the latest, carried into the next walk's result
 
     def __call__(self) -> Observation:
-        from ..commands.doctor import diagnose
-
         report = self._walk(self._request, replace(self._env, stderr=io.StringIO()))
         for line in source_changes(self._sources, report.sources):
             self._log(line)
         self._sources = {s.name: s for s in report.sources}
+        return Observation(report, self._diagnosis)
+
+    def diagnose(self, observation: Observation) -> Observation:
+        """The doctor's checks on the walk's report (the second step, see WalkCache's ``then``)."""
+        from ..commands.doctor import diagnose
+
         try:
-            diagnosis = diagnose(report, None, None, self._env.proc)
+            diagnosis = diagnose(observation.report, None, None, self._env.proc)
         except Exception as error:  # the checks' bug must not cost the interface metrics
             detail = f"{type(error).__name__}: {error}"
             if self._request.debug:
                 detail += "\n" + traceback.format_exc()
-            return Observation(report, None, detail)
-        return Observation(report, diagnosis)
+            self._log(f"vethpeer serve: the doctor's checks failed: {detail}")
+            self._diagnosis = None
+            return replace(observation, diagnosis=None, diagnosed=True, diagnosis_error=detail)
+        self._diagnosis = diagnosis
+        return replace(observation, diagnosis=diagnosis, diagnosed=True)
