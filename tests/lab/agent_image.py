@@ -78,9 +78,13 @@ def base_image() -> str:
 
 
 def _inputs_hash(base: str, wheels: Path) -> str:
+    """The base, the Dockerfile, vethpeer's sources and the dependencies' wheels (vethpeer's own
+    wheel is not byte-reproducible: its zip timestamps change with every build)."""
     digest = hashlib.sha256(base.encode())
-    for path in sorted([ROOT / "Dockerfile", *wheels.glob("*.whl")]):
-        digest.update(path.name.encode())
+    sources = [ROOT / "Dockerfile", ROOT / "pyproject.toml", *sorted((ROOT / "vethpeer").rglob("*.py"))]
+    dependencies = sorted(w for w in wheels.glob("*.whl") if not w.name.startswith("vethpeer-"))
+    for path in [*sources, *dependencies]:
+        digest.update(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
