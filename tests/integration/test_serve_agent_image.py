@@ -122,9 +122,11 @@ def ours(document: dict[str, Any], inodes: set[int]) -> list[dict[str, Any]]:
 def differences(a: Any, b: Any, where: str = "") -> list[str]:
     """Paths where two JSON values differ (a readable assertion)."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(a.keys() | b.keys()) for d in differences(a.get(k), b.get(k), f"{where}.{k}")]
+        keys = sorted(a.keys() | b.keys())
+        return [d for k in keys for d in differences(a.get(k), b.get(k), f"{where}.{k}")]
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in differences(x, y, f"{where}[{i}]")]
+        pairs = enumerate(zip(a, b, strict=True))
+        return [d for i, (x, y) in pairs for d in differences(x, y, f"{where}[{i}]")]
     return [] if a == b else [f"{where}: {a!r} != {b!r}"]
 
 
