@@ -140,11 +140,14 @@ def test_the_agent_in_a_container_sees_what_the_host_sees(engine: None) -> None:
     tag = secrets.token_hex(2)
     with BridgeLab(2) as lab, containers(tag, 2) as names, agent(image, tag) as port:
         inodes = {m.inode for m in lab.members} | {inode_of_container(n) for n in names}
-        time.sleep(1.1)  # past --min-interval: the agent walks again, after the containers started
-        served = get(port, "/api/v1/table").json()
-        host = host_table()
+        for _attempt in range(3):  # other labs on this machine mount and unmount the host netns meanwhile
+            time.sleep(1.1)  # past --min-interval: the agent walks again
+            served = get(port, "/api/v1/table").json()
+            host = host_table()
+            mine, theirs = ours(served, inodes), ours(host, inodes)
+            if not differences(mine, theirs):
+                break
         assert served["schema_version"] == host["schema_version"]
-        mine, theirs = ours(served, inodes), ours(host, inodes)
         assert len(mine) == 4, [e["workload"]["label"] for e in mine]
         assert differences(mine, theirs) == []
         labels = {e["workload"]["label"] for e in mine}

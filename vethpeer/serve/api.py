@@ -48,6 +48,7 @@ class Service:
     proc: str = "/proc"
     now: Callable[[], float] = field(default=lambda: 0.0)  # monotonic clock, as the cache's
     page: MetricsPage = field(default_factory=MetricsPage)
+    table: dict[int, bytes] = field(default_factory=dict)  # walk number -> the whole table's body
 
 
 def _json(status: int, document: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
@@ -128,10 +129,18 @@ def _table(service: Service, _path: str, params: dict[str, str], headers: Mappin
         return got
     observation, extra = got
     report, namespace = observation.report, params.get("namespace") or None
-    rows = report.rows
     if namespace:
-        rows = tuple(r for r in rows if r.end.workload.namespace == namespace)
-    return _json(200, jsonrender.report_json(report, rows, namespace=namespace), extra)
+        rows = tuple(r for r in report.rows if r.end.workload.namespace == namespace)
+        return _json(200, jsonrender.report_json(report, rows, namespace=namespace), extra)
+    walk = service.cache.latest()
+    number = walk.number if walk is not None and walk.value is observation else None
+    body = service.table.get(number) if number is not None else None
+    if body is None:  # the whole table, built once per walk (a cluster-wide `table -A` asks every node)
+        body = _json(200, jsonrender.report_json(report)).body
+        if number is not None:
+            service.table.clear()
+            service.table[number] = body
+    return Response(200, body, JSON_TYPE, extra)
 
 
 def target_from(path: str) -> str | None:
