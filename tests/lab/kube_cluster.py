@@ -43,10 +43,20 @@ def node_json(name: str) -> dict[str, Any]:
 
 
 def agent_pod(node: str, index: int) -> dict[str, Any]:
-    pod = pod_json(f"vethpeer-{index:05x}", "vethpeer", str(uuid.uuid4()), node=node, pod_ip=f"10.244.{index // 250}.{index % 250 + 2}")
+    pod = pod_json(
+        f"vethpeer-{index:05x}",
+        "vethpeer",
+        str(uuid.uuid4()),
+        node=node,
+        pod_ip=f"10.244.{index // 250}.{index % 250 + 2}",
+    )
     pod["metadata"]["labels"] = dict(AGENT_LABELS)
     pod["spec"]["containers"] = [
-        {"name": "vethpeer", "image": "vethpeer:0.1.0", "ports": [{"name": "http-metrics", "containerPort": 10098, "protocol": "TCP"}]}
+        {
+            "name": "vethpeer",
+            "image": "vethpeer:0.1.0",
+            "ports": [{"name": "http-metrics", "containerPort": 10098, "protocol": "TCP"}],
+        }
     ]
     pod["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
     return pod
@@ -88,15 +98,51 @@ class Cluster:
 
         if parts == ["api", "v1", "nodes"]:
             if self.nodes_forbidden:
-                return doc(403, status_json(403, "Forbidden", 'nodes is forbidden: User "vps" cannot list resource "nodes"'))
-            return doc(200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": [node_json(n) for n in self.nodes]})
+                return doc(
+                    403,
+                    status_json(
+                        403, "Forbidden", 'nodes is forbidden: User "vps" cannot list resource "nodes"'
+                    ),
+                )
+            return doc(
+                200,
+                {
+                    "kind": "NodeList",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "items": [node_json(n) for n in self.nodes],
+                },
+            )
+        if parts == ["api", "v1", "pods"]:  # what the agents' kube source lists (its node's pods)
+            items = [p for p in self.pods if _selected(p, query)]
+            return doc(
+                200,
+                {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items},
+            )
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) >= 5 and parts[4] == "pods":
             namespace = parts[3]
             if len(parts) == 5:
-                items = [p for p in self.pods if p["metadata"]["namespace"] == namespace and _selected(p, query)]
-                return doc(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items})
+                items = [
+                    p for p in self.pods if p["metadata"]["namespace"] == namespace and _selected(p, query)
+                ]
+                return doc(
+                    200,
+                    {
+                        "kind": "PodList",
+                        "apiVersion": "v1",
+                        "metadata": {"resourceVersion": "1"},
+                        "items": items,
+                    },
+                )
             name, _, port = parts[5].partition(":")
-            pod = next((p for p in self.pods if p["metadata"]["namespace"] == namespace and p["metadata"]["name"] == name), None)
+            pod = next(
+                (
+                    p
+                    for p in self.pods
+                    if p["metadata"]["namespace"] == namespace and p["metadata"]["name"] == name
+                ),
+                None,
+            )
             if pod is None:
                 return doc(404, status_json(404, "NotFound", f'pods "{name}" not found'))
             if len(parts) == 6:
@@ -109,14 +155,22 @@ class Cluster:
     def forward(self, name: str, path: str, pod: dict[str, Any], port: str) -> tuple[int, str, bytes]:
         backend = self.backends.get(name)
         target = f"{pod['status']['podIP']}:{port or 80}"
-        refused = status_json(503, "ServiceUnavailable", f"error trying to reach service: dial tcp {target}: connect: connection refused")
+        refused = status_json(
+            503,
+            "ServiceUnavailable",
+            f"error trying to reach service: dial tcp {target}: connect: connection refused",
+        )
         if backend is None:
             return 503, "application/json", json.dumps(refused).encode()
         conn = http.client.HTTPConnection("127.0.0.1", backend, timeout=30)
         try:
             conn.request("GET", path)
             response = conn.getresponse()
-            return response.status, response.getheader("Content-Type", "application/octet-stream"), response.read()
+            return (
+                response.status,
+                response.getheader("Content-Type", "application/octet-stream"),
+                response.read(),
+            )
         except OSError:
             return 503, "application/json", json.dumps(refused).encode()
         finally:
@@ -131,7 +185,11 @@ class Cluster:
             def do_GET(self) -> None:
                 cluster.requests.append(self.path)
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    code, kind, body = 401, "application/json", json.dumps(status_json(401, "Unauthorized", "Unauthorized")).encode()
+                    code, kind, body = (
+                        401,
+                        "application/json",
+                        json.dumps(status_json(401, "Unauthorized", "Unauthorized")).encode(),
+                    )
                 else:
                     code, kind, body = cluster.answer(self.path)
                 self.send_response(code)

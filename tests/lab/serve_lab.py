@@ -193,18 +193,24 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(*args: str, port: int | None = None, ready: bool = True, timeout: float = 20.0) -> Iterator[Served]:
+def serve(
+    *args: str,
+    port: int | None = None,
+    ready: bool = True,
+    timeout: float = 20.0,
+    env: dict[str, str] | None = None,
+) -> Iterator[Served]:
     """`vethpeer serve` as a real process on 127.0.0.1:PORT; stopped (SIGTERM, then SIGKILL) on exit."""
     port = port or free_port()
     tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-serve-"))
     err = tmp / "stderr"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     with err.open("wb") as stderr:
         process = subprocess.Popen(
             [PYTHON, "-m", "vethpeer", "serve", "--listen", f"127.0.0.1:{port}", *args],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            env=env,
+            env=environ,
             cwd=ROOT,
         )
     served = Served(process, port, err)
