@@ -10,10 +10,13 @@ on 127.0.0.1 (port 19400-19499), and measures:
   same host, which lists the same N host veths;
 * 100 concurrent scrapes (all must be 200), total wall time, cached and right after expiry;
 * idle CPU of `serve` over --idle seconds without requests (utime+stime from /proc);
-* RSS after 100 scrapes and after --scrapes (default 10,000).
+* RSS after 100 scrapes and after --scrapes (default 10,000);
+* `kubectl vethpeer table -A` across --nodes (default 50) simulated nodes: a stand-in API server
+  (tests/lab/kube_cluster.py; no kube-apiserver can run here) whose pod proxy forwards to one
+  real `vethpeer serve` per node; baseline: the same plugin asking one node (`--node`).
 
 Needs root. ``python benchmarks/bench_serve.py --size 1000``. Targets (issue 10, 2 cores):
-fresh < 0.5 s, cached < 20 ms, 100 concurrent < 2 s, idle CPU ~ 0, RSS flat.
+fresh < 0.5 s, cached < 20 ms, 100 concurrent < 2 s, idle CPU ~ 0, RSS flat; table -A at 50 nodes < 3 s.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.lab.serve_lab import BridgeLab, free_port, serve  # noqa: E402
+from tests.lab.serve_lab import BridgeLab, free_port, serve, wait_ready  # noqa: E402
 
-TARGETS = {"fresh": 0.5, "cached": 0.020, "concurrent": 2.0}
+TARGETS = {"fresh": 0.5, "cached": 0.020, "concurrent": 2.0, "plugin": 3.0}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -111,6 +114,41 @@ def concurrent(port: int, count: int = 100) -> tuple[float, list[int]]:
         return time.perf_counter() - start, statuses
 
 
+def plugin_phase(nodes: int, repeat: int) -> tuple[float, float, int]:
+    """(median table -A, median table --node, rows) over ``nodes`` simulated nodes."""
+    from tests.lab.kube_cluster import agent_pod, cluster
+
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(cluster(nodes=[f"node-{i}" for i in range(nodes)]))
+        api.pods += [agent_pod(f"node-{i}", i) for i in range(nodes)]
+        started = [
+            stack.enter_context(serve("--no-kube", "--min-interval", "3600", ready=False))
+            for _ in range(nodes)
+        ]
+        for i, served in enumerate(started):
+            wait_ready(served, 300)
+            api.backends[f"vethpeer-{i:05x}"] = served.port
+        kubeconfig = stack.enter_context(api.kubeconfig())
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "vethpeer.kubectl.cli", *args, "--kubeconfig", kubeconfig],
+                capture_output=True, text=True, cwd=ROOT, env=env, check=True,
+            )  # fmt: skip
+
+        run("table", "-A")  # every agent has rendered its table once
+        every, one, rows = [], [], 0
+        for _ in range(repeat):
+            start = time.perf_counter()
+            done = run("table", "-A")
+            every.append(time.perf_counter() - start)
+            rows = len(done.stdout.splitlines()) - 1
+            assert not done.stderr.strip(), done.stderr
+            one.append(timed(lambda: run("table", "--node", "node-0")))
+        return statistics.median(every), statistics.median(one), rows
+
+
 def row(
     name: str, value: float, unit: str, baseline: float | None = None, target: float | None = None
 ) -> str:
@@ -132,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--scrapes", type=int, default=10_000)
     parser.add_argument("--idle", type=float, default=10.0)
+    parser.add_argument("--nodes", type=int, default=50, help="simulated nodes for the plugin (0: skip)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
@@ -191,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 done = mark
                 rss[mark] = rss_mb(pid)
         rss_100, rss_many = rss[100], rss[args.scrapes]
+    if args.nodes:  # after the lab is gone: the agents walk this host once each
+        every, one, rows = plugin_phase(args.nodes, args.repeat)
 
     print(
         row(
@@ -220,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         f"   growth {rss_many - rss_100:+.1f} MB"
     )
     print("    RSS by scrapes: " + ", ".join(f"{n}: {mb:.1f} MB" for n, mb in rss.items()))
+    if args.nodes:
+        print(row(f"kubectl vethpeer table -A, {args.nodes} nodes", every, "s", one, TARGETS["plugin"]))
+        print(f"    baseline: the same plugin asking one node (--node); {rows} rows merged")
     return 0
 
 
