@@ -181,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     interval = 2.0
+    if args.size == 0:
+        every, one, rows = plugin_phase(args.nodes, args.repeat)
+        print(row(f"kubectl vethpeer table -A, {args.nodes} nodes", every, "s", one, TARGETS["plugin"]))
+        print(f"    baseline: the same plugin asking one node (--node); {rows} rows merged")
+        return 0
     with (
         BridgeLab(args.size, inside=False) as lab,
         node_exporter() as node_port,
@@ -230,8 +235,6 @@ def main(argv: list[str] | None = None) -> int:
                 done = mark
                 rss[mark] = rss_mb(pid)
         rss_100, rss_many = rss[100], rss[args.scrapes]
-    if args.nodes:  # after the lab is gone: the agents walk this host once each
-        every, one, rows = plugin_phase(args.nodes, args.repeat)
 
     print(
         row(
@@ -261,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         f"   growth {rss_many - rss_100:+.1f} MB"
     )
     print("    RSS by scrapes: " + ", ".join(f"{n}: {mb:.1f} MB" for n, mb in rss.items()))
-    if args.nodes:
+    sys.stdout.flush()
+    if args.nodes:  # after the lab is gone: the agents walk this host once each
+        every, one, rows = plugin_phase(args.nodes, args.repeat)
         print(row(f"kubectl vethpeer table -A, {args.nodes} nodes", every, "s", one, TARGETS["plugin"]))
         print(f"    baseline: the same plugin asking one node (--node); {rows} rows merged")
     return 0

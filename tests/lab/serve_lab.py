@@ -135,16 +135,23 @@ class BridgeLab:
             _ip("link", "del", m.host_veth, check=False)
 
 
+_HANDED_OUT: set[int] = set()  # ports given to servers that may not have bound them yet
+
+
 def free_port(start: int = 19400, end: int = 19499) -> int:
-    """A free port in this helper's range, on 127.0.0.1."""
+    """A free port in this helper's range, on 127.0.0.1, not handed out before by this process."""
     for port in range(start, end + 1):
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
-    raise RuntimeError("no free port in 19400-19499")
+    _HANDED_OUT.clear()  # every port was handed out once: those servers are long gone
+    return free_port(start, end)
 
 
 @dataclass
