@@ -88,13 +88,13 @@ class Cluster:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_port}"
 
-    def answer(self, raw_path: str) -> tuple[int, str, bytes]:
+    def answer(self, raw_path: str, encoding: str = "") -> tuple[int, str, bytes, dict[str, str]]:
         url = urlparse(raw_path)
         query = parse_qs(url.query)
         parts = [unquote(p) for p in url.path.split("/") if p]
 
-        def doc(code: int, body: dict[str, Any]) -> tuple[int, str, bytes]:
-            return code, "application/json", json.dumps(body).encode()
+        def doc(code: int, body: dict[str, Any]) -> tuple[int, str, bytes, dict[str, str]]:
+            return code, "application/json", json.dumps(body).encode(), {}
 
         if parts == ["api", "v1", "nodes"]:
             if self.nodes_forbidden:
@@ -149,30 +149,41 @@ class Cluster:
                 return doc(200, pod)
             if parts[6] == "proxy":
                 rest = "/" + url.path.split("/proxy/", 1)[1] + (f"?{url.query}" if url.query else "")
-                return self.forward(name, rest, pod, port)
+                return self.forward(name, rest, pod, port, encoding)
         return doc(404, status_json(404, "NotFound", "the server could not find the requested resource"))
 
-    def forward(self, name: str, path: str, pod: dict[str, Any], port: str) -> tuple[int, str, bytes]:
+    def forward(
+        self, name: str, path: str, pod: dict[str, Any], port: str, encoding: str
+    ) -> tuple[int, str, bytes, dict[str, str]]:
+        """As the API server's proxy: the request's Accept-Encoding goes up, Content-Encoding comes back."""
         backend = self.backends.get(name)
         target = f"{pod['status']['podIP']}:{port or 80}"
-        refused = status_json(
-            503,
-            "ServiceUnavailable",
-            f"error trying to reach service: dial tcp {target}: connect: connection refused",
-        )
+        refused = json.dumps(
+            status_json(
+                503,
+                "ServiceUnavailable",
+                f"error trying to reach service: dial tcp {target}: connect: connection refused",
+            )
+        ).encode()
         if backend is None:
-            return 503, "application/json", json.dumps(refused).encode()
+            return 503, "application/json", refused, {}
         conn = http.client.HTTPConnection("127.0.0.1", backend, timeout=30)
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers={"Accept-Encoding": encoding} if encoding else {})
             response = conn.getresponse()
+            extra = (
+                {"Content-Encoding": response.getheader("Content-Encoding")}
+                if response.getheader("Content-Encoding")
+                else {}
+            )
             return (
                 response.status,
                 response.getheader("Content-Type", "application/octet-stream"),
                 response.read(),
+                extra,
             )
         except OSError:
-            return 503, "application/json", json.dumps(refused).encode()
+            return 503, "application/json", refused, {}
         finally:
             conn.close()
 
@@ -184,16 +195,18 @@ class Cluster:
 
             def do_GET(self) -> None:
                 cluster.requests.append(self.path)
+                extra: dict[str, str] = {}
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    code, kind, body = (
-                        401,
-                        "application/json",
-                        json.dumps(status_json(401, "Unauthorized", "Unauthorized")).encode(),
-                    )
+                    unauthorized = status_json(401, "Unauthorized", "Unauthorized")
+                    code, kind, body = 401, "application/json", json.dumps(unauthorized).encode()
                 else:
-                    code, kind, body = cluster.answer(self.path)
+                    code, kind, body, extra = cluster.answer(
+                        self.path, self.headers.get("Accept-Encoding", "")
+                    )
                 self.send_response(code)
                 self.send_header("Content-Type", kind)
+                for header, value in extra.items():
+                    self.send_header(header, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

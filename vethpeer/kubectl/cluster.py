@@ -76,7 +76,7 @@ class Cluster:
         """GET ``path`` (already quoted); a reply whatever its status, ClusterError if none came."""
         import urllib3
 
-        headers = {"Accept": "application/json, */*"}
+        headers = {"Accept": "application/json, */*", "Accept-Encoding": "gzip"}
         self._client.update_params_for_auth(headers, [], ["BearerToken"], path, "GET", None)
         try:
             response = self._client.call_api(

@@ -9,6 +9,7 @@ Nothing here changes anything.
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ class Service:
     proc: str = "/proc"
     now: Callable[[], float] = field(default=lambda: 0.0)  # monotonic clock, as the cache's
     page: MetricsPage = field(default_factory=MetricsPage)
-    table: dict[int, bytes] = field(default_factory=dict)  # walk number -> the whole table's body
+    table: dict[tuple[int, bool], bytes] = field(default_factory=dict)  # (walk, gzipped) -> the whole table
 
 
 def _json(status: int, document: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
@@ -134,12 +135,20 @@ def _table(service: Service, _path: str, params: dict[str, str], headers: Mappin
         return _json(200, jsonrender.report_json(report, rows, namespace=namespace), extra)
     walk = service.cache.latest()
     number = walk.number if walk is not None and walk.value is observation else None
-    body = service.table.get(number) if number is not None else None
+    compress = accepts_gzip(headers.get("accept-encoding", ""))
+    body = service.table.get((number, compress)) if number is not None else None
     if body is None:  # the whole table, built once per walk (a cluster-wide `table -A` asks every node)
-        body = _json(200, jsonrender.report_json(report)).body
+        raw = service.table.get((number, False)) if number is not None else None
+        if raw is None:
+            raw = _json(200, jsonrender.report_json(report)).body
+        body = gzip.compress(raw, compresslevel=1, mtime=0) if compress else raw
         if number is not None:
-            service.table.clear()
-            service.table[number] = body
+            if any(key[0] != number for key in service.table):
+                service.table.clear()
+            service.table[(number, False)] = raw
+            service.table[(number, compress)] = body
+    if compress:
+        extra = {**extra, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
     return Response(200, body, JSON_TYPE, extra)
 
 
