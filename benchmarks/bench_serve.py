@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scrapes", type=int, default=10_000)
     parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--nodes", type=int, default=50, help="simulated nodes for the plugin (0: skip)")
+    parser.add_argument("--plugin-lab", type=int, default=0, help="with --size 0: namespaces on every node")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
@@ -182,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     interval = 2.0
     if args.size == 0:
-        every, one, rows = plugin_phase(args.nodes, args.repeat)
+        with BridgeLab(args.plugin_lab, inside=False) if args.plugin_lab else contextlib.nullcontext():
+            every, one, rows = plugin_phase(args.nodes, args.repeat)
         print(row(f"kubectl vethpeer table -A, {args.nodes} nodes", every, "s", one, TARGETS["plugin"]))
         print(f"    baseline: the same plugin asking one node (--node); {rows} rows merged")
         return 0

@@ -207,20 +207,29 @@ def serve(
     timeout: float = 20.0,
     env: dict[str, str] | None = None,
 ) -> Iterator[Served]:
-    """`vethpeer serve` as a real process on 127.0.0.1:PORT; stopped (SIGTERM, then SIGKILL) on exit."""
-    port = port or free_port()
+    """`vethpeer serve` as a real process on 127.0.0.1:PORT; stopped (SIGTERM, then SIGKILL) on exit.
+
+    Without a fixed ``port``, a port that turns out to be taken when the server binds it is
+    replaced by another (a few times), so many servers can start at once.
+    """
     tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-serve-"))
     err = tmp / "stderr"
     environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    with err.open("wb") as stderr:
-        process = subprocess.Popen(
-            [PYTHON, "-m", "vethpeer", "serve", "--listen", f"127.0.0.1:{port}", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=environ,
-            cwd=ROOT,
-        )
-    served = Served(process, port, err)
+    for _attempt in range(5):
+        chosen = port or free_port()
+        with err.open("wb") as stderr:
+            process = subprocess.Popen(
+                [PYTHON, "-m", "vethpeer", "serve", "--listen", f"127.0.0.1:{chosen}", *args],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=environ,
+                cwd=ROOT,
+            )
+        served = Served(process, chosen, err)
+        if port is not None or _listening(served, timeout):
+            break
+    else:
+        raise RuntimeError(f"vethpeer serve could not listen: {served.stderr()}")
     try:
         if ready:
             wait_ready(served, timeout)
@@ -234,6 +243,20 @@ def serve(
                 process.kill()
                 process.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _listening(served: Served, timeout: float) -> bool:
+    """True once the server accepts connections; False if it exited because the port was taken."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if served.process.poll() is not None:
+            if "cannot listen" in served.stderr():
+                return False
+            raise RuntimeError(f"vethpeer serve exited {served.process.returncode}: {served.stderr()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", served.port), timeout=1):
+            return True
+        time.sleep(0.05)
+    raise RuntimeError(f"vethpeer serve did not listen within {timeout} s: {served.stderr()}")
 
 
 def wait_ready(served: Served, timeout: float = 20.0) -> None:
