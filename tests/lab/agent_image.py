@@ -101,9 +101,18 @@ def agent_image() -> str:
             return name
         shutil.copy(ROOT / "Dockerfile", context / "Dockerfile")
         _run(["docker", "build", "--pull=false", "--build-arg", f"BASE={base}", "-t", name, str(context)])
+        _prune(keep=name)
         return name
     finally:
         shutil.rmtree(context, ignore_errors=True)
+
+
+def _prune(keep: str) -> None:
+    """Remove this helper's older agent images (one per source change otherwise piles up)."""
+    listed = _run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO])
+    for old in listed.split():
+        if old != keep:
+            subprocess.run(["docker", "rmi", old], capture_output=True, check=False)
 
 
 if __name__ == "__main__":
