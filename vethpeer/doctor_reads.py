@@ -75,7 +75,7 @@ def read(
                         with RtnlSocket() as sock:
                             found_routes = tuple(sock.routes())
                             neighbours = tuple(sock.neighbours())
-                    values = _read_conf(want_conf.get(ns.key, ()), proc)
+                    values = _read_conf(want_conf[ns.key], proc) if ns.key in want_conf else {}
                 facts[ns.key] = NsFacts(found_routes, neighbours, values)
             except OSError as error:
                 facts[ns.key] = NsFacts(error=f"cannot read: {error.strerror or error}")

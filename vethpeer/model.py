@@ -27,15 +27,18 @@ class Namespace:
 
     key: NsKey
     is_host: bool = False
-    mounts: tuple[str, ...] = ()  # nsfs bind mounts: /run/netns/NAME, /run/docker/netns/ID, ...
+    mounts: tuple[str, ...] = ()  # nsfs bind mounts as the node names them: /run/netns/NAME, ...
     pids: tuple[int, ...] = ()  # processes inside, ascending
     comm: str | None = None  # command name of the lowest PID
+    # The same mounts as reachable from here, when that differs (in a container: the node's
+    # /run/docker/netns/ID is /proc/1/root/run/docker/netns/ID); empty when they are the mounts.
+    reachable: tuple[str, ...] = ()
 
     @property
     def netns_names(self) -> tuple[str, ...]:
         """Names that `ip netns` knows this namespace by."""
         names = []
-        for path in self.mounts:  # /run/netns/NAME, or /proc/1/root/run/netns/NAME from a container
+        for path in self.mounts:  # /run/netns/NAME
             head, _, name = path.rpartition("/")
             if head.endswith("/run/netns"):
                 names.append(name)

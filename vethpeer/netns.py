@@ -6,8 +6,11 @@ process inside (``ip netns``, Docker, CNI, podman), read from
 ``/proc/self/mountinfo``. They are merged on (st_dev, st_ino).
 
 Inside a container (a DaemonSet pod with hostPID) our own mount table is the
-container's: the node's bind mounts are listed in PID 1's (``/proc/1/mountinfo``)
-and reached through ``/proc/1/root``. Both tables are read when they differ.
+container's: the node's bind mounts are listed in PID 1's (``/proc/1/mountinfo``;
+kthreadd's when PID 1 refuses us) and reached through ``/proc/1/root``. Both tables
+are read when they differ; a mount is named as the node names it
+(``Namespace.mounts``) and opened through the path that reaches it
+(``Namespace.reachable``).
 Everything is read below one procfs root (``proc``), so tests can point discovery
 at a recorded tree.
 
@@ -107,21 +110,45 @@ def _read(path: str) -> str | None:
         return None
 
 
+def _node_process(proc: str) -> str | None:
+    """A process in the node's mount namespace when ours is another one (we run in a container
+    that sees the node's processes): PID 1, or kthreadd (PID 2) when PID 1 refuses even root."""
+    try:
+        ours = os.stat(f"{proc}/self/ns/mnt").st_ino
+    except OSError:
+        return None
+    for pid in ("1", "2"):
+        try:
+            theirs = os.stat(f"{proc}/{pid}/ns/mnt").st_ino
+        except OSError:
+            continue
+        if pid == "2" and not _is_kthreadd(proc):
+            return None
+        return pid if theirs != ours else None
+    return None
+
+
+def _is_kthreadd(proc: str) -> bool:
+    try:
+        with open(f"{proc}/2/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return fields[1] == "0" and bool(int(fields[6]) & 0x00200000)  # ppid 0, PF_KTHREAD
+    except (OSError, IndexError, ValueError):
+        return False
+
+
 def mount_tables(proc: str) -> list[tuple[str, str]]:
     """(mountinfo text, prefix that reaches its paths from here): ours, and the node's if it differs.
 
-    PID 1's table is read only when PID 1 is in another mount namespace (we run in a
-    container that sees the node's processes) and it lets us.
+    The node's table is read only when a process of the node's mount namespace (PID 1, or
+    kthreadd) is in another mount namespace than ours, and it lets us.
     """
     tables = [(_read(f"{proc}/self/mountinfo") or "", "")]
-    try:
-        other = os.stat(f"{proc}/1/ns/mnt").st_ino != os.stat(f"{proc}/self/ns/mnt").st_ino
-    except OSError:
-        other = False
-    if other:
-        node = _read(f"{proc}/1/mountinfo")
+    pid = _node_process(proc)
+    if pid is not None:
+        node = _read(f"{proc}/{pid}/mountinfo")
         if node is not None:
-            tables.append((node, f"{proc}/1/root"))
+            tables.append((node, f"{proc}/{pid}/root"))
     return tables
 
 
@@ -144,24 +171,31 @@ def discover(proc: str = "/proc") -> Discovery:
             continue
         pids.setdefault(NsKey(st.st_dev, st.st_ino), []).append(int(name))
 
-    mounts: dict[NsKey, list[str]] = {}
+    mounts: dict[NsKey, dict[str, str]] = {}  # node path -> the path that reaches it from here
+    seen: set[str] = set()
     for text, prefix in mount_tables(proc):
         for path in nsfs_mounts(text):
+            if path in seen:  # the node's mount, propagated into our table too (/run/netns)
+                continue
             try:
-                found = mounts.setdefault(key_of(prefix + path), [])
+                key = key_of(prefix + path)
             except OSError:  # unmounted since, or not reachable from here
                 continue
-            if prefix + path not in found:
-                found.append(prefix + path)
+            seen.add(path)
+            mounts.setdefault(key, {})[path] = prefix + path
 
     namespaces = []
     for key in sorted(pids.keys() | mounts.keys()):
         members = sorted(pids.get(key, ()))
+        found = mounts.get(key, {})
         namespaces.append(
             Namespace(
                 key=key,
                 is_host=key == host,
-                mounts=tuple(sorted(mounts.get(key, ()))),
+                mounts=tuple(sorted(found)),
+                reachable=tuple(found[p] for p in sorted(found))
+                if any(p != r for p, r in found.items())
+                else (),
                 pids=tuple(members),
                 comm=_comm(members[0], proc) if members and key != host else None,
             )
@@ -171,7 +205,7 @@ def discover(proc: str = "/proc") -> Discovery:
 
 def open_namespace(ns: Namespace, proc: str = "/proc") -> int:
     """An O_RDONLY fd on the namespace, checked to be the same one (no PID reuse race)."""
-    candidates = [*ns.mounts, *(f"{proc}/{pid}/ns/net" for pid in ns.pids)]
+    candidates = [*(ns.reachable or ns.mounts), *(f"{proc}/{pid}/ns/net" for pid in ns.pids)]
     for path in candidates:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -20,7 +20,7 @@ from typing import Protocol, cast
 from ..environment import Environment
 from ..errors import ExitStatus
 
-NAMES = ("table", "which", "doctor", "graph", "capture", "top", "watch", "completion")
+NAMES = ("table", "which", "doctor", "graph", "capture", "top", "watch", "serve", "completion")
 DEFAULT = "table"
 
 

@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Benchmark: `vethpeer serve` at N namespaces, against baselines measured in the same run.
+
+Builds N namespaces (prefix ``vps``), each with a veth to one bridge, starts `vethpeer serve`
+on 127.0.0.1 (port 19400-19499), and measures:
+
+* ``/metrics`` from a fresh walk (the result older than --min-interval), median of --repeat;
+  baseline: the one-shot `vethpeer table --json` (a fresh process and walk each time);
+* ``/metrics`` from the cache; baseline: a real node_exporter's ``/metrics`` (netdev only) on the
+  same host, which lists the same N host veths;
+* 100 concurrent scrapes (all must be 200), total wall time, cached and right after expiry;
+* idle CPU of `serve` over --idle seconds without requests (utime+stime from /proc);
+* RSS after 100 scrapes and after --scrapes (default 10,000);
+* `kubectl vethpeer table -A` across --nodes (default 50) simulated nodes: a stand-in API server
+  (tests/lab/kube_cluster.py; no kube-apiserver can run here) whose pod proxy forwards to one
+  real `vethpeer serve` per node; baseline: the same plugin asking one node (`--node`).
+
+Needs root. ``python benchmarks/bench_serve.py --size 1000``. Targets (issue 10, 2 cores):
+fresh < 0.5 s, cached < 20 ms, 100 concurrent < 2 s, idle CPU ~ 0, RSS flat; table -A at 50 nodes < 3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.lab.serve_lab import BridgeLab, free_port, serve, wait_ready  # noqa: E402
+
+TARGETS = {"fresh": 0.5, "cached": 0.020, "concurrent": 2.0, "plugin": 3.0}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+PROMETHEUS_HEADERS = {  # what Prometheus 2.42 sends
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+    "X-Prometheus-Scrape-Timeout-Seconds": "10",
+}
+
+
+def scrape(port: int, path: str = "/metrics") -> tuple[int, int]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers=PROMETHEUS_HEADERS)
+        response = conn.getresponse()
+        return response.status, len(response.read())
+    finally:
+        conn.close()
+
+
+def timed(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextlib.contextmanager
+def node_exporter() -> Iterator[int]:
+    port = free_port(19450)
+    process = subprocess.Popen(
+        [
+            "/usr/bin/prometheus-node-exporter",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--collector.disable-defaults",
+            "--collector.netdev",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                scrape(port)
+                break
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def concurrent(port: int, count: int = 100) -> tuple[float, list[int]]:
+    with ThreadPoolExecutor(count) as pool:
+        start = time.perf_counter()
+        statuses = [s for s, _n in pool.map(lambda _: scrape(port), range(count))]
+        return time.perf_counter() - start, statuses
+
+
+def plugin_phase(nodes: int, repeat: int) -> tuple[float, float, int]:
+    """(median table -A, median table --node, rows) over ``nodes`` simulated nodes."""
+    from tests.lab.kube_cluster import agent_pod, cluster
+
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(cluster(nodes=[f"node-{i}" for i in range(nodes)]))
+        api.pods += [agent_pod(f"node-{i}", i) for i in range(nodes)]
+        started = [
+            stack.enter_context(serve("--no-kube", "--min-interval", "3600", ready=False))
+            for _ in range(nodes)
+        ]
+        for i, served in enumerate(started):
+            wait_ready(served, 300)
+            api.backends[f"vethpeer-{i:05x}"] = served.port
+        kubeconfig = stack.enter_context(api.kubeconfig())
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "vethpeer.kubectl.cli", *args, "--kubeconfig", kubeconfig],
+                capture_output=True, text=True, cwd=ROOT, env=env, check=True,
+            )  # fmt: skip
+
+        run("table", "-A")  # every agent has rendered its table once
+        every, one, rows = [], [], 0
+        for _ in range(repeat):
+            start = time.perf_counter()
+            done = run("table", "-A")
+            every.append(time.perf_counter() - start)
+            rows = len(done.stdout.splitlines()) - 1
+            assert not done.stderr.strip(), done.stderr
+            one.append(timed(lambda: run("table", "--node", "node-0")))
+        return statistics.median(every), statistics.median(one), rows
+
+
+def row(
+    name: str, value: float, unit: str, baseline: float | None = None, target: float | None = None
+) -> str:
+    text = f"{name:44} {value * 1000 if unit == 'ms' else value:10.3f} {unit}"
+    if baseline is not None:
+        shown = baseline * 1000 if unit == "ms" else baseline
+        text += (
+            f"   baseline {shown:10.3f} {unit}   ratio {baseline / value if value else float('inf'):6.1f}x"
+        )
+    if target is not None:
+        shown_target = target * 1000 if unit == "ms" else target
+        text += f"   target < {shown_target:g} {unit}: {'met' if value < target else 'MISSED'}"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--scrapes", type=int, default=10_000)
+    parser.add_argument("--idle", type=float, default=10.0)
+    parser.add_argument("--nodes", type=int, default=50, help="simulated nodes for the plugin (0: skip)")
+    parser.add_argument("--plugin-lab", type=int, default=0, help="with --size 0: namespaces on every node")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("needs root", file=sys.stderr)
+        return 2
+
+    def on_term(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    interval = 2.0
+    if args.size == 0:
+        with BridgeLab(args.plugin_lab, inside=False) if args.plugin_lab else contextlib.nullcontext():
+            every, one, rows = plugin_phase(args.nodes, args.repeat)
+        print(row(f"kubectl vethpeer table -A, {args.nodes} nodes", every, "s", one, TARGETS["plugin"]))
+        print(f"    baseline: the same plugin asking one node (--node); {rows} rows merged")
+        return 0
+    with (
+        BridgeLab(args.size, inside=False) as lab,
+        node_exporter() as node_port,
+        serve("--min-interval", str(interval), "--no-kube", "--max-clients", "128", timeout=120) as served,
+    ):
+        port, pid = served.port, served.process.pid
+        print(f"N={args.size} namespaces (lab {lab.tag}), serve on :{port}, pid {pid}")
+        status, size = scrape(port)
+        assert status == 200
+        print(f"/metrics: {size / 1e6:.2f} MB gzipped (scraped as Prometheus does: OpenMetrics, gzip)")
+
+        fresh = []
+        for _ in range(args.repeat):
+            time.sleep(interval + 0.1)
+            fresh.append(timed(lambda: scrape(port)))
+        cli = [
+            timed(
+                lambda: subprocess.run(
+                    [sys.executable, "-m", "vethpeer", "table", "--json", "--no-kube"],
+                    stdout=subprocess.DEVNULL,
+                    cwd=ROOT,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    check=True,
+                )
+            )
+            for _ in range(args.repeat)
+        ]
+        scrape(port)
+        cached = [timed(lambda: scrape(port)) for _ in range(args.repeat * 4)]
+        node = [timed(lambda: scrape(node_port)) for _ in range(args.repeat * 4)]
+        conc_cached, statuses = concurrent(port)
+        assert statuses == [200] * 100, statuses
+        time.sleep(interval + 0.1)
+        conc_fresh, statuses = concurrent(port)
+        assert statuses == [200] * 100, statuses
+
+        time.sleep(0.5)
+        cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(args.idle)
+        idle = (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
+
+        rss: dict[int, float] = {}
+        done = 0
+        with ThreadPoolExecutor(8) as pool:
+            for mark in sorted({100, args.scrapes // 10, args.scrapes // 2, args.scrapes}):
+                list(pool.map(lambda _: scrape(port), range(mark - done)))
+                done = mark
+                rss[mark] = rss_mb(pid)
+        rss_100, rss_many = rss[100], rss[args.scrapes]
+
+    print(
+        row(
+            "/metrics, fresh walk (median)",
+            statistics.median(fresh),
+            "s",
+            statistics.median(cli),
+            TARGETS["fresh"],
+        )
+    )
+    print("    baseline: one-shot `vethpeer table --json` (new process, one walk)")
+    print(
+        row(
+            "/metrics, from cache (median)",
+            statistics.median(cached),
+            "ms",
+            statistics.median(node),
+            TARGETS["cached"],
+        )
+    )
+    print("    baseline: node_exporter /metrics (netdev collector) on the same host")
+    print(row("100 concurrent scrapes, cached", conc_cached, "s", target=TARGETS["concurrent"]))
+    print(row("100 concurrent scrapes, one walk due", conc_fresh, "s", target=TARGETS["concurrent"]))
+    print(row("idle CPU (fraction of one core)", idle, "", target=0.01))
+    print(
+        f"{f'RSS after 100 / {args.scrapes} scrapes':44} {rss_100:10.1f} MB / {rss_many:.1f} MB"
+        f"   growth {rss_many - rss_100:+.1f} MB"
+    )
+    print("    RSS by scrapes: " + ", ".join(f"{n}: {mb:.1f} MB" for n, mb in rss.items()))
+    sys.stdout.flush()
+    if args.nodes:  # after the lab is gone: the agents walk this host once each
+        every, one, rows = plugin_phase(args.nodes, args.repeat)
+        print(row(f"kubectl vethpeer table -A, {args.nodes} nodes", every, "s", one, TARGETS["plugin"]))
+        print(f"    baseline: the same plugin asking one node (--node); {rows} rows merged")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Which agent serves which node, and asking many of them at once, each under its own timeout."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from .cluster import Cluster, ClusterError, proxy_path
+
+AGENT_NAMESPACE = "vethpeer"
+AGENT_SELECTOR = "app.kubernetes.io/name=vethpeer,app.kubernetes.io/component=node-agent"
+AGENT_PORT = 10098  # = vethpeer serve's default (docs/cluster.md)
+PORT_NAME = "http-metrics"
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    node: str
+    namespace: str
+    pod: str
+    port: int
+    ready: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAnswer:
+    """One node's part: ``status`` "ok" (``document`` set), "no agent", "unreachable" or "error"."""
+
+    node: str
+    status: str
+    detail: str = ""
+    document: dict[str, Any] | None = None
+
+
+def _port(pod: dict[str, Any]) -> int:
+    for container in pod.get("spec", {}).get("containers", []):
+        for port in container.get("ports", []) or []:
+            if port.get("name") == PORT_NAME and isinstance(port.get("containerPort"), int):
+                return int(port["containerPort"])
+    return AGENT_PORT
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    status = pod.get("status", {})
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions", []) or []}
+    return bool(status.get("phase") == "Running" and conditions.get("Ready", "True") == "True")
+
+
+def agents(
+    cluster: Cluster, namespace: str, selector: str, timeout: float, node: str | None = None
+) -> dict[str, Agent]:
+    """The agent pod of each node (a running one preferred, when a rollout briefly has two)."""
+    query = {"labelSelector": selector}
+    if node is not None:
+        query["fieldSelector"] = f"spec.nodeName={node}"
+    path = f"/api/v1/namespaces/{namespace}/pods?{urlencode(query)}"
+    found: dict[str, Agent] = {}
+    for pod in cluster.get_json(path, timeout).get("items", []):
+        where = pod.get("spec", {}).get("nodeName")
+        if not where:
+            continue
+        agent = Agent(where, namespace, pod["metadata"]["name"], _port(pod), _ready(pod))
+        if where not in found or (agent.ready and not found[where].ready):
+            found[where] = agent
+    return found
+
+
+def node_names(cluster: Cluster, timeout: float) -> list[str] | None:
+    """Every node's name; None when the API does not let us list nodes (the plugin then knows
+    only the nodes that have an agent)."""
+    try:
+        document = cluster.get_json("/api/v1/nodes", timeout)
+    except ClusterError:
+        return None
+    return sorted(n["metadata"]["name"] for n in document.get("items", []))
+
+
+def ask(cluster: Cluster, agent: Agent, path: str, timeout: float) -> NodeAnswer:
+    """One agent's JSON document, through the API server's pod proxy."""
+    try:
+        reply = cluster.get(proxy_path(agent.namespace, agent.pod, agent.port, path), timeout)
+    except ClusterError as error:
+        return NodeAnswer(agent.node, "unreachable", f"no answer within {timeout:g} s ({error})")
+    document = reply.json()
+    if reply.status == 200 and isinstance(document, dict):
+        return NodeAnswer(agent.node, "ok", document=document)
+    if reply.status in (502, 503) and not (isinstance(document, dict) and "error" in document):
+        return NodeAnswer(agent.node, "unreachable", f"agent {agent.pod}: {reply.message}")
+    return NodeAnswer(agent.node, "error", f"agent {agent.pod}: {reply.status} {reply.message}", document)
+
+
+def fan_out(
+    cluster: Cluster, found: dict[str, Agent], nodes: Iterable[str], path: str, timeout: float
+) -> list[NodeAnswer]:
+    """Ask every node's agent at once; nodes without one are answered here. Sorted by node."""
+    wanted: Sequence[str] = sorted(set(nodes) | set(found))
+    answers = {
+        n: NodeAnswer(n, "no agent", "no vethpeer agent pod on this node") for n in wanted if n not in found
+    }
+    asked = [found[n] for n in wanted if n in found]
+    if asked:
+        with ThreadPoolExecutor(min(64, len(asked)), thread_name_prefix="vethpeer-node") as pool:
+            for answer in pool.map(lambda a: ask(cluster, a, path, timeout), asked):
+                answers[answer.node] = answer
+    return [answers[n] for n in wanted]

@@ -1,0 +1,285 @@
+"""The Prometheus series of one walk, and of the exporter's own health (pure, then prometheus_client).
+
+* ``vethpeer_interface_info{device, ...} 1``: one per host-side veth whose peer is in a
+  workload; ``device`` is the host interface name as node_exporter labels it, so
+  ``node_network_* * on(instance, device) group_left(...) vethpeer_interface_info`` joins.
+* ``vethpeer_workload_network_{receive,transmit}_{bytes,packets,drop,errs}_total``: the
+  workload side's own IFLA_STATS64 counters, labelled like the info series.
+* ``vethpeer_finding{check, severity, ...} 1``: doctor findings at warning and above.
+* health: ``vethpeer_source_up``, ``vethpeer_walk_*``, ``vethpeer_result_*``.
+
+A label whose value is unknown is left out, never ``""`` (Prometheus treats both alike,
+but an empty label in the output only confuses people reading it). No addresses, MACs
+or user labels become labels.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+
+from .. import __version__
+from ..checks import Severity
+from ..model import End, Relation, Report, Row, SourceState, Workload, WorkloadKind
+from .cache import Answer, CacheStats
+from .walker import Observation
+
+Labels = dict[str, str]
+
+COUNTERS = (  # (metric name part, LinkStats field, help)
+    ("receive_bytes", "rx_bytes", "Bytes received by the workload's interface."),
+    ("transmit_bytes", "tx_bytes", "Bytes sent by the workload's interface."),
+    ("receive_packets", "rx_packets", "Packets received by the workload's interface."),
+    ("transmit_packets", "tx_packets", "Packets sent by the workload's interface."),
+    ("receive_drop", "rx_dropped", "Received packets dropped by the workload's interface."),
+    ("transmit_drop", "tx_dropped", "Packets the workload's interface dropped on send."),
+    ("receive_errs", "rx_errors", "Receive errors on the workload's interface."),
+    ("transmit_errs", "tx_errors", "Transmit errors on the workload's interface."),
+)
+
+
+def _put(labels: Labels, name: str, value: object) -> None:
+    if value is not None and value != "":
+        labels[name] = str(value)
+
+
+def workload_labels(w: Workload) -> Labels:
+    """Who: kind and label always; Kubernetes namespace/pod/uid for pods; container for Docker."""
+    labels: Labels = {"workload_kind": w.kind.value, "workload": w.label}
+    if w.kind is WorkloadKind.POD:
+        _put(labels, "namespace", w.namespace)
+        _put(labels, "pod", w.name)
+        _put(labels, "uid", w.uid)
+    elif w.kind is WorkloadKind.DOCKER:
+        _put(labels, "container", w.name)
+    elif w.kind is WorkloadKind.CONTAINER:
+        _put(labels, "container_id", w.id)
+    return labels
+
+
+def interface_labels(row: Row) -> Labels:
+    """The labels of a workload interface whose veth peer is in the host: the join key first."""
+    assert row.peer is not None
+    labels: Labels = {"device": row.peer.link.name, "interface": row.end.link.name}
+    _put(labels, "netns_inode", row.end.ns.key.ino)
+    labels.update(workload_labels(row.end.workload))
+    _put(labels, "bridge", row.peer.master)
+    return labels
+
+
+def host_side_rows(report: Report) -> list[Row]:
+    """Rows whose workload interface has its veth peer in the host namespace, once per host device."""
+    host = report.snapshot.host
+    seen: set[str] = set()
+    found = []
+    for row in report.rows:
+        peer = row.peer
+        if peer is None or row.relation is not Relation.VETH or peer.ns.key != host or row.end.ns.key == host:
+            continue
+        if peer.link.name not in seen:
+            seen.add(peer.link.name)
+            found.append(row)
+    return found
+
+
+def _where(end: End, prefix: str) -> Labels:
+    labels: Labels = {f"{prefix}interface": end.link.name}
+    _put(labels, f"{prefix}netns_inode", end.ns.key.ino)
+    return labels
+
+
+def interface_families(observation: Observation) -> list[Metric]:
+    """Everything that depends only on the walk (rendered once per walk and format)."""
+    report = observation.report
+    rows = host_side_rows(report)
+    info = Metric("vethpeer_interface", "A host-side interface and the workload it belongs to.", "info")
+    counters = {
+        part: Metric(f"vethpeer_workload_network_{part}", doc, "counter") for part, _field, doc in COUNTERS
+    }
+    for row in rows:
+        labels = interface_labels(row)
+        info.add_sample("vethpeer_interface_info", labels, 1)
+        stats = row.end.link.stats
+        if stats is None:
+            continue
+        for part, field, _doc in COUNTERS:
+            family = counters[part]
+            family.add_sample(f"{family.name}_total", labels, getattr(stats, field))
+    return [info, *counters.values(), finding_family(observation)]
+
+
+def finding_family(observation: Observation) -> Metric:
+    family = Metric(
+        "vethpeer_finding", "A doctor finding at warning level or above (1 while it holds).", "gauge"
+    )
+    diagnosis = observation.diagnosis
+    if diagnosis is None:
+        return family
+    host = observation.report.snapshot.host
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    for f in diagnosis.findings:
+        if f.severity is Severity.INFO:
+            continue
+        labels: Labels = {"check": f.check, "severity": f.severity.value}
+        device = next((e.link.name for e in (f.end, f.peer) if e is not None and e.ns.key == host), None)
+        _put(labels, "device", device)
+        labels.update(_where(f.end, ""))
+        labels.update(workload_labels(f.end.workload))
+        if f.peer is not None:
+            labels.update(_where(f.peer, "peer_"))
+        key = tuple(sorted(labels.items()))
+        if key not in seen:
+            seen.add(key)
+            family.add_sample("vethpeer_finding", labels, 1)
+    return family
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    answer: Answer[Observation]
+    stats: CacheStats
+    now: float  # monotonic clock, like Walk.finished
+
+
+def _gauge(name: str, doc: str, value: float, labels: Mapping[str, str] | None = None) -> Metric:
+    family = Metric(name, doc, "gauge")
+    family.add_sample(name, dict(labels or {}), value)
+    return family
+
+
+def _counter(name: str, doc: str, value: float) -> Metric:
+    family = Metric(name, doc, "counter")
+    family.add_sample(f"{name}_total", {}, value)
+    return family
+
+
+def health_families(health: Health) -> list[Metric]:
+    """The exporter's own state at this request: sources, the walk it answers from, staleness."""
+    walk = health.answer.walk
+    build = Metric("vethpeer_build", "The vethpeer version serving.", "info")
+    build.add_sample("vethpeer_build_info", {"version": __version__}, 1)
+    families = [
+        build,
+        _counter("vethpeer_walks", "Walks finished (good or failed).", health.stats.walks),
+        _counter("vethpeer_walk_errors", "Walks that failed.", health.stats.errors),
+        _gauge(
+            "vethpeer_result_stale",
+            "1 when this answer comes from an older walk: the latest did not finish in time, or failed.",
+            1 if health.answer.stale else 0,
+        ),
+    ]
+    if walk is None:
+        return families
+    report = walk.value.report
+    up = Metric(
+        "vethpeer_source_up", "1 when the source answered in the walk served (skipped: absent).", "gauge"
+    )
+    for status in report.sources:
+        if status.state is not SourceState.SKIPPED:
+            up.add_sample(
+                "vethpeer_source_up", {"source": status.name}, 1 if status.state is SourceState.OK else 0
+            )
+    views = report.snapshot.views
+    families += [
+        up,
+        _gauge("vethpeer_walk_duration_seconds", "How long the walk served took.", walk.duration),
+        _gauge(
+            "vethpeer_walk_namespaces",
+            "Network namespaces read in the walk served.",
+            sum(1 for v in views if not v.error),
+        ),
+        _gauge(
+            "vethpeer_walk_namespaces_unreadable",
+            "Network namespaces found but not read (vanished, refused) in the walk served.",
+            sum(1 for v in views if v.error),
+        ),
+        _gauge(
+            "vethpeer_walk_timestamp_seconds", "When the walk served finished (Unix time).", walk.finished_at
+        ),
+        _gauge(
+            "vethpeer_result_age_seconds", "Age of the walk served.", max(0.0, health.now - walk.finished)
+        ),
+        _gauge(
+            "vethpeer_doctor_up",
+            "1 when the doctor's checks ran (the findings served come from them), 0 when they failed.",
+            1 if walk.value.diagnosis is not None else 0,
+        ),
+        _gauge(
+            "vethpeer_findings_lag_walks",
+            "0 when the findings served are from the walk served, 1 when from the walk before "
+            "(the checks run after each walk, and a scrape does not wait for them).",
+            0 if walk.value.diagnosed else 1,
+        ),
+    ]
+    return families
+
+
+class _Families:
+    """A collector that yields fixed families; describe() returns [] so registering costs nothing."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+    def describe(self) -> list[Metric]:
+        return []
+
+
+def render(families: Iterable[Metric], accept: str, process: bool = False) -> tuple[bytes, str]:
+    """The exposition (text 0.0.4, or OpenMetrics when ``accept`` asks) and its content type."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    if process:
+        ProcessCollector(registry=registry)
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type
+
+
+EOF_LINE = b"# EOF\n"
+
+
+class MetricsPage:
+    """/metrics: the walk's part rendered (and gzipped) once per walk and format, the health part
+    every request. Gzip members concatenate into one valid gzip stream (RFC 1952), which is
+    what Prometheus' reader and Python's gzip read."""
+
+    def __init__(self) -> None:
+        self._walk: tuple[int, bool] | None = None
+        self._bodies: dict[tuple[str, bool], bytes] = {}
+        self._lock = threading.Lock()  # a storm right after a walk renders it once, not once per request
+
+    def build(self, health: Health, accept: str, compress: bool = False) -> tuple[bytes, str]:
+        dynamic, content_type = render(health_families(health), accept, process=True)
+        if compress:
+            dynamic = gzip.compress(dynamic, compresslevel=1, mtime=0)
+        walk = health.answer.walk
+        if walk is None:
+            return dynamic, content_type
+        with self._lock:
+            if self._walk != (walk.number, walk.complete):
+                self._walk, self._bodies = (walk.number, walk.complete), {}
+            body = self._bodies.get((content_type, compress))
+            if body is None:
+                rendered, _type = render(interface_families(walk.value), accept)
+                body = rendered.removesuffix(EOF_LINE)
+                if compress:
+                    body = gzip.compress(body, compresslevel=1, mtime=0)
+                self._bodies[(content_type, compress)] = body
+        return body + dynamic, content_type
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding value allows gzip (and does not give it q=0)."""
+    for item in header.split(","):
+        name, *params = (part.strip() for part in item.split(";"))
+        if name.lower() in ("gzip", "x-gzip"):
+            return not any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params)
+    return False
