@@ -52,7 +52,8 @@ def test_discovery_reads_the_nodes_mount_table_from_a_container(tmp_path: Path) 
         "7 1 0:4 net:[4026533000] /run/netns/vp-node-only rw - nsfs nsfs rw\n"
     )
     (named,) = [ns for ns in discover(str(fake.root)).namespaces if ns.mounts]
-    assert named.mounts == (f"{fake.root}/1/root/run/netns/vp-node-only",)
+    assert named.mounts == ("/run/netns/vp-node-only",)  # as the node names it
+    assert named.reachable == (f"{fake.root}/1/root/run/netns/vp-node-only",)  # how we open it
     assert named.netns_names == ("vp-node-only",)
 
 

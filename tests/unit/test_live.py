@@ -301,3 +301,27 @@ def test_restat_swaps_the_counters_and_keeps_the_rows() -> None:
     (row,) = fresh.rows
     assert row.end.link.stats == LinkStats(rx_bytes=7)
     assert row.peer is not None and row.peer.link.stats == LinkStats(tx_bytes=7)
+
+
+def test_a_host_pair_end_moved_into_a_container_is_one_move_not_a_deletion() -> None:
+    """Docker's way: a pair made in the host, one end moved into the container. The host end's own
+    row ends (it is now the container's peer), but the device stays: no "deleted" for it."""
+    a = Link(20, "vethA", flags=UP, kind="veth", mac="0a:00:00:00:00:20", mtu=1500, link=21)
+    b = Link(21, "vethB", flags=UP, kind="veth", mac="0a:00:00:00:00:21", mtu=1500, link=20)
+    before = correlate(
+        Snapshot(host=HOST, views=(NsView(ns(1), (a, b), {}),)),
+        [SourceResult(SourceStatus("kernel", SourceState.OK))],
+    )
+    eth0 = Link(2, "eth0", flags=UP, kind="veth", mac="0a:00:00:00:00:21", mtu=1500, link=20, link_netnsid=0)
+    host_a = Link(
+        20, "vethA", flags=UP, kind="veth", mac="0a:00:00:00:00:20", mtu=1500, link=2, link_netnsid=7
+    )
+    views = (NsView(ns(1), (host_a,), {7: NsKey(4, 7)}), NsView(ns(7, "c7"), (eth0,), {0: HOST}))
+    after = correlate(
+        Snapshot(host=HOST, views=views),
+        [SourceResult(SourceStatus("kernel", SourceState.OK), tuple(names_of(views[1].ns)))],
+    )
+    found = changes.diff(before, after, [changes.Move(HOST, 21, NsKey(4, 7), 2)])
+    assert kinds(found) == ["netns-appeared", "moved"]
+    back = changes.diff(after, before, [changes.Move(NsKey(4, 7), 2, HOST, 21)])
+    assert kinds(back) == ["moved", "netns-gone"]  # and back: the host end's row returns, not "created"

@@ -77,6 +77,11 @@ def _rows(report: Report) -> dict[RowKey, Row]:
     }
 
 
+def _devices(report: Report) -> set[RowKey]:
+    """Every device of the snapshot, as (namespace, ifindex): rows or not."""
+    return {(view.ns.key, link.index) for view in report.snapshot.views for link in view.links}
+
+
 def _workloads(report: Report) -> dict[NsKey, Workload]:
     """The workload of every namespace that was read (not the host)."""
     found: dict[NsKey, Workload] = {}
@@ -216,6 +221,12 @@ def diff(
             origin,
             row.end.workload.label,
         )
+    # A row can come or go while its device stays: a host pair's row ends when one end moves
+    # into a container (the host end is then that container's peer), and one begins when it
+    # moves back. The move is the event; the device was neither created nor deleted.
+    before_devices, after_devices = _devices(old), _devices(new)
+    born = {k: r for k, r in born.items() if k not in before_devices}
+    gone = {k: r for k, r in gone.items() if k not in after_devices}
     for _key, row in _once(sorted(born.items())):
         kind = row.end.link.kind or "interface"
         emit("created", row, f"{kind} created", row.end.workload, row.end.ns.key)
