@@ -155,7 +155,7 @@ def test_context_reads_proc_through_its_root(tmp_path: Path) -> None:
         tmp_path, 5, "dockerd", ["dockerd", "-H", "unix:///run/vpr/containerd.sock"], {"main": 31337}
     )
     context = Context(HOST, (), proc=proc)
-    table = procfs.process_table(context.proc, context.namespaces)
+    table = procfs.process_table(context)
     assert endpoints.listening(context.proc, table, endpoints.DOCKER_DAEMONS)[0].pid == 5
 
 

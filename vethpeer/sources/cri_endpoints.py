@@ -125,7 +125,7 @@ def candidates(
 
 def discover(context: Context) -> list[Endpoint]:
     """Endpoints this host's own processes point at: the kubelet's, then the daemons' sockets."""
-    table = procfs.process_table(context.proc, context.namespaces)
+    table = procfs.process_table(context)
     return endpoints.kubelet_endpoints(context.proc, table) + endpoints.listening(
         context.proc, table, endpoints.CRI_DAEMONS
     )

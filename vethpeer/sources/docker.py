@@ -259,7 +259,7 @@ def ids_by_namespace(context: Context) -> dict[NsKey, list[str]]:
 
 def other_daemons(context: Context, url: str) -> list[endpoints.Endpoint]:
     """Sockets other running dockerd processes listen on (not the one at ``url``)."""
-    table = procfs.process_table(context.proc, context.namespaces)
+    table = procfs.process_table(context)
     seen = {os.path.realpath(p) for p in (socket_path(url),) if p}
     found = []
     for endpoint in endpoints.listening(context.proc, table, endpoints.DOCKER_DAEMONS):

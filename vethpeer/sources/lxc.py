@@ -65,22 +65,6 @@ def parse_monitor(argv: list[str]) -> tuple[str, str] | None:
     return (path, name) if sep and path and name else None
 
 
-def _children(pid: int, proc: str) -> list[int]:
-    try:
-        with open(f"{proc}/{pid}/task/{pid}/children", encoding="ascii") as f:
-            return [int(x) for x in f.read().split()]
-    except (OSError, ValueError):
-        return []
-
-
-def _netns(pid: int, proc: str) -> NsKey | None:
-    try:
-        st = os.stat(f"{proc}/{pid}/ns/net")
-    except OSError:
-        return None
-    return NsKey(st.st_dev, st.st_ino)
-
-
 def _config(lxcpath: str, name: str) -> tuple[NetConfig, ...] | None:
     try:
         with open(os.path.join(lxcpath, name, "config"), encoding="utf-8", errors="replace") as f:
@@ -109,15 +93,15 @@ class LxcNames:
     def collect(self, context: Context) -> SourceResult:
         ns_of: dict[str, NsKey] = {}
         paths: dict[str, str] = {}
-        table = procfs.process_table(context.proc, context.namespaces)
+        table = procfs.process_table(context)
         for monitor in procfs.named(table, ("lxc-start",)):
             parsed = parse_monitor(procfs.cmdline(monitor.pid, context.proc))
             if parsed is None:
                 continue
             lxcpath, name = parsed
             paths[name] = lxcpath
-            for child in _children(monitor.pid, context.proc):
-                key = _netns(child, context.proc)
+            for child in procfs.children(monitor.pid, context.proc):
+                key = procfs.netns_of(child, context.proc)
                 if key is not None:
                     ns_of.setdefault(name, key)
         for key, members in scan(context).items():

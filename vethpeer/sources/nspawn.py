@@ -76,22 +76,6 @@ def machine_of_argv(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _children(pid: int, proc: str) -> list[int]:
-    try:
-        with open(f"{proc}/{pid}/task/{pid}/children", encoding="ascii") as f:
-            return [int(x) for x in f.read().split()]
-    except (OSError, ValueError):
-        return []
-
-
-def _netns(pid: int, proc: str) -> NsKey | None:
-    try:
-        st = os.stat(f"{proc}/{pid}/ns/net")
-    except OSError:
-        return None
-    return NsKey(st.st_dev, st.st_ino)
-
-
 def _workload(name: str) -> Workload:
     return Workload(WorkloadKind.NSPAWN, name, id=name, source=NAME)
 
@@ -103,13 +87,13 @@ class NspawnMachines:
 
     def collect(self, context: Context) -> SourceResult:
         found: dict[str, tuple[NsKey, str]] = {}
-        table = procfs.process_table(context.proc, context.namespaces)
+        table = procfs.process_table(context)
         for supervisor in procfs.named(table, (SUPERVISOR,)):
             machine = machine_of_argv(procfs.cmdline(supervisor.pid, context.proc))
             if machine is None:
                 continue
-            for child in _children(supervisor.pid, context.proc):
-                key = _netns(child, context.proc)
+            for child in procfs.children(supervisor.pid, context.proc):
+                key = procfs.netns_of(child, context.proc)
                 if key is not None:
                     found.setdefault(machine, (key, f"supervisor pid {supervisor.pid}"))
                     break

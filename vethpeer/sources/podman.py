@@ -289,7 +289,7 @@ class PodmanNames:
         self.graphroots = tuple(graphroots)
 
     def collect(self, context: Context) -> SourceResult:
-        table = procfs.process_table(context.proc, context.namespaces)
+        table = procfs.process_table(context)
         parsed = (
             parse_conmon(p.pid, procfs.cmdline(p.pid, context.proc)) for p in procfs.named(table, ("conmon",))
         )

@@ -15,10 +15,11 @@ it at a recorded tree, and turns an unreadable or vanished process into "nothing
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+
+from ..model import NsKey
+from . import Context
 
 SO_ACCEPTCON = 0x10000  # __SO_ACCEPTCON in /proc/net/unix "Flags": a listening socket
 
@@ -59,19 +60,10 @@ def processes(proc: str = "/proc") -> list[Process]:
     return found
 
 
-_TABLE_LOCK = threading.Lock()
-
-
-@lru_cache(maxsize=2)
-def _table(proc: str, token: object) -> tuple[Process, ...]:
-    return tuple(processes(proc))
-
-
-def process_table(proc: str, token: object) -> tuple[Process, ...]:
-    """Every process with its comm, read once per discovery (``token``: the discovered
-    namespaces) however many resolvers ask for it at the same time."""
-    with _TABLE_LOCK:
-        return _table(proc, token)
+def process_table(context: Context) -> tuple[Process, ...]:
+    """Every process with its comm, read once per run (the run's memo) however many resolvers
+    ask for it at the same time."""
+    return context.memo.once("process-table", lambda: tuple(processes(context.proc)))
 
 
 def named(table: Iterable[Process], names: Iterable[str] = (), prefixes: Iterable[str] = ()) -> list[Process]:
@@ -95,6 +87,24 @@ def parent(pid: int, proc: str = "/proc") -> int | None:
         return int(text.rsplit(")", 1)[1].split()[1])
     except (IndexError, ValueError):
         return None
+
+
+def children(pid: int, proc: str = "/proc") -> list[int]:
+    """The direct children of ``pid`` (its main thread's), or [] when it is gone."""
+    try:
+        with open(f"{proc}/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def netns_of(pid: int, proc: str = "/proc") -> NsKey | None:
+    """The network namespace ``pid`` is in, or None when it is gone or hidden."""
+    try:
+        st = os.stat(f"{proc}/{pid}/ns/net")
+    except OSError:
+        return None
+    return NsKey(st.st_dev, st.st_ino)
 
 
 def cgroup_text(pid: int, proc: str = "/proc") -> str | None:

@@ -117,7 +117,7 @@ class TapOwners:
         if not devices:
             return SourceResult(SourceStatus(self.name, SourceState.SKIPPED, "no tun/tap devices"))
         claims = []
-        table = procfs.process_table(context.proc, context.namespaces)
+        table = procfs.process_table(context)
         for process in procfs.named(table, prefixes=VMMS):
             ifnames = attached(process.pid, context.proc)
             if not ifnames:
