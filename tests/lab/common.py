@@ -74,3 +74,17 @@ def busybox_rootfs_tar(busybox: str = BUSYBOX, needed: Iterable[str] = ("sleep",
         add(tar, "etc/passwd", tarfile.REGTYPE, 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
         add(tar, "etc/group", tarfile.REGTYPE, 0o644, b"root:x:0:\n")
     return buf.getvalue()
+
+
+def busybox_rootfs(path: str, needed: Iterable[str] = ("sleep",)) -> None:
+    """A busybox folder (the tar of :func:`busybox_rootfs_tar`, unpacked) at ``path``.
+
+    The tar is ours, so it is unpacked with the "tar" filter where this Python has one
+    (3.11.4 and later; Debian 12's own python3 is 3.11.2, which has not).
+    """
+    Path(path).mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(busybox_rootfs_tar(needed=needed))) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(path, filter="tar")
+        else:
+            tar.extractall(path)

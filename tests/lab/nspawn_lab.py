@@ -12,17 +12,15 @@ made it.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import signal
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from tests.lab.common import busybox_rootfs_tar, pid_alive
+from tests.lab.common import busybox_rootfs, pid_alive
 
 NSPAWN = "/usr/bin/systemd-nspawn"
 BASE = "/tmp/vpr-nspawn"
@@ -44,9 +42,7 @@ class Machine:
 
 
 def _rootfs(path: str) -> None:
-    os.makedirs(path, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(busybox_rootfs_tar())) as tar:
-        tar.extractall(path, filter="tar")
+    busybox_rootfs(path)
     with open(f"{path}/etc/os-release", "w") as f:  # nspawn wants to see an OS tree
         f.write("ID=busybox\nNAME=busybox\n")
 

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.lab.common import busybox_rootfs_tar
+from tests.lab.common import busybox_rootfs
 
 PODMAN = "/usr/bin/podman"
 BASE = "/tmp/vpr-podman"
@@ -105,8 +103,7 @@ def podman_lab() -> Iterator[Lab]:
     os.makedirs(f"{BASE}/rootfs", exist_ok=True)
     with open(f"{BASE}/containers.conf", "w") as f:
         f.write('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n')
-    with tarfile.open(fileobj=io.BytesIO(busybox_rootfs_tar())) as tar:
-        tar.extractall(f"{BASE}/rootfs", filter="tar")
+    busybox_rootfs(f"{BASE}/rootfs")
     had_pause = PAUSE in _images()
     lab = Lab(f"{BASE}/rootfs")
     try:
