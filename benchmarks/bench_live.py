@@ -81,7 +81,7 @@ def refresh(repeat: int) -> dict[str, float]:
     from vethpeer.live.rates import rates, sample
     from vethpeer.live.walker import Walker
     from vethpeer.netns import discover
-    from vethpeer.render import top as toprender
+    from vethpeer.render import top_screen as toprender
     from vethpeer.walk import snapshot
 
     env = Environment(stdout=io.StringIO(), stderr=io.StringIO())

@@ -133,7 +133,7 @@ def plugin_phase(nodes: int, repeat: int) -> tuple[float, float, int]:
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [sys.executable, "-m", "vethpeer.kubectl.cli", *args, "--kubeconfig", kubeconfig],
+                [sys.executable, "-m", "vethpeer.kubectl.plugin", *args, "--kubeconfig", kubeconfig],
                 capture_output=True, text=True, cwd=ROOT, env=env, check=True,
             )  # fmt: skip
 

@@ -92,7 +92,7 @@ def world() -> Iterator[tuple[BridgeLab, Cluster, str, dict[str, Served]]]:
 
 def plugin(kubeconfig: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, "-m", "vethpeer.kubectl.cli", *args, "--kubeconfig", kubeconfig],
+        [PYTHON, "-m", "vethpeer.kubectl.plugin", *args, "--kubeconfig", kubeconfig],
         capture_output=True,
         text=True,
         cwd=ROOT,

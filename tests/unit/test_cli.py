@@ -25,7 +25,7 @@ from vethpeer.model import (
     WorkloadKind,
 )
 from vethpeer.render import json as jsonrender
-from vethpeer.render import table as tablerender
+from vethpeer.render import tables as tablerender
 from vethpeer.targets import resolve
 
 HOST = NsKey(4, 1)

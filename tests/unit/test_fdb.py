@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vethpeer.fdb import FdbState, classify, duplicates, row_key
 from vethpeer.render.json import report_json
-from vethpeer.render.table import columns, evidence
+from vethpeer.render.tables import columns, evidence
 
 from .oncall_fixtures import HOST, Topo
 

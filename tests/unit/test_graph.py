@@ -19,7 +19,7 @@ from vethpeer.commands.graph import AUTO_COLLAPSE_ABOVE
 from vethpeer.correlate import correlate
 from vethpeer.errors import ExitStatus, MissingProgram
 from vethpeer.graph import build, dot, graphviz, html, mermaid, shape, text
-from vethpeer.graph.model import EdgeKind, Mark, NodeKind, document
+from vethpeer.graph.elements import EdgeKind, Mark, NodeKind, document
 from vethpeer.model import (
     Claim,
     Link,

@@ -25,8 +25,8 @@ from vethpeer.model import (
     WorkloadKind,
 )
 from vethpeer.serve.cache import Answer, CacheStats, Walk
+from vethpeer.serve.engine import Observation
 from vethpeer.serve.metrics import Health, MetricsPage, accepts_gzip, host_side_rows, interface_families
-from vethpeer.serve.walker import Observation
 
 HOST_KEY = NsKey(4, 1)
 HOST_NS = Namespace(HOST_KEY, is_host=True)

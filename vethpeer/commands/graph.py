@@ -11,7 +11,7 @@ from . import options
 
 if TYPE_CHECKING:
     from ..checks import Finding
-    from ..graph.model import Graph
+    from ..graph.elements import Graph
     from ..model import Report, Row
 
 NAME = "graph"
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..collect import gather
     from ..errors import UsageError
     from ..graph import dot, graphviz, html, mermaid
-    from ..graph.model import document
+    from ..graph.elements import document
     from ..render import json as jsonrender
 
     if args.output == "png" and env.stdout_isatty:

@@ -80,8 +80,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..collect import check_privilege
     from ..serve.api import Service, route
     from ..serve.cache import WalkCache
+    from ..serve.engine import Walker
     from ..serve.http import Server, serve_in_thread
-    from ..serve.walker import Walker
 
     if args.max_clients < 1:
         raise UsageError("--max-clients must be at least 1")

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..collect import gather
     from ..render import OutputFormat
     from ..render import json as jsonrender
-    from ..render import table as tablerender
+    from ..render import tables as tablerender
 
     output = OutputFormat(args.output)
     report = gather(options.request(args, fdb=output is not OutputFormat.TABLE), env)

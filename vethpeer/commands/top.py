@@ -91,7 +91,7 @@ def _once(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
     from ..live.rates import sample
     from ..render import OutputFormat
     from ..render import json as jsonrender
-    from ..render import top as toprender
+    from ..render import top_screen as toprender
 
     walker.round()  # the links; then the counters alone, read quickly (a rate needs a sharp time)
     first = sample(walker.round(), walker.read_at, walker.read_times())
@@ -148,7 +148,7 @@ def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
     from ..live.rates import sample
     from ..live.view import HELP as KEYS
     from ..live.view import View, press, shown
-    from ..render import top as toprender
+    from ..render import top_screen as toprender
 
     view = View(sort=args.sort)
     console = Console(file=env.stdout, no_color=not env.color, highlight=False)

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..live.walker import Walker
     from ..live.watcher import Watcher
     from ..render import OutputFormat
-    from ..render import events as eventrender
+    from ..render import event_lines as eventrender
 
     as_json = OutputFormat(args.output) is OutputFormat.JSON
     request = replace(options.request(args), ovs=False)

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..collect import gather
     from ..render import OutputFormat
     from ..render import json as jsonrender
-    from ..render import table as tablerender
+    from ..render import tables as tablerender
     from ..targets import host_sides, resolve
 
     output = OutputFormat(args.output)

@@ -1,4 +1,4 @@
-"""Report (+ doctor's findings) -> :class:`~vethpeer.graph.model.Graph`. Pure: no I/O.
+"""Report (+ doctor's findings) -> :class:`~vethpeer.graph.elements.Graph`. Pure: no I/O.
 
 * every readable namespace is a cluster labelled with its best workload;
 * every interface in it is a node, loopback only when it is the namespace's only one;
@@ -25,7 +25,7 @@ from ..correlate import HOST, PAIR_KINDS
 from ..model import End, Link, NsKey, NsView, Relation, Report, Workload, WorkloadKind
 from ..netlink import IFF_LOWER_UP, IFF_UP
 from ..ovs import KERNEL_MASTERS
-from .model import Cluster, Edge, EdgeKind, Graph, Mark, Node, NodeKind
+from .elements import Cluster, Edge, EdgeKind, Graph, Mark, Node, NodeKind
 
 
 def node_id(key: NsKey, index: int) -> str:

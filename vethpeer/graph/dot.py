@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .model import Cluster, Edge, EdgeKind, Graph, Mark, Node, NodeKind
+from .elements import Cluster, Edge, EdgeKind, Graph, Mark, Node, NodeKind
 from .text import (
     EDGE_WORDS,
     KIND_WORDS,

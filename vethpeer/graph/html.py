@@ -19,7 +19,7 @@ from html import escape
 
 from ..model import End, Row
 from .build import cluster_id, node_id
-from .model import Graph
+from .elements import Graph
 from .text import cluster_details, node_details, visible
 
 STYLE = """

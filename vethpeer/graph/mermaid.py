@@ -9,7 +9,7 @@ labels carry the meaning; colours only repeat it.
 
 from __future__ import annotations
 
-from .model import EdgeKind, Graph, Mark, Node, NodeKind
+from .elements import EdgeKind, Graph, Mark, Node, NodeKind
 from .text import MARK_WORDS, cluster_lines, node_lines
 
 SAFE = frozenset(".:_-/,+=@ ")

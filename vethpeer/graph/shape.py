@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from .model import Cluster, Edge, EdgeKind, Graph, Node, NodeKind
+from .elements import Cluster, Edge, EdgeKind, Graph, Node, NodeKind
 
 # A bridge's ordinary workloads are folded into one node only when there are at least this many.
 MIN_GROUP = 2

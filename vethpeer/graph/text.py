@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .model import Cluster, Edge, EdgeKind, Mark, Node, NodeKind
+from .elements import Cluster, Edge, EdgeKind, Mark, Node, NodeKind
 
 LABEL_LIMIT = 40  # characters of a name shown in a label
 

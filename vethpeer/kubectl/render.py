@@ -8,7 +8,7 @@ from typing import Any
 
 from ..environment import Environment
 from ..render import json as jsonrender
-from ..render.table import write_columns
+from ..render.tables import write_columns
 from .fanout import NodeAnswer
 
 SCHEMA_VERSION = 1

@@ -65,6 +65,6 @@ def matches(r: Rates, text: str) -> bool:
 
 
 def shown(found: Sequence[Rates], view: View) -> list[Rates]:
-    from ..render.top import sort
+    from ..render.top_screen import sort
 
     return sort([r for r in found if matches(r, view.filter)], view.sort)

@@ -20,8 +20,8 @@ from ..errors import Ambiguous, NotFound, VethpeerError
 from ..render import findings
 from ..render import json as jsonrender
 from .cache import Answer, WalkCache
+from .engine import Observation
 from .metrics import Health, MetricsPage, accepts_gzip
-from .walker import Observation
 
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"

@@ -28,7 +28,7 @@ from .. import __version__
 from ..checks import Severity
 from ..model import End, Relation, Report, Row, SourceState, Workload, WorkloadKind
 from .cache import Answer, CacheStats
-from .walker import Observation
+from .engine import Observation
 
 Labels = dict[str, str]
 

@@ -14,7 +14,7 @@ from ..environment import Environment
 from ..live.rates import Delta, Rates, totals
 from ..model import Report
 from . import json as jsonrender
-from .table import write_columns
+from .tables import write_columns
 
 DIRECTIONS = "rx/tx as the workload sees them: RX = received by the workload = sent by its host-side device"
 HEADER = ["WORKLOAD", "IF", "HOST DEV", "RX/s", "TX/s", "RX pkt/s", "TX pkt/s", "DROP/s", "ERR/s"]
