@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from . import __version__, commands
 from .commands import options
-from .commands.capture import split_argv
+from .commands.options import split_argv
 from .environment import Environment
 from .errors import ExitStatus, UsageError, VethpeerError
 

@@ -10,20 +10,36 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TextIO
 
 
-def _process_environ() -> Mapping[str, str]:
-    return dict(os.environ)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Environment:
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
-    environ: Mapping[str, str] = field(default_factory=_process_environ)
-    proc: str = "/proc"  # the procfs root: processes, their namespaces and cgroups, the mount table
+    """Streams, environment variables and the procfs root of one run (read-only once made).
+
+    A plain class, not a dataclass: it is built on every start-up, `vethpeer --version`
+    included, and ``dataclasses`` costs more to import than the rest of that start.
+    """
+
+    __slots__ = ("environ", "proc", "stderr", "stdout")
+
+    def __init__(
+        self,
+        *,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        environ: Mapping[str, str] | None = None,
+        proc: str = "/proc",  # the procfs root: processes, their namespaces and cgroups, the mount table
+    ) -> None:
+        self.stdout: TextIO = stdout if stdout is not None else sys.stdout
+        self.stderr: TextIO = stderr if stderr is not None else sys.stderr
+        self.environ: Mapping[str, str] = dict(os.environ) if environ is None else environ
+        self.proc = proc
+
+    def replace(self, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> Environment:
+        """The same environment with other streams (a server's walk warns into a buffer)."""
+        return Environment(
+            stdout=stdout or self.stdout, stderr=stderr or self.stderr, environ=self.environ, proc=self.proc
+        )
 
     @property
     def stdout_isatty(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vethpeer.commands.capture import TcpdumpMissing, candidates, choose, command, execute, split_args
-from vethpeer.commands.capture import split_argv as split_tcpdump_args
+from vethpeer.commands.options import split_argv as split_tcpdump_args
 from vethpeer.environment import Environment
 from vethpeer.errors import NotFound, UsageError
 from vethpeer.targets import Match, resolve

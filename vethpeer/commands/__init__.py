@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import importlib
 from types import ModuleType
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
-from ..environment import Environment
-from ..errors import ExitStatus
+if TYPE_CHECKING:
+    from ..environment import Environment
+    from ..errors import ExitStatus
 
 NAMES = ("table", "which", "doctor", "graph", "capture", "top", "watch", "serve", "completion")
 DEFAULT = "table"

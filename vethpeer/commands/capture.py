@@ -23,8 +23,7 @@ import getopt
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..environment import Environment
 from ..errors import ExitStatus, NotFound, UsageError, VethpeerError
@@ -51,16 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--all", dest="all_interfaces", action="store_true", help="capture on all of TARGET's host veths"
     )
     parser.set_defaults(tcpdump_args=[])
-
-
-def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """`vethpeer capture T -- -n icmp`: everything after the first ``--`` is tcpdump's."""
-    argv = list(argv)
-    if "--" in argv:
-        cut = argv.index("--")
-        if NAME in argv[:cut]:
-            return argv[:cut], argv[cut + 1 :]
-    return argv, []
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
@@ -93,8 +82,7 @@ class TcpdumpMissing(VethpeerError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A host-side interface to capture on, and the workload interface behind it."""
 
     ifname: str

@@ -140,7 +140,7 @@ def targets(env: Environment) -> Iterator[str]:
     from ..model import WorkloadKind
     from ..sources import Options
 
-    quiet = Environment(stdout=env.stdout, stderr=open(os.devnull, "w"), environ=env.environ, proc=env.proc)  # noqa: SIM115
+    quiet = env.replace(stderr=open(os.devnull, "w"))  # noqa: SIM115
     try:
         request = Request(options=Options(timeout=LIST_TIMEOUT, kube=False), ovs=False, host_only=True)
         report = gather(request, quiet)

@@ -101,3 +101,13 @@ def request(args: argparse.Namespace, *, fdb: bool = False, host_ifname: str | N
         strict=args.strict,
         debug=args.debug,
     )
+
+
+def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`vethpeer capture T -- -n icmp`: everything after the first ``--`` is tcpdump's."""
+    argv = list(argv)
+    if "--" in argv:
+        cut = argv.index("--")
+        if "capture" in argv[:cut]:
+            return argv[:cut], argv[cut + 1 :]
+    return argv, []

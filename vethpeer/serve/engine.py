@@ -71,7 +71,7 @@ class Walker:
         self._diagnosis: Diagnosis | None = None  # the latest, carried into the next walk's result
 
     def __call__(self) -> Observation:
-        report = self._walk(self._request, replace(self._env, stderr=io.StringIO()))
+        report = self._walk(self._request, self._env.replace(stderr=io.StringIO()))
         for line in source_changes(self._sources, report.sources):
             self._log(line)
         self._sources = {s.name: s for s in report.sources}
