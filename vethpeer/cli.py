@@ -69,10 +69,14 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     """Parse, run one command, and turn every outcome into an exit status."""
     env = env or Environment()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # what argparse would print, without building every command's parser
+        env.stdout.write(f"vethpeer {__version__}\n")
+        return int(ExitStatus.SUCCESS)
     debug = False
     gc_was_on = gc.isenabled()
     try:
-        args = parse(sys.argv[1:] if argv is None else argv)
+        args = parse(argv)
         debug = args.debug
         if not commands.load(args.command).LONG_RUNNING:
             # A short run building thousands of acyclic values: the cyclic collector would
