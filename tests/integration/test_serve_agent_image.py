@@ -56,12 +56,22 @@ def busybox_image() -> str:
 
 
 @pytest.fixture(scope="module")
-def engine() -> None:
+def engine() -> Iterator[None]:
+    """The machine's Docker engine: the system's when it runs (never stopped here), else one the
+    docker lab starts for this module and stops afterwards (CI starts with no engine running)."""
+    from tests.lab import docker_lab
+
     need_binary("docker")
-    need(
-        subprocess.run(["docker", "info"], capture_output=True).returncode == 0,
-        "needs a running Docker engine",
-    )
+    need(os.access(docker_lab.DOCKERD, os.X_OK), f"needs {docker_lab.DOCKERD} (apt-get install docker.io)")
+    daemon = docker_lab.ensure_dockerd()
+    try:
+        need(
+            subprocess.run(["docker", "info"], capture_output=True).returncode == 0,
+            "needs a running Docker engine",
+        )
+        yield
+    finally:
+        daemon.stop()
 
 
 @contextlib.contextmanager
