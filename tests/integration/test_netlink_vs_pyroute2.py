@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from vethpeer.netns import inside
 pytestmark = pytest.mark.integration
 
 NSID_UNSET = (None, -1, 0xFFFFFFFF)
+SETTLE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -162,11 +164,22 @@ def _restrict(dump: Dump, indexes: set[int]) -> Dump:
 
 
 def _both(world: World, ns: Ns, home_fd: int) -> tuple[Dump, Dump]:
-    ours, ref = _ours(ns, home_fd), _reference(ns, home_fd)
-    if ns.is_host:
-        keep = _lab_indexes(world.lab, ref)
-        ours, ref = _restrict(ours, keep), _restrict(ref, keep)
-    return ours, ref
+    """Both dumps of ns, taken while it holds still.
+
+    The kernel finishes some changes after ``ip`` returns: a new bridge's operstate goes
+    from unknown to up up to a second after its first port forwards (linkwatch batches
+    non-urgent events), and IPv6 link-local addresses follow a carrier. A reference read
+    between two equal reads of ours saw the same state as ours.
+    """
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        before, ref, after = _ours(ns, home_fd), _reference(ns, home_fd), _ours(ns, home_fd)
+        if ns.is_host:
+            keep = _lab_indexes(world.lab, ref)
+            before, ref, after = (_restrict(dump, keep) for dump in (before, ref, after))
+        if before == after or time.monotonic() > deadline:
+            return after, ref
+        time.sleep(0.1)
 
 
 def test_links_match_pyroute2(world: World, home_fd: int) -> None:
