@@ -615,7 +615,17 @@ def _imported(*argv: str) -> set[str]:
 
 def test_version_imports_nothing_heavy() -> None:
     modules = _imported("--version")
-    assert not modules & {"rich", "docker", "kubernetes", "grpc", "google", "pyroute2", "ctypes", "socket"}
+    assert not modules & {
+        "rich",
+        "docker",
+        "kubernetes",
+        "grpc",
+        "h2",
+        "google",
+        "pyroute2",
+        "ctypes",
+        "socket",
+    }
 
 
 def test_json_does_not_import_rich_or_pyroute2() -> None:

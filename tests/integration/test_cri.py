@@ -6,8 +6,9 @@ expectation about interfaces is checked against the kernel's own view (``ip -j -
 inside the pod's namespace, and on the host).
 
 Needs (apt): containerd, runc, containernetworking-plugins, busybox-static, iproute2, util-linux
-(nsenter). pip: grpcio, protobuf, kubernetes (runtime deps). The Kubernetes API tests at the end
-use a loopback stand-in server (tests/lab/kube_api.py): no kube-apiserver can run here.
+(nsenter). pip: h2, protobuf, kubernetes (runtime deps), grpcio (the lab's client and the oracle).
+The Kubernetes API tests at the end use a loopback stand-in server (tests/lab/kube_api.py): no
+kube-apiserver can run here.
 """
 
 from __future__ import annotations
@@ -230,6 +231,57 @@ def test_which_json_has_the_pod(crilab: Lab, pods: dict[str, Pod]) -> None:
     assert data["interfaces"][0]["workload"]["label"] == "pod/vpk-b/vpk-db"
 
 
+def _by_id(items: Any) -> dict[str, Any]:
+    """A list reply's items by ID (the runtime lists them in no set order)."""
+    return {item.id: item for item in items}
+
+
+def test_our_grpc_client_agrees_with_grpcio(crilab: Lab, pods: dict[str, Pod]) -> None:
+    """vethpeer's own unary gRPC client (vethpeer/cri/client.py, on h2) against grpcio, the oracle.
+
+    The same calls on the same runtime give the same messages, and the same status codes
+    when they fail.
+    """
+    import grpc
+
+    from vethpeer.cri import api_pb2 as pb
+    from vethpeer.cri.client import Channel, RpcError
+    from vethpeer.deadline import Deadline
+    from vethpeer.sources.cri import MAX_MESSAGE, SERVICE
+
+    path = crilab.containerd.socket
+    with (
+        cri_lab.CriClient(path) as oracle,
+        Channel(path, Deadline(10), service=SERVICE, max_message=MAX_MESSAGE) as ours,
+    ):
+        assert ours.call("Version", pb.VersionRequest(version="v1"), pb.VersionResponse) == oracle.version()
+        every = pb.ListPodSandboxRequest()
+        sandboxes = oracle.stub.ListPodSandbox(every, timeout=10).items
+        assert _by_id(ours.call("ListPodSandbox", every, pb.ListPodSandboxResponse).items) == _by_id(
+            sandboxes
+        )
+        all_containers = pb.ListContainersRequest()
+        got = ours.call("ListContainers", all_containers, pb.ListContainersResponse).containers
+        assert _by_id(got) == _by_id(oracle.stub.ListContainers(all_containers, timeout=10).containers)
+        ids = [s.id for s in sandboxes]
+        assert len(ids) >= len(pods)
+        requests = [pb.PodSandboxStatusRequest(pod_sandbox_id=sid, verbose=True) for sid in ids]
+        calls = [ours.start("PodSandboxStatus", r, pb.PodSandboxStatusResponse) for r in requests]  # at once
+        for request, call in zip(requests, calls, strict=True):
+            got, want = call.result(), oracle.stub.PodSandboxStatus(request, timeout=10)
+            assert got.status == want.status
+            assert {k: json.loads(v) for k, v in got.info.items()} == {
+                k: json.loads(v) for k, v in want.info.items()
+            }
+        missing = pb.PodSandboxStatusRequest(pod_sandbox_id="vpk-no-such-sandbox")
+        with pytest.raises(RpcError) as ours_failed:
+            ours.call("PodSandboxStatus", missing, pb.PodSandboxStatusResponse)
+        with pytest.raises(grpc.RpcError) as oracle_failed:
+            oracle.stub.PodSandboxStatus(missing, timeout=10)
+        assert ours_failed.value.code.name == oracle_failed.value.code().name == "NOT_FOUND"
+        assert ours_failed.value.details == oracle_failed.value.details()
+
+
 # ------------------------------------------------------------------ lifecycle
 
 
@@ -373,14 +425,14 @@ def _answers(path: str) -> bool:
             return False
 
 
-def test_grpc_is_not_imported_without_a_socket() -> None:
+def test_the_grpc_client_is_not_imported_without_a_socket() -> None:
     code = (
         "import sys; from vethpeer.sources import Context, Options, cri\n"
         "from vethpeer.netns import discover\n"
         "d = discover()\n"
         "o = Options(runtime_endpoint='/run/vpk-none.sock')\n"
         "r = cri.CriPods().collect(Context(d.host, d.namespaces, o))\n"
-        "print(r.status.state.value, 'grpc' in sys.modules)\n"
+        "print(r.status.state.value, any(m in sys.modules for m in ('h2', 'google.protobuf', 'grpc')))\n"
     )
     with tempfile.TemporaryDirectory(prefix="vpk-") as tmp:
         done = subprocess.run(

@@ -21,7 +21,8 @@ NODE, or a namespace that is the host's) is a claim on the host key, so the
 correlator lists it apart. A runtime that gives no pid or path (cri-dockerd) is
 matched through the pod UID in the cgroup path of the namespaces' processes.
 
-grpc is imported only once a socket is known to exist.
+The client (:mod:`vethpeer.cri.client`, on ``h2``) and the protobuf messages are
+imported only once a socket is known to exist.
 """
 
 from __future__ import annotations
@@ -39,9 +40,8 @@ from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, procfs
 from .cri_endpoints import ENV, EndpointError, candidates, discover
 
 if TYPE_CHECKING:
-    import grpc
-
     from ..cri import api_pb2
+    from ..cri.client import Channel, RpcError
 
 CONTAINER_NAME_LABEL = "io.kubernetes.container.name"  # set by the kubelet
 IN_FLIGHT = 64  # PodSandboxStatus calls outstanding at once
@@ -151,26 +151,25 @@ def _pod_uids_by_namespace(context: Context, per_namespace: int = 8) -> dict[str
 
 # ---------------------------------------------------------------------------- gRPC
 
+SERVICE = "runtime.v1.RuntimeService"
 
-def _rpc_problem(error: grpc.RpcError, path: str, seconds: float) -> tuple[SourceState, str]:
-    import grpc
 
-    code = error.code() if hasattr(error, "code") else None
-    details = (error.details() if hasattr(error, "details") else None) or str(code)
-    if code is grpc.StatusCode.UNIMPLEMENTED:
+def _rpc_problem(error: RpcError, path: str, seconds: float) -> tuple[SourceState, str]:
+    from ..cri.client import Code
+
+    code, details = error.code, error.details or error.code.name
+    if code is Code.UNIMPLEMENTED:
         return SourceState.UNAVAILABLE, (
             f"{path} answers gRPC but not the CRI runtime.v1 API ({details}); Docker's own containerd "
             "runs with the CRI plugin disabled: point --runtime-endpoint at the kubelet's runtime"
         )
-    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+    if code is Code.DEADLINE_EXCEEDED:
         return SourceState.TIMEOUT, f"{path}: no answer within {seconds:g} s"
-    if code is grpc.StatusCode.UNAVAILABLE:
-        # gRPC's text nests the socket path twice; the OS error at its end is what matters.
-        reason = details.rsplit("error: ", 1)[-1] if "connect failed" in details else details
-        return SourceState.UNAVAILABLE, f"{path}: cannot connect: {reason}"
-    if code is grpc.StatusCode.PERMISSION_DENIED:
+    if code is Code.UNAVAILABLE:
+        return SourceState.UNAVAILABLE, f"{path}: {details}"
+    if code is Code.PERMISSION_DENIED:
         return SourceState.UNAVAILABLE, f"{path}: permission denied ({details})"
-    return SourceState.ERROR, f"{path}: {code.name if code else 'error'}: {details}"
+    return SourceState.ERROR, f"{path}: {code.name}: {details}"
 
 
 def _labels_name(labels: Mapping[str, str], metadata: Any) -> tuple[str, str | None, str | None]:
@@ -198,26 +197,24 @@ def _query(
 ) -> tuple[str, list[PodSandbox], int, int]:
     """(runtime description, pods, sandboxes without a namespace, statuses that did not arrive).
 
-    Raises grpc.RpcError for a failure of the runtime as a whole.
+    Raises RpcError for a failure of the runtime as a whole.
     """
-    import grpc
-
     from ..cri import api_pb2 as pb
-    from ..cri import api_pb2_grpc
+    from ..cri.client import Channel
 
-    options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.enable_retries", 0)]
-    with grpc.insecure_channel(f"unix://{path}", options=options) as channel:
-        stub = api_pb2_grpc.RuntimeServiceStub(channel)
-        version = stub.Version(pb.VersionRequest(version="v1"), timeout=deadline.left())
+    with Channel(path, deadline, service=SERVICE, max_message=MAX_MESSAGE) as channel:
+        version = channel.call("Version", pb.VersionRequest(version="v1"), pb.VersionResponse)
         runtime = f"{version.runtime_name} {version.runtime_version}".strip()
         ready = pb.PodSandboxFilter(state=pb.PodSandboxStateValue(state=pb.SANDBOX_READY))
-        sandboxes_call = stub.ListPodSandbox.future(
-            pb.ListPodSandboxRequest(filter=ready), timeout=deadline.left()
+        sandboxes_call = channel.start(
+            "ListPodSandbox", pb.ListPodSandboxRequest(filter=ready), pb.ListPodSandboxResponse
         )
-        containers_call = stub.ListContainers.future(pb.ListContainersRequest(), timeout=deadline.left())
+        containers_call = channel.start(
+            "ListContainers", pb.ListContainersRequest(), pb.ListContainersResponse
+        )
         sandboxes = [s for s in sandboxes_call.result().items if s.state == pb.SANDBOX_READY]
         containers = _containers_by_sandbox(containers_call.result().containers)
-        statuses, missing = _statuses(stub, [s.id for s in sandboxes], deadline)
+        statuses, missing = _statuses(channel, [s.id for s in sandboxes], deadline)
         pods: list[PodSandbox] = []
         unresolved = 0
         uids: dict[str, NsKey] | None = None
@@ -259,12 +256,11 @@ def _query(
 
 
 def _statuses(
-    stub: Any, ids: list[str], deadline: Deadline
+    channel: Channel, ids: list[str], deadline: Deadline
 ) -> tuple[dict[str, api_pb2.PodSandboxStatusResponse], int]:
     """PodSandboxStatus(verbose) for every id, IN_FLIGHT at a time; (replies, how many did not arrive)."""
-    import grpc
-
     from ..cri import api_pb2 as pb
+    from ..cri.client import Code, RpcError
 
     replies: dict[str, pb.PodSandboxStatusResponse] = {}
     missing = 0
@@ -274,18 +270,20 @@ def _statuses(
             missing += len(batch)
             continue
         calls = {
-            sid: stub.PodSandboxStatus.future(
-                pb.PodSandboxStatusRequest(pod_sandbox_id=sid, verbose=True), timeout=deadline.left()
+            sid: channel.start(
+                "PodSandboxStatus",
+                pb.PodSandboxStatusRequest(pod_sandbox_id=sid, verbose=True),
+                pb.PodSandboxStatusResponse,
             )
             for sid in batch
         }
         for sid, call in calls.items():
             try:
                 replies[sid] = call.result()
-            except grpc.RpcError as error:
-                if error.code() is grpc.StatusCode.NOT_FOUND:
+            except RpcError as error:
+                if error.code is Code.NOT_FOUND:
                     continue  # removed since the list: not a pod any more
-                if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED):
+                if error.code in (Code.UNAVAILABLE, Code.UNIMPLEMENTED):
                     raise
                 missing += 1
     return replies, missing
@@ -308,11 +306,10 @@ def fetch(context: Context) -> Fetch:
         return Fetch(_status(SourceState.SKIPPED, why_none))  # not a Kubernetes node
     try:
         with HEAVY_IMPORTS:
-            import grpc
-
-            from ..cri import api_pb2_grpc  # noqa: F401  (fails early if protobuf is too old)
+            from ..cri import api_pb2  # noqa: F401  (fails early if protobuf is too old)
+            from ..cri.client import RpcError
     except ImportError as error:
-        return Fetch(_status(SourceState.UNAVAILABLE, f"the CRI client needs grpcio and protobuf: {error}"))
+        return Fetch(_status(SourceState.UNAVAILABLE, f"the CRI client needs h2 and protobuf: {error}"))
 
     deadline = Deadline(options.timeout)
     problems: list[tuple[SourceState, str]] = []
@@ -323,7 +320,7 @@ def fetch(context: Context) -> Fetch:
             break
         try:
             runtime, pods, unresolved, missing = _query(candidate.path, deadline, context, candidate.root)
-        except grpc.RpcError as error:
+        except RpcError as error:
             problems.append(_rpc_problem(error, candidate.path, options.timeout))
             if problems[-1][0] is SourceState.TIMEOUT:
                 break
