@@ -85,6 +85,8 @@ def world() -> Iterator[tuple[BridgeLab, Served]]:
                     "--kube",
                     "--min-interval",
                     "60",
+                    "--timeout",
+                    "15",  # the kubernetes client's import and first request alone take 2 s, more under load
                     "--docker-host",
                     "unix:///nonexistent/vpsc-docker.sock",
                     port=free_port(),
@@ -104,6 +106,7 @@ def test_a_server_scoped_to_one_namespace_shows_only_its_pod(world: tuple[Bridge
     lab, served = world
     shop, other = lab.members
     text = get(served.port, "/metrics").body.decode()
+    assert {s.labels["source"]: s.value for s in samples(text, "vethpeer_source_up")}["kube"] == 1, text
     info = {s.labels["device"]: s.labels for s in samples(text, "vethpeer_interface_info")}
     assert set(info) == {shop.host_veth}, "only shop's pod, not team-b's nor any other namespace on the host"
     assert (info[shop.host_veth]["namespace"], info[shop.host_veth]["pod"]) == ("shop", "web-1")
@@ -111,7 +114,6 @@ def test_a_server_scoped_to_one_namespace_shows_only_its_pod(world: tuple[Bridge
     assert {s.labels["device"] for s in received} == {shop.host_veth}
     assert {s.labels.get("namespace") for s in samples(text, "vethpeer_finding")} <= {"shop"}
     assert samples(text, "vethpeer_walk_namespaces")[0].value >= 3  # the walk itself read every namespace
-    assert {s.labels["source"]: s.value for s in samples(text, "vethpeer_source_up")}["kube"] == 1
 
     table = get(served.port, "/api/v1/table").json()
     assert [e["netns"]["inode"] for e in table["interfaces"] if e["ifname"] == "eth0"] == [shop.inode]
