@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .correlate import HOST
 from .errors import Ambiguous, NoPrivilege, NotFound
@@ -211,6 +211,25 @@ def _workload(report: Report, target: str, namespace: str | None) -> Match | Non
                 return Match(target, "workload", (), host_network=hits)
             return Match(target, "workload", _rows_in(report, key))
     return None
+
+
+def scoped(report: Report, namespace: str | None) -> Report:
+    """The report as ``-n NAMESPACE`` sees it: only the rows and workloads of that Kubernetes
+    namespace (host veths, Docker containers and other workloads outside Kubernetes are in none).
+    ``None`` (``-A``): the report itself. The one filter behind every command's ``-n``."""
+    if namespace is None:
+        return report
+
+    def inside(w: Workload) -> bool:
+        return w.namespace == namespace
+
+    claims = {key: tuple(w for w in found if inside(w)) for key, found in report.workloads.items()}
+    return replace(
+        report,
+        rows=tuple(row for row in report.rows if inside(row.end.workload)),
+        workloads={key: found for key, found in claims.items() if found},
+        host_network=tuple(w for w in report.host_network if inside(w)),
+    )
 
 
 def resolve(report: Report, target: str, *, namespace: str | None = None, proc: str = "/proc") -> Match:

@@ -134,6 +134,7 @@ class ApiServer:
     pods: list[dict[str, Any]] = field(default_factory=list)
     controllers: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (ns, kind, name)
     mode: str = "ok"
+    port: int = 0  # on 127.0.0.1; 0: any free one
     requests: list[str] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -207,7 +208,7 @@ class ApiServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="vpk-kube-api", daemon=True).start()
 

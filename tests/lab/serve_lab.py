@@ -67,10 +67,11 @@ class BridgeLab:
     inside: bool = True  # bring eth0 up with an address (one `ip -n` per namespace: small labs)
     tag: str = field(default_factory=lambda: secrets.token_hex(2))
     members: list[Member] = field(default_factory=list)
+    prefix: str = PREFIX  # of every name (a test with its own prefix passes it)
 
     @property
     def bridge(self) -> str:
-        return f"{PREFIX}br{self.tag}"
+        return f"{self.prefix}br{self.tag}"
 
     def __enter__(self) -> BridgeLab:
         try:
@@ -88,7 +89,7 @@ class BridgeLab:
         lines = [f"link add {self.bridge} type bridge", f"link set {self.bridge} up"]
         inside: dict[str, list[str]] = {}
         for i in range(self.count):
-            ns, veth = f"{PREFIX}-{self.tag}-{i}", f"{PREFIX}{self.tag}h{i}"
+            ns, veth = f"{self.prefix}-{self.tag}-{i}", f"{self.prefix}{self.tag}h{i}"
             address = f"198.{18 + (i // 250) % 2}.{third}.{i % 250 + 2}"
             self.members.append(Member(ns, veth, address))
             lines += [

@@ -75,13 +75,13 @@ def diagnose(
 ) -> Diagnosis:
     """The rows TARGET (or the namespace filter) selects, checked."""
     from ..checks import diagnose as run_checks
-    from ..targets import resolve
+    from ..targets import resolve, scoped
 
     rows = report.rows
     if target:
         rows = resolve(report, target, namespace=namespace, proc=proc).rows
     elif namespace:
-        rows = tuple(r for r in rows if r.end.workload.namespace == namespace)
+        rows = scoped(report, namespace).rows
     return run_checks(report, facts_for(report, rows, proc, samples))
 
 

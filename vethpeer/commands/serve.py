@@ -17,7 +17,9 @@ DESCRIPTION = (
     "A long-running HTTP server: GET /metrics (Prometheus text or OpenMetrics), /api/v1/table, "
     "/api/v1/which/TARGET, /api/v1/doctor (the same JSON documents as the commands), /healthz, "
     "/readyz. One walk serves every request that arrives while it runs; its result is reused for "
-    f"--min-interval. Listens on {DEFAULT_LISTEN} unless told otherwise: exposing it is a choice."
+    f"--min-interval. Listens on {DEFAULT_LISTEN} unless told otherwise: exposing it is a choice. "
+    "-n NS serves only Kubernetes namespace NS: its pods' series and findings, its rows in the API "
+    "(?namespace= may repeat NS; another namespace gets a 403)."
 )
 LONG_RUNNING = True
 
@@ -87,9 +89,9 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         raise UsageError("--max-clients must be at least 1")
     check_privilege(env.proc)  # fail now, not on the first scrape
     request = replace(options.request(args, fdb=True), stats=True)
-    walker = Walker(request, env, env.warn)
+    walker = Walker(request, env, env.warn, namespace=args.namespace)
     cache = WalkCache(walker, args.min_interval, then=walker.diagnose)
-    service = Service(cache, wait=args.max_wait, proc=env.proc, now=time.monotonic)
+    service = Service(cache, wait=args.max_wait, proc=env.proc, namespace=args.namespace, now=time.monotonic)
     host, port = args.listen
     try:
         server = Server(
@@ -111,7 +113,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         cache.warm()
         serve_in_thread(server)
         shown = f"[{host}]" if ":" in host else host
-        env.warn(f"vethpeer serve: listening on http://{shown}:{server.server_address[1]}/")
+        scope = f" (only Kubernetes namespace {args.namespace})" if args.namespace else ""
+        env.warn(f"vethpeer serve: listening on http://{shown}:{server.server_address[1]}/{scope}")
         while not stop.wait(0.5):
             pass
     finally:

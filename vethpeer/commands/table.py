@@ -26,15 +26,12 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..render import OutputFormat
     from ..render import json as jsonrender
     from ..render import tables as tablerender
+    from ..targets import scoped
 
     output = OutputFormat(args.output)
-    report = gather(options.request(args, fdb=output is not OutputFormat.TABLE), env)
-    rows, shared = report.rows, report.host_network
-    if args.namespace:
-        rows = tuple(r for r in rows if r.end.workload.namespace == args.namespace)
-        shared = tuple(w for w in shared if w.namespace == args.namespace)
+    report = scoped(gather(options.request(args, fdb=output is not OutputFormat.TABLE), env), args.namespace)
     if output is OutputFormat.JSON:
-        jsonrender.write(jsonrender.report_json(report, rows, namespace=args.namespace), env)
+        jsonrender.write(jsonrender.report_json(report), env)
     else:
-        tablerender.write_table(report, env, rows, wide=output is OutputFormat.WIDE, host_network=shared)
+        tablerender.write_table(report, env, wide=output is OutputFormat.WIDE)
     return ExitStatus.SUCCESS

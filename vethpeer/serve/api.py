@@ -5,6 +5,10 @@
 The JSON documents are the CLI's own (same builders, same ``schema_version``); an
 answer from an older walk than wanted carries ``X-Vethpeer-Stale: 1``.
 Nothing here changes anything.
+
+A server started with ``-n NS`` walks reports already cut to NS (see :mod:`.engine`);
+here ``?namespace=`` may only repeat NS: another namespace is a 403, never an empty
+answer that would look like "nothing there".
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from urllib.parse import parse_qs, unquote
 from ..errors import Ambiguous, NotFound, VethpeerError
 from ..render import findings
 from ..render import json as jsonrender
+from ..targets import scoped
 from .cache import Answer, WalkCache
 from .engine import Observation
 from .metrics import Health, MetricsPage, accepts_gzip
@@ -47,6 +52,7 @@ class Service:
     cache: WalkCache[Observation]
     wait: float  # longest a request waits for a walk
     proc: str = "/proc"
+    namespace: str | None = None  # `serve -n`: the only Kubernetes namespace served (the walks are cut to it)
     now: Callable[[], float] = field(default=lambda: 0.0)  # monotonic clock, as the cache's
     page: MetricsPage = field(default_factory=MetricsPage)
     table: dict[tuple[int, bool], bytes] = field(default_factory=dict)  # (walk, gzipped) -> the whole table
@@ -115,6 +121,24 @@ def _metrics(service: Service, _path: str, _params: dict[str, str], headers: Map
     return Response(200, body, content_type, extra)
 
 
+def _scope(service: Service, params: dict[str, str]) -> str | Response | None:
+    """``?namespace=`` as a filter still to apply to the walk's report: None when the report is
+    already just that (no query, or a ``-n NS`` server asked for NS); for another namespace than
+    a ``-n`` server's, the 403 to answer."""
+    asked, served = params.get("namespace") or None, service.namespace
+    if served is None or asked is None:
+        return asked
+    if asked == served:
+        return None
+    message = f"this server serves only Kubernetes namespace {served!r} (serve -n), not {asked!r}"
+    return _error(403, message, namespace=served)
+
+
+def _not_found(service: Service, error: NotFound) -> Response:
+    seen = f" (this server sees only Kubernetes namespace {service.namespace!r})" if service.namespace else ""
+    return _error(404, f"{error}{seen}")
+
+
 def _observation(
     service: Service, headers: Mapping[str, str]
 ) -> tuple[Observation, dict[str, str]] | Response:
@@ -125,14 +149,16 @@ def _observation(
 
 
 def _table(service: Service, _path: str, params: dict[str, str], headers: Mapping[str, str]) -> Response:
+    namespace = _scope(service, params)
+    if isinstance(namespace, Response):
+        return namespace
     got = _observation(service, headers)
     if isinstance(got, Response):
         return got
     observation, extra = got
-    report, namespace = observation.report, params.get("namespace") or None
-    if namespace:
-        rows = tuple(r for r in report.rows if r.end.workload.namespace == namespace)
-        return _json(200, jsonrender.report_json(report, rows, namespace=namespace), extra)
+    report = observation.report
+    if namespace is not None:
+        return _json(200, jsonrender.report_json(scoped(report, namespace)), extra)
     walk = service.cache.latest()
     number = walk.number if walk is not None and walk.value is observation else None
     compress = accepts_gzip(headers.get("accept-encoding", ""))
@@ -172,29 +198,34 @@ def _which(service: Service, path: str, params: dict[str, str], headers: Mapping
     target = target_from(path)
     if target is None:
         return _error(400, "not an acceptable target (a name, ID, NS/NAME, PID, veth, MAC or IP; no paths)")
+    namespace = _scope(service, params)
+    if isinstance(namespace, Response):
+        return namespace
     got = _observation(service, headers)
     if isinstance(got, Response):
         return got
     observation, extra = got
-    report, namespace = observation.report, params.get("namespace") or None
+    report = observation.report
     try:
         match = resolve(report, target, namespace=namespace, proc=service.proc)
     except Ambiguous as error:
         return _error(409, str(error), candidates=error.candidates)
     except NotFound as error:
-        return _error(404, str(error))
+        return _not_found(service, error)
     except VethpeerError as error:
         return _error(400, str(error))
     return _json(200, jsonrender.report_json(report, match.rows, namespace=namespace), extra)
 
 
 def _doctor(service: Service, _path: str, params: dict[str, str], headers: Mapping[str, str]) -> Response:
+    namespace = _scope(service, params)
+    if isinstance(namespace, Response):
+        return namespace
     got = _observation(service, headers)
     if isinstance(got, Response):
         return got
     observation, extra = got
-    report = observation.report
-    target, namespace = params.get("target") or None, params.get("namespace") or None
+    report, target = observation.report, params.get("target") or None
     if target is None and namespace is None and observation.diagnosed and observation.diagnosis is not None:
         return _json(200, findings.document(report, observation.diagnosis), extra)
     if target is not None and target_from("/api/v1/which/" + target) is None:
@@ -206,7 +237,7 @@ def _doctor(service: Service, _path: str, params: dict[str, str], headers: Mappi
     except Ambiguous as error:
         return _error(409, str(error), candidates=error.candidates)
     except NotFound as error:
-        return _error(404, str(error))
+        return _not_found(service, error)
     except VethpeerError as error:
         return _error(400, str(error))
     return _json(200, findings.document(report, diagnosis), extra)

@@ -2,6 +2,8 @@
 
 :func:`walk` is the one place the engine is called, so a repeatable walker (sockets
 kept open between rounds) can replace ``gather`` without touching the server.
+With ``serve -n NS`` the report is cut to Kubernetes namespace NS right after the walk
+(:func:`vethpeer.targets.scoped`): the checks, /metrics and the API only ever see NS.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..checks import Diagnosis
 from ..collect import Request, gather
 from ..environment import Environment
 from ..model import Report, SourceState, SourceStatus
+from ..targets import scoped
 
 
 def walk(request: Request, env: Environment) -> Report:
@@ -54,6 +57,7 @@ class Walker:
 
     gather() warns on stderr about every failing source on every walk; a server walks
     every few seconds, so those go to a scratch stream and only changes are logged.
+    ``namespace`` (``serve -n``): keep only that Kubernetes namespace's rows and workloads.
     """
 
     def __init__(
@@ -62,11 +66,14 @@ class Walker:
         env: Environment,
         log: Callable[[str], None],
         walk_call: Callable[[Request, Environment], Report] = walk,
+        *,
+        namespace: str | None = None,
     ) -> None:
         self._request = request
         self._env = env
         self._log = log
         self._walk = walk_call
+        self._namespace = namespace
         self._sources: dict[str, SourceStatus] = {}
         self._diagnosis: Diagnosis | None = None  # the latest, carried into the next walk's result
 
@@ -75,7 +82,7 @@ class Walker:
         for line in source_changes(self._sources, report.sources):
             self._log(line)
         self._sources = {s.name: s for s in report.sources}
-        return Observation(report, self._diagnosis)
+        return Observation(scoped(report, self._namespace), self._diagnosis)
 
     def diagnose(self, observation: Observation) -> Observation:
         """The doctor's checks on the walk's report (the second step, see WalkCache's ``then``)."""
