@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 __all__ = [
     "HOST",
@@ -236,8 +236,12 @@ def check_pair(pair: Pair) -> None:
 
 @dataclass
 class Lab:
-    """Builds topologies and removes all of them on exit (context manager)."""
+    """Builds topologies and removes all of them on exit (context manager).
 
+    Every name it makes starts with ``prefix`` (a subclass sets its own): namespaces
+    ``<prefix>-<tag>-*``, links ``<prefix><tag>*``, bridges ``<prefix>br<tag>*``."""
+
+    prefix: ClassVar[str] = PREFIX
     tag: str = field(default_factory=lambda: secrets.token_hex(2))
     namespaces: list[Ns] = field(default_factory=list)
     host_links: list[str] = field(default_factory=list)
@@ -253,19 +257,19 @@ class Lab:
 
     # names
     def link_name(self, stem: str) -> str:
-        name = f"{PREFIX}{self.tag}{stem}"
+        name = f"{self.prefix}{self.tag}{stem}"
         if len(name) > 15:
             raise ValueError(f"interface name too long: {name}")
         return name
 
     def bridge_name(self, stem: str = "0") -> str:
-        name = f"{PREFIX}br{self.tag}{stem}"
+        name = f"{self.prefix}br{self.tag}{stem}"
         if len(name) > 15:
             raise ValueError(f"bridge name too long: {name}")
         return name
 
     def ns_name(self, stem: str) -> str:
-        return f"{PREFIX}-{self.tag}-{stem}"
+        return f"{self.prefix}-{self.tag}-{stem}"
 
     def ip4(self, subnet: int, host: int, prefixlen: int = 24) -> str:
         """An address unique to this lab (100.64.0.0/10, picked by tag), so `which IP` is unambiguous.
