@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.lab.daemons import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = os.environ.get("VETHPEER_PYTHON", sys.executable)
@@ -236,13 +237,7 @@ def serve(
             wait_ready(served, timeout)
         yield served
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, 5)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
