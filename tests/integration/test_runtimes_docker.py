@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import run_vethpeer
+from tests.integration.conftest import run_vethpeer, table_json
 from tests.lab import docker_lab
 from tests.lab.cri_lab import host_link, link_in
 from tests.lab.private_dockerd import BRIDGE_NAME_OPTION, PREFIX, PrivateDockerd, private_dockerd
@@ -37,10 +37,8 @@ def engine() -> Iterator[Engine]:
 
 
 def table() -> dict[str, Any]:
-    done = run_vethpeer("table", "--json", env={"DOCKER_HOST": ""})
-    assert done.returncode == 0, done.stderr
-    data: dict[str, Any] = done.json()
-    return data
+    """The table with nothing telling vethpeer where the engine is."""
+    return table_json(env={"DOCKER_HOST": ""})
 
 
 def test_private_dockerd_found_by_its_listening_socket(engine: Engine) -> None:
