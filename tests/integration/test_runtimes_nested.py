@@ -23,7 +23,7 @@ import pytest
 from tests.integration.conftest import run_vethpeer
 from tests.lab import cri_lab
 from tests.lab.cri_lab import CriLabError, Lab, Pod, host_link, link_in
-from tests.policy import need
+from tests.policy import need, need_files
 
 pytestmark = pytest.mark.integration
 
@@ -74,8 +74,7 @@ class NestedContainerd(cri_lab.Containerd):
 @pytest.fixture(scope="module")
 def nested() -> Iterator[Lab]:
     need(os.geteuid() == 0, "needs root (containerd, mount namespaces)")
-    for binary in (cri_lab.CONTAINERD, cri_lab.CTR, "/usr/sbin/runc", f"{cri_lab.CNI_BIN_DIR}/bridge"):
-        need(os.path.exists(binary), f"needs {binary}")
+    need_files(cri_lab.BINARIES, cri_lab.INSTALL)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cri_lab, "Containerd", functools.partial(NestedContainerd, name=NAME))
         patch.setattr(cri_lab, "BRIDGE", "vprncni0")

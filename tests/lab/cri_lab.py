@@ -67,6 +67,9 @@ PREFIX = "vpk"
 CONTAINERD = "/usr/bin/containerd"
 CTR = "/usr/bin/ctr"
 CNI_BIN_DIR = "/usr/lib/cni"
+RUNC = "/usr/sbin/runc"
+BINARIES = (CONTAINERD, CTR, RUNC, f"{CNI_BIN_DIR}/bridge")  # what the lab runs
+INSTALL = "apt-get install containerd runc containernetworking-plugins"  # where they come from
 BUSYBOX = "/bin/busybox"
 IMAGE = "vpk.local/vpk-pause:1"  # the sandbox image, also used for the pods' containers
 BRIDGE = "vpkcni0"
@@ -277,11 +280,9 @@ class Containerd:
         """Write the config, exec containerd, wait until its socket answers (CRI Version if cri)."""
         if self.is_running():
             return
-        for binary in (CONTAINERD, CTR, "/usr/sbin/runc", f"{CNI_BIN_DIR}/bridge"):
+        for binary in BINARIES:
             if not os.path.exists(binary):
-                raise CriLabError(
-                    f"{binary} not found (apt-get install containerd runc containernetworking-plugins)"
-                )
+                raise CriLabError(f"{binary} not found ({INSTALL})")
         net_d = f"{self.etc}/net.d"
         os.makedirs(net_d, exist_ok=True)
         Path(f"{net_d}/10-{CNI_NETWORK}.conflist").write_text(_cni_conflist())
