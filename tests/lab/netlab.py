@@ -295,6 +295,23 @@ class Lab:
             self.namespaces[self.namespaces.index(old)] = new
         return made
 
+    def netns_with_host_peers(self, stems: Sequence[str], *, up: bool = True) -> tuple[list[Ns], list[str]]:
+        """A namespace per stem, each with an ``eth0`` whose peer ``link_name(stem)`` is in the host
+        (and up, unless ``up=False``), made in one ``ip -batch``; the host ends are the lab's host
+        links. Each eth0 is made straight in a fresh namespace, so all get the same ifindex (2)."""
+        namespaces = self.netns_many(stems)
+        hosts = [self.link_name(stem) for stem in stems]
+        self.host_links.extend(hosts)
+        ip_batch(
+            line
+            for host, ns in zip(hosts, namespaces, strict=True)
+            for line in (
+                f"link add {host} type veth peer name eth0 netns {ns.name}",
+                *([f"link set {host} up"] if up else []),
+            )
+        )
+        return namespaces, hosts
+
     def process_ns(self, seconds: int = 3600) -> Ns:
         """A namespace that only a process holds (``unshare --net sleep``), killed on cleanup."""
         proc = subprocess.Popen(["unshare", "--net", "sleep", str(seconds)])
@@ -515,15 +532,7 @@ def same_ifindex(lab: Lab, count: int = 50) -> Topology:
     kernel hands out the same first free index (2) every time: exactly what CNI and
     Docker do, and why matching by ifindex alone picks the wrong veth.
     """
-    stems = [f"i{i:03d}" for i in range(count)]
-    namespaces = lab.netns_many(stems)
-    names = [lab.link_name(stem) for stem in stems]
-    lab.host_links.extend(names)
-    ip_batch(
-        line
-        for name, ns in zip(names, namespaces, strict=True)
-        for line in (f"link add {name} type veth peer name eth0 netns {ns.name}", f"link set {name} up")
-    )
+    namespaces, names = lab.netns_with_host_peers([f"i{i:03d}" for i in range(count)])
     host = kernel_links(HOST)
     pairs = []
     for name, ns in zip(names, namespaces, strict=True):
