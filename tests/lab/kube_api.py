@@ -50,16 +50,8 @@ def pod_json(
         "labels": {"app": name.rsplit("-", 2)[0]},
     }
     if owner is not None:
-        meta["ownerReferences"] = [
-            {
-                "apiVersion": "apps/v1" if owner[0] == "ReplicaSet" else "batch/v1",
-                "kind": owner[0],
-                "name": owner[1],
-                "uid": str(uuid.uuid4()),
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
+        owner_api = "apps/v1" if owner[0] == "ReplicaSet" else "batch/v1"
+        meta["ownerReferences"] = _controlled_by(*owner, owner_api)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -97,20 +89,26 @@ def pod_json(
     }
 
 
+def _controlled_by(kind: str, name: str, api_version: str) -> list[dict[str, Any]]:
+    """``metadata.ownerReferences`` naming one controller: ``kind`` ``name`` of ``api_version``."""
+    return [
+        {
+            "apiVersion": api_version,
+            "kind": kind,
+            "name": name,
+            "uid": str(uuid.uuid4()),
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
 def controller_json(kind: str, name: str, namespace: str, owner: tuple[str, str] | None) -> dict[str, Any]:
     """An apps/v1 ReplicaSet or batch/v1 Job, with its own controller reference."""
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())}
     if owner is not None:
-        meta["ownerReferences"] = [
-            {
-                "apiVersion": "apps/v1" if owner[0] == "Deployment" else "batch/v1",
-                "kind": owner[0],
-                "name": owner[1],
-                "uid": str(uuid.uuid4()),
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
+        owner_api = "apps/v1" if owner[0] == "Deployment" else "batch/v1"
+        meta["ownerReferences"] = _controlled_by(*owner, owner_api)
     api = "apps/v1" if kind == "ReplicaSet" else "batch/v1"
     return {"apiVersion": api, "kind": kind, "metadata": meta, "spec": {}, "status": {}}
 
