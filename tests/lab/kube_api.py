@@ -20,6 +20,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -216,22 +217,29 @@ class ApiServer:
             self._server.shutdown()
             self._server.server_close()
 
-    @contextlib.contextmanager
-    def kubeconfig(self, token: str = "vpk-token") -> Iterator[str]:
+    def kubeconfig(self, token: str = "vpk-token") -> AbstractContextManager[str]:
         """A kubeconfig file pointing at this server (bearer token auth); removed afterwards."""
-        fd, path = tempfile.mkstemp(prefix="vpk-kubeconfig-", suffix=".yaml")
-        with os.fdopen(fd, "w") as f:
-            f.write(
-                "apiVersion: v1\nkind: Config\n"
-                f"clusters:\n- name: vpk\n  cluster:\n    server: {self.url}\n"
-                f"users:\n- name: vpk\n  user:\n    token: {token}\n"
-                "contexts:\n- name: vpk\n  context:\n    cluster: vpk\n    user: vpk\n"
-                "current-context: vpk\n"
-            )
-        try:
-            yield path
-        finally:
-            os.unlink(path)
+        return kubeconfig_file(self.url, token, "vpk")
+
+
+@contextlib.contextmanager
+def kubeconfig_file(url: str, token: str, name: str, namespace: str | None = None) -> Iterator[str]:
+    """A kubeconfig file for the API server at ``url``, bearer ``token``: cluster, user and context
+    all named ``name``, the context in ``namespace`` if one is given. Removed afterwards."""
+    fd, path = tempfile.mkstemp(prefix=f"{name}-kubeconfig-", suffix=".yaml")
+    ns = f"    namespace: {namespace}\n" if namespace else ""
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: {name}\n  cluster:\n    server: {url}\n"
+            f"users:\n- name: {name}\n  user:\n    token: {token}\n"
+            f"contexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n{ns}"
+            f"current-context: {name}\n"
+        )
+    try:
+        yield path
+    finally:
+        os.unlink(path)
 
 
 @contextlib.contextmanager
