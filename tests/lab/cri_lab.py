@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.lab.common import busybox_rootfs_tar
-from tests.lab.daemons import log_tail, remove_tree, spawn, terminate, wait_gone
+from tests.lab.daemons import log_tail, remove_tree, spawn, terminate, wait_answering, wait_gone
 
 PREFIX = "vpk"
 CONTAINERD = "/usr/bin/containerd"
@@ -291,17 +291,15 @@ class Containerd:
         self._proc = spawn([CONTAINERD, "--config", config, "--log-level", "info"], self.log_path)
         self.pid = self._proc.pid
         began = time.monotonic()
-        while time.monotonic() - began < timeout:
-            if self._proc.poll() is not None:
-                raise CriLabError(f"containerd exited with {self._proc.returncode}:\n{self.log_tail()}")
-            if os.path.exists(self.socket) and self._answers():
-                self.startup_seconds = time.monotonic() - began
-                return
-            time.sleep(0.1)
+        problem = wait_answering(self._proc, self._up, timeout, interval=0.1)
+        if problem is None:
+            self.startup_seconds = time.monotonic() - began
+            return
         self.stop()
-        raise CriLabError(
-            f"containerd did not answer on {self.socket} within {timeout:g} s:\n{self.log_tail()}"
-        )
+        raise CriLabError(f"containerd on {self.socket} {problem}:\n{self.log_tail()}")
+
+    def _up(self) -> bool:
+        return os.path.exists(self.socket) and self._answers()
 
     def _answers(self) -> bool:
         if not self.cri:

@@ -1,13 +1,14 @@
 """The labs' own daemons (containerd, dockerd, ``vethpeer serve``): start one with its output in a
-log, read the log's tail, stop it by its Popen handle (SIGTERM, then SIGKILL), wait for a PID to
-go, and unmount and remove the folders it made. Never a process or a mount the lab did not make.
+log, wait until it answers, read the log's tail, stop it by its Popen handle (SIGTERM, then
+SIGKILL), wait for a PID to go, and unmount and remove the folders it made. Never a process or
+a mount the lab did not make.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,21 @@ def spawn(argv: Sequence[str], log_path: str) -> subprocess.Popen[bytes]:
             start_new_session=True,
             close_fds=True,
         )
+
+
+def wait_answering(
+    proc: subprocess.Popen[Any], answers: Callable[[], bool], timeout: float, interval: float = 0.05
+) -> str | None:
+    """Poll ``answers()`` while ``proc`` runs: None once it answers, else what went wrong
+    (``exited with N``, ``did not answer within T s``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"exited with {proc.returncode}"
+        if answers():
+            return None
+        time.sleep(interval)
+    return f"did not answer within {timeout:g} s"
 
 
 def log_tail(path: str, lines: int = 40) -> str:

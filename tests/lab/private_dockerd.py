@@ -43,7 +43,7 @@ from typing import Any
 from tests.lab import docker_lab
 from tests.lab.common import docker_cgroup_parents, pid_alive, remove_cgroup_parents
 from tests.lab.cri_lab import Containerd
-from tests.lab.daemons import log_tail, remove_tree, spawn, terminate, wait_gone
+from tests.lab.daemons import log_tail, remove_tree, spawn, terminate, wait_answering, wait_gone
 
 PREFIX = "vpx"
 
@@ -130,19 +130,10 @@ class PrivateDockerd:
         Path(f"{self.base}/daemon.json").write_text(json.dumps({}))
         self._proc = spawn(self.argv(), self.log_path)
         self.pid = self._proc.pid
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.is_running():
-                return
-            if self._proc.poll() is not None:
-                raise docker_lab.DockerLabError(
-                    f"private dockerd exited with {self._proc.returncode}:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-        self.stop()
-        raise docker_lab.DockerLabError(
-            f"private dockerd did not answer within {timeout:g} s:\n{self.log_tail()}"
-        )
+        problem = wait_answering(self._proc, self.is_running, timeout)
+        if problem is not None:
+            self.stop()
+            raise docker_lab.DockerLabError(f"private dockerd {problem}:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM our dockerd (by PID), then SIGKILL; end any child it left. Containers stay
