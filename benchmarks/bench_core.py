@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness import Pods, best, cleanup_guard, mark, pods_on_bridges, run_once, teardown  # noqa: E402
+from benchmarks.harness import Pods, best, mark, pods_on_bridges, run_once, torn_down  # noqa: E402
 from tests.lab import netlab  # noqa: E402
 from tests.lab.netlab import HOST, Lab  # noqa: E402
 from tests.tools import search_path  # noqa: E402
@@ -67,50 +67,46 @@ def export(revision: str) -> Path:
 
 
 def measure(count: int, repeat: int, before: Path | None = None) -> dict[str, float]:
-    with cleanup_guard():
-        lab = Lab()
-        try:
-            started = time.perf_counter()
-            built = pods_on_bridges(lab, count)
-            build_s = time.perf_counter() - started
-            table, table_rss, runs = best([[*VETHPEER, "table", "--json"]], repeat)
-            check_table(built, runs[0].stdout)
-            baseline, _, _ = best(
-                [["ip", "-all", "netns", "exec", "ip", "-o", "link"], ["ip", "-o", "-d", "link"]], repeat
-            )
-            target = built.host_veths[count // 2]
-            which, which_rss, runs = best([[*VETHPEER, "which", "-q", target]], repeat)
-            if runs[0].stdout.split() != [target]:
-                raise SystemExit(f"which -q {target} printed {runs[0].stdout!r}")
-            completion, _, runs = best([[*VETHPEER, "completion", "--list-targets"]], repeat)
-            if target not in runs[0].stdout.split():
-                raise SystemExit(f"completion --list-targets did not list {target}")
-            earlier = {}
-            if before is not None:  # the same lab, the same run: the other revision, interleaved
-                for name, argv in (
-                    ("table", [*VETHPEER, "table", "--json"]),
-                    ("which", [*VETHPEER, "which", "-q", target]),
-                ):
-                    walls: dict[str, list[float]] = {"before": [], "after": []}
-                    for _ in range(repeat):  # alternate, so that neither side gets the quieter moments
-                        walls["after"].append(run_once(argv).wall)
-                        walls["before"].append(run_once(argv, before).wall)
-                    earlier[f"{name}_before"] = min(walls["before"])
-                    earlier[f"{name}_after"] = min(walls["after"])
-            return {
-                "n": count,
-                "namespaces": len(netlab.ip_json(HOST, "netns", "list")),
-                "build": build_s,
-                "table": table,
-                "baseline": baseline,
-                "ratio": baseline / table,
-                "which": which,
-                "rss_mb": max(table_rss, which_rss) / 1024,
-                "completion": completion,
-                **earlier,
-            }
-        finally:
-            teardown(lab)
+    with torn_down(Lab()) as lab:
+        started = time.perf_counter()
+        built = pods_on_bridges(lab, count)
+        build_s = time.perf_counter() - started
+        table, table_rss, runs = best([[*VETHPEER, "table", "--json"]], repeat)
+        check_table(built, runs[0].stdout)
+        baseline, _, _ = best(
+            [["ip", "-all", "netns", "exec", "ip", "-o", "link"], ["ip", "-o", "-d", "link"]], repeat
+        )
+        target = built.host_veths[count // 2]
+        which, which_rss, runs = best([[*VETHPEER, "which", "-q", target]], repeat)
+        if runs[0].stdout.split() != [target]:
+            raise SystemExit(f"which -q {target} printed {runs[0].stdout!r}")
+        completion, _, runs = best([[*VETHPEER, "completion", "--list-targets"]], repeat)
+        if target not in runs[0].stdout.split():
+            raise SystemExit(f"completion --list-targets did not list {target}")
+        earlier = {}
+        if before is not None:  # the same lab, the same run: the other revision, interleaved
+            for name, argv in (
+                ("table", [*VETHPEER, "table", "--json"]),
+                ("which", [*VETHPEER, "which", "-q", target]),
+            ):
+                walls: dict[str, list[float]] = {"before": [], "after": []}
+                for _ in range(repeat):  # alternate, so that neither side gets the quieter moments
+                    walls["after"].append(run_once(argv).wall)
+                    walls["before"].append(run_once(argv, before).wall)
+                earlier[f"{name}_before"] = min(walls["before"])
+                earlier[f"{name}_after"] = min(walls["after"])
+        return {
+            "n": count,
+            "namespaces": len(netlab.ip_json(HOST, "netns", "list")),
+            "build": build_s,
+            "table": table,
+            "baseline": baseline,
+            "ratio": baseline / table,
+            "which": which,
+            "rss_mb": max(table_rss, which_rss) / 1024,
+            "completion": completion,
+            **earlier,
+        }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

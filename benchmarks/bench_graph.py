@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness import best, cleanup_guard, mark, pods_on_bridges, run_once, teardown  # noqa: E402
+from benchmarks.harness import best, mark, pods_on_bridges, run_once, torn_down  # noqa: E402
 from tests.lab import netlab  # noqa: E402
 from tests.lab.netlab import HOST  # noqa: E402
 from tests.lab.vpg_lab import GraphLab  # noqa: E402
@@ -81,38 +81,32 @@ def _plotnetcfg(plot: str | None, repeat: int) -> float:
 
 
 def measure(count: int, repeat: int, baseline_repeat: int) -> dict[str, float]:
-    with cleanup_guard():
-        lab = GraphLab()
-        try:
-            started = time.perf_counter()
-            inodes = build(lab, count)
-            figures: dict[str, float] = {"n": count, "build": time.perf_counter() - started}
-            run_once([*VETHPEER, "graph", "-o", "dot"])  # warm-up: the kernel settles after the build
-            for key, args, collapsed in (
-                ("dot", ["graph", "-o", "dot"], count > 40),
-                ("dot_full", ["graph", "-o", "dot", "--no-collapse"], False),
-            ):
-                figures[key], rss, runs = best([[*VETHPEER, *args]], repeat)
-                check_dot(runs[0].stdout, inodes, collapsed)
-                figures[f"{key}_rss_mb"] = rss / 1024
-            figures["svg_collapse"], rss, runs = best(
-                [[*VETHPEER, "graph", "-o", "svg", "--collapse"]], repeat
-            )
-            if "workloads" not in runs[0].stdout or not runs[0].stdout.lstrip().startswith("<?xml"):
-                raise SystemExit("the SVG has no collapsed group")
-            figures["svg_rss_mb"] = rss / 1024
-            figures["ip"], _, _ = best(
-                [["ip", "-all", "netns", "exec", "ip", "-j", "-d", "link"], ["ip", "-j", "-d", "link"]],
-                repeat,
-            )
-            plot = shutil.which("plotnetcfg") or (
-                "/usr/sbin/plotnetcfg" if os.path.exists("/usr/sbin/plotnetcfg") else None
-            )
-            figures["plotnetcfg"] = _plotnetcfg(plot, baseline_repeat)
-            figures["namespaces"] = len(netlab.ip_json(HOST, "netns", "list"))
-            return figures
-        finally:
-            teardown(lab)
+    with torn_down(GraphLab()) as lab:
+        started = time.perf_counter()
+        inodes = build(lab, count)
+        figures: dict[str, float] = {"n": count, "build": time.perf_counter() - started}
+        run_once([*VETHPEER, "graph", "-o", "dot"])  # warm-up: the kernel settles after the build
+        for key, args, collapsed in (
+            ("dot", ["graph", "-o", "dot"], count > 40),
+            ("dot_full", ["graph", "-o", "dot", "--no-collapse"], False),
+        ):
+            figures[key], rss, runs = best([[*VETHPEER, *args]], repeat)
+            check_dot(runs[0].stdout, inodes, collapsed)
+            figures[f"{key}_rss_mb"] = rss / 1024
+        figures["svg_collapse"], rss, runs = best([[*VETHPEER, "graph", "-o", "svg", "--collapse"]], repeat)
+        if "workloads" not in runs[0].stdout or not runs[0].stdout.lstrip().startswith("<?xml"):
+            raise SystemExit("the SVG has no collapsed group")
+        figures["svg_rss_mb"] = rss / 1024
+        figures["ip"], _, _ = best(
+            [["ip", "-all", "netns", "exec", "ip", "-j", "-d", "link"], ["ip", "-j", "-d", "link"]],
+            repeat,
+        )
+        plot = shutil.which("plotnetcfg") or (
+            "/usr/sbin/plotnetcfg" if os.path.exists("/usr/sbin/plotnetcfg") else None
+        )
+        figures["plotnetcfg"] = _plotnetcfg(plot, baseline_repeat)
+        figures["namespaces"] = len(netlab.ip_json(HOST, "netns", "list"))
+        return figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:

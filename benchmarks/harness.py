@@ -18,11 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from tests.lab import netlab
 from tests.lab.netlab import HOST, Lab, Ns
 
 ROOT = Path(__file__).resolve().parents[1]
+LabT = TypeVar("LabT", bound=Lab)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,16 @@ def teardown(lab: Lab) -> None:
         wait_gone(lab.prefix + lab.tag)
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+@contextmanager
+def torn_down(lab: LabT) -> Iterator[LabT]:
+    """``lab`` for the block, then removed (:func:`teardown`); meanwhile SIGTERM acts as Ctrl-C."""
+    with cleanup_guard():
+        try:
+            yield lab
+        finally:
+            teardown(lab)
 
 
 def mark(ok: bool) -> str:
