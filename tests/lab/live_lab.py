@@ -9,13 +9,13 @@ carries the comment ``vpl-<tag>`` and is deleted afterwards.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from tests.lab.daemons import terminate
 from tests.lab.netlab import HOST, Lab, Ns, Pair
 
 PREFIX = "vpl"
@@ -81,11 +81,5 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def kill(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
-    """End a process this test started (by its PID) and reap it."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, 9)
-            proc.wait()
+    """End a process this test started (by its Popen handle) and reap it."""
+    terminate(proc, 5)
