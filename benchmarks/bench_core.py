@@ -25,21 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.harness import Pods, best, mark, pods_on_bridges, run_once, torn_down  # noqa: E402
 from tests.lab import netlab  # noqa: E402
 from tests.lab.netlab import HOST, Lab  # noqa: E402
 from tests.tools import search_path  # noqa: E402
@@ -48,72 +45,7 @@ TARGETS = {"ratio": 40.0, "table": 0.4, "which": 0.2, "version": 0.06, "rss_mb":
 VETHPEER = [sys.executable, "-m", "vethpeer"]
 
 
-@dataclass(frozen=True)
-class Run:
-    wall: float
-    maxrss_kb: int
-    returncode: int
-    stdout: str
-
-
-def run_once(argv: Sequence[str], code: Path = ROOT) -> Run:
-    """One child, timed from fork to exit; its own peak RSS from wait4 (not the other children's).
-
-    ``code``: the tree whose ``vethpeer`` package runs (another revision with ``--before``)."""
-    # As installed: pip byte-compiles, and stdout is a buffered pipe. A shell that sets
-    # PYTHONDONTWRITEBYTECODE / PYTHONUNBUFFERED would time the compiler and one write per token.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))
-    with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        return Run(wall, usage.ru_maxrss, proc.returncode, out.read().decode("utf-8", "replace"))
-
-
-def best(argvs: Sequence[Sequence[str]], repeat: int, code: Path = ROOT) -> tuple[float, int, list[Run]]:
-    """Best total wall over repeat runs of the argvs in sequence; max RSS; the last runs."""
-    walls, rss, last = [], 0, []
-    for _ in range(repeat):
-        last = [run_once(argv, code) for argv in argvs]
-        for run in last:
-            if run.returncode != 0:
-                raise SystemExit(f"{' '.join(argvs[last.index(run)])}: exit {run.returncode}")
-        walls.append(sum(run.wall for run in last))
-        rss = max(rss, *(run.maxrss_kb for run in last))
-    return min(walls), rss, last
-
-
-@dataclass(frozen=True)
-class Built:
-    lab: Lab
-    bridge: str
-    host_veths: list[str]
-    inodes: set[int]
-
-
-def build(lab: Lab, count: int) -> Built:
-    """count namespaces, eth0 in each, the host end on one bridge: a node full of pods."""
-    bridge = lab.bridge(HOST, lab.bridge_name("0")).ifname
-    stems = [f"{i:04d}" for i in range(count)]
-    namespaces = lab.netns_many(stems)
-    names = [lab.link_name(stem) for stem in stems]
-    # not registered as host links: deleting the namespaces removes the pairs, in one kernel batch
-    netlab.ip_batch(
-        line
-        for name, ns in zip(names, namespaces, strict=True)
-        for line in (
-            f"link add {name} type veth peer name eth0 netns {ns.name}",
-            f"link set {name} master {bridge} up",
-        )
-    )
-    return Built(lab, bridge, names, {ns.inode for ns in namespaces})
-
-
-def check_table(built: Built, stdout: str) -> None:
+def check_table(built: Pods, stdout: str) -> None:
     """The benchmark times a correct answer only: every lab namespace, with its own host veth."""
     rows = [e for e in json.loads(stdout)["interfaces"] if e["netns"]["inode"] in built.inodes]
     peers = {e["peer"]["ifname"] for e in rows if e["peer"]}
@@ -121,32 +53,6 @@ def check_table(built: Built, stdout: str) -> None:
         raise SystemExit(
             f"wrong answer: {len(rows)} rows, {len(peers)} distinct peers for {len(built.inodes)}"
         )
-
-
-def wait_gone(prefix: str, timeout: float = 60) -> None:
-    """Namespace teardown is asynchronous in the kernel: wait for the host ends to vanish."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        links = json.loads(
-            subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout
-        )
-        if not any(link["ifname"].startswith(prefix) for link in links):
-            return
-        time.sleep(0.2)
-
-
-@contextmanager
-def cleanup_guard() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C; while cleaning up, neither interrupts the cleanup."""
-
-    def interrupt(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def export(revision: str) -> Path:
@@ -161,59 +67,46 @@ def export(revision: str) -> Path:
 
 
 def measure(count: int, repeat: int, before: Path | None = None) -> dict[str, float]:
-    with cleanup_guard():
-        lab = Lab()
-        try:
-            started = time.perf_counter()
-            built = build(lab, count)
-            build_s = time.perf_counter() - started
-            table, table_rss, runs = best([[*VETHPEER, "table", "--json"]], repeat)
-            check_table(built, runs[0].stdout)
-            baseline, _, _ = best(
-                [["ip", "-all", "netns", "exec", "ip", "-o", "link"], ["ip", "-o", "-d", "link"]], repeat
-            )
-            target = built.host_veths[count // 2]
-            which, which_rss, runs = best([[*VETHPEER, "which", "-q", target]], repeat)
-            if runs[0].stdout.split() != [target]:
-                raise SystemExit(f"which -q {target} printed {runs[0].stdout!r}")
-            completion, _, runs = best([[*VETHPEER, "completion", "--list-targets"]], repeat)
-            if target not in runs[0].stdout.split():
-                raise SystemExit(f"completion --list-targets did not list {target}")
-            earlier = {}
-            if before is not None:  # the same lab, the same run: the other revision, interleaved
-                for name, argv in (
-                    ("table", [*VETHPEER, "table", "--json"]),
-                    ("which", [*VETHPEER, "which", "-q", target]),
-                ):
-                    walls: dict[str, list[float]] = {"before": [], "after": []}
-                    for _ in range(repeat):  # alternate, so that neither side gets the quieter moments
-                        walls["after"].append(run_once(argv).wall)
-                        walls["before"].append(run_once(argv, before).wall)
-                    earlier[f"{name}_before"] = min(walls["before"])
-                    earlier[f"{name}_after"] = min(walls["after"])
-            return {
-                "n": count,
-                "namespaces": len(netlab.ip_json(HOST, "netns", "list")),
-                "build": build_s,
-                "table": table,
-                "baseline": baseline,
-                "ratio": baseline / table,
-                "which": which,
-                "rss_mb": max(table_rss, which_rss) / 1024,
-                "completion": completion,
-                **earlier,
-            }
-        finally:
-            old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                lab.cleanup()
-                wait_gone(netlab.PREFIX + lab.tag)
-            finally:
-                signal.signal(signal.SIGINT, old)
-
-
-def mark(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
+    with torn_down(Lab()) as lab:
+        started = time.perf_counter()
+        built = pods_on_bridges(lab, count)
+        build_s = time.perf_counter() - started
+        table, table_rss, runs = best([[*VETHPEER, "table", "--json"]], repeat)
+        check_table(built, runs[0].stdout)
+        baseline, _, _ = best(
+            [["ip", "-all", "netns", "exec", "ip", "-o", "link"], ["ip", "-o", "-d", "link"]], repeat
+        )
+        target = built.host_veths[count // 2]
+        which, which_rss, runs = best([[*VETHPEER, "which", "-q", target]], repeat)
+        if runs[0].stdout.split() != [target]:
+            raise SystemExit(f"which -q {target} printed {runs[0].stdout!r}")
+        completion, _, runs = best([[*VETHPEER, "completion", "--list-targets"]], repeat)
+        if target not in runs[0].stdout.split():
+            raise SystemExit(f"completion --list-targets did not list {target}")
+        earlier = {}
+        if before is not None:  # the same lab, the same run: the other revision, interleaved
+            for name, argv in (
+                ("table", [*VETHPEER, "table", "--json"]),
+                ("which", [*VETHPEER, "which", "-q", target]),
+            ):
+                walls: dict[str, list[float]] = {"before": [], "after": []}
+                for _ in range(repeat):  # alternate, so that neither side gets the quieter moments
+                    walls["after"].append(run_once(argv).wall)
+                    walls["before"].append(run_once(argv, before).wall)
+                earlier[f"{name}_before"] = min(walls["before"])
+                earlier[f"{name}_after"] = min(walls["after"])
+        return {
+            "n": count,
+            "namespaces": len(netlab.ip_json(HOST, "netns", "list")),
+            "build": build_s,
+            "table": table,
+            "baseline": baseline,
+            "ratio": baseline / table,
+            "which": which,
+            "rss_mb": max(table_rss, which_rss) / 1024,
+            "completion": completion,
+            **earlier,
+        }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

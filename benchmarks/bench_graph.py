@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -37,10 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_core import best, cleanup_guard, run_once, wait_gone  # noqa: E402
+from benchmarks.harness import best, mark, pods_on_bridges, run_once, torn_down  # noqa: E402
 from tests.lab import netlab  # noqa: E402
 from tests.lab.netlab import HOST  # noqa: E402
-from tests.lab.vpg_lab import PREFIX, GraphLab  # noqa: E402
+from tests.lab.vpg_lab import GraphLab  # noqa: E402
 
 TARGETS = {"dot": 1.0, "svg_collapse": 5.0}
 VETHPEER = [sys.executable, "-m", "vethpeer"]
@@ -49,23 +48,12 @@ PLOTNETCFG = ("/usr/sbin/plotnetcfg", "/usr/bin/plotnetcfg")
 
 
 def build(lab: GraphLab, count: int) -> set[int]:
-    """count namespaces spread over BRIDGES host bridges; returns their inodes."""
-    bridges = [lab.bridge(HOST, lab.bridge_name(str(b))).ifname for b in range(BRIDGES)]
-    stems = [f"{i:04d}" for i in range(count)]
-    namespaces = lab.netns_many(stems)
-    names = [lab.link_name(stem) for stem in stems]
-    netlab.ip_batch(
-        line
-        for i, (name, ns) in enumerate(zip(names, namespaces, strict=True))
-        for line in (
-            f"link add {name} type veth peer name eth0 netns {ns.name}",
-            f"link set {name} master {bridges[i % BRIDGES]} up",
-        )
-    )
+    """count namespaces spread over BRIDGES host bridges, their eth0s up; returns their inodes."""
+    pods = pods_on_bridges(lab, count, BRIDGES)
     # `ip -batch` has no per-line namespace: one `ip -n NS` each (the eth0s must be up, or they are marked)
-    for ns in namespaces:
+    for ns in pods.namespaces:
         subprocess.run(["ip", "-n", ns.name or "", "link", "set", "eth0", "up"], check=True)
-    return {ns.inode for ns in namespaces}
+    return pods.inodes
 
 
 def check_dot(text: str, inodes: set[int], collapsed: bool) -> None:
@@ -93,47 +81,32 @@ def _plotnetcfg(plot: str | None, repeat: int) -> float:
 
 
 def measure(count: int, repeat: int, baseline_repeat: int) -> dict[str, float]:
-    with cleanup_guard():
-        lab = GraphLab()
-        try:
-            started = time.perf_counter()
-            inodes = build(lab, count)
-            figures: dict[str, float] = {"n": count, "build": time.perf_counter() - started}
-            run_once([*VETHPEER, "graph", "-o", "dot"])  # warm-up: the kernel settles after the build
-            for key, args, collapsed in (
-                ("dot", ["graph", "-o", "dot"], count > 40),
-                ("dot_full", ["graph", "-o", "dot", "--no-collapse"], False),
-            ):
-                figures[key], rss, runs = best([[*VETHPEER, *args]], repeat)
-                check_dot(runs[0].stdout, inodes, collapsed)
-                figures[f"{key}_rss_mb"] = rss / 1024
-            figures["svg_collapse"], rss, runs = best(
-                [[*VETHPEER, "graph", "-o", "svg", "--collapse"]], repeat
-            )
-            if "workloads" not in runs[0].stdout or not runs[0].stdout.lstrip().startswith("<?xml"):
-                raise SystemExit("the SVG has no collapsed group")
-            figures["svg_rss_mb"] = rss / 1024
-            figures["ip"], _, _ = best(
-                [["ip", "-all", "netns", "exec", "ip", "-j", "-d", "link"], ["ip", "-j", "-d", "link"]],
-                repeat,
-            )
-            plot = shutil.which("plotnetcfg") or (
-                "/usr/sbin/plotnetcfg" if os.path.exists("/usr/sbin/plotnetcfg") else None
-            )
-            figures["plotnetcfg"] = _plotnetcfg(plot, baseline_repeat)
-            figures["namespaces"] = len(netlab.ip_json(HOST, "netns", "list"))
-            return figures
-        finally:
-            old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                lab.cleanup()
-                wait_gone(PREFIX + lab.tag)
-            finally:
-                signal.signal(signal.SIGINT, old)
-
-
-def mark(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
+    with torn_down(GraphLab()) as lab:
+        started = time.perf_counter()
+        inodes = build(lab, count)
+        figures: dict[str, float] = {"n": count, "build": time.perf_counter() - started}
+        run_once([*VETHPEER, "graph", "-o", "dot"])  # warm-up: the kernel settles after the build
+        for key, args, collapsed in (
+            ("dot", ["graph", "-o", "dot"], count > 40),
+            ("dot_full", ["graph", "-o", "dot", "--no-collapse"], False),
+        ):
+            figures[key], rss, runs = best([[*VETHPEER, *args]], repeat)
+            check_dot(runs[0].stdout, inodes, collapsed)
+            figures[f"{key}_rss_mb"] = rss / 1024
+        figures["svg_collapse"], rss, runs = best([[*VETHPEER, "graph", "-o", "svg", "--collapse"]], repeat)
+        if "workloads" not in runs[0].stdout or not runs[0].stdout.lstrip().startswith("<?xml"):
+            raise SystemExit("the SVG has no collapsed group")
+        figures["svg_rss_mb"] = rss / 1024
+        figures["ip"], _, _ = best(
+            [["ip", "-all", "netns", "exec", "ip", "-j", "-d", "link"], ["ip", "-j", "-d", "link"]],
+            repeat,
+        )
+        plot = shutil.which("plotnetcfg") or (
+            "/usr/sbin/plotnetcfg" if os.path.exists("/usr/sbin/plotnetcfg") else None
+        )
+        figures["plotnetcfg"] = _plotnetcfg(plot, baseline_repeat)
+        figures["namespaces"] = len(netlab.ip_json(HOST, "netns", "list"))
+        return figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:

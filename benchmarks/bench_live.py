@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.harness import pods_on_bridges  # noqa: E402
 from tests.lab import netlab  # noqa: E402
 from tests.lab.live_lab import LiveLab  # noqa: E402
 from tests.lab.netlab import HOST  # noqa: E402
@@ -50,18 +51,8 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
 
 
 def build(lab: LiveLab, count: int) -> list[str]:
-    bridge = lab.bridge(HOST, lab.bridge_name("0")).ifname
-    stems = [f"{i:04d}" for i in range(count)]
-    namespaces = lab.netns_many(stems)
-    names = [lab.link_name(stem) for stem in stems]
-    netlab.ip_batch(
-        line
-        for name, ns in zip(names, namespaces, strict=True)
-        for line in (
-            f"link add {name} type veth peer name eth0 netns {ns.name}",
-            f"link set {name} master {bridge} up",
-        )
-    )
+    """:func:`pods_on_bridges`, the pairs registered as host links (deleted one by one at the end)."""
+    names = pods_on_bridges(lab, count).host_veths
     lab.host_links.extend(names)
     return names
 

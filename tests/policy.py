@@ -7,6 +7,7 @@ scripts, so their absence is a broken set-up, never a reason to skip.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import pytest
 
@@ -22,6 +23,13 @@ def need(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true, and this test cannot run: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def need_files(paths: Iterable[str], install: str) -> None:
+    """Continue only if every path exists; otherwise skip or fail, naming the first one missing
+    and ``install``, how to get it."""
+    for path in paths:
+        need(os.path.exists(path), f"needs {path} ({install})")
 
 
 def need_root() -> None:

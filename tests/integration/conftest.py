@@ -87,6 +87,14 @@ def run_vethpeer(
     return _run(args, argv, full_env, str(ROOT), timeout)
 
 
+def table_json(*extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The document of ``vethpeer table --json [EXTRA]``, a run that must succeed."""
+    done = run_vethpeer("table", "--json", *extra, env=env)
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = done.json()
+    return data
+
+
 def _run(args: tuple[str, ...], argv: list[str], env: dict[str, str], cwd: str, timeout: float) -> Cli:
     done = subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env, check=False

@@ -30,7 +30,7 @@ import pytest
 
 from tests.lab import cri_lab
 from tests.lab.cri_lab import Containerd, Lab, Pod, host_link, link_in
-from tests.policy import need
+from tests.policy import need, need_files
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _have_lab() -> None:
-    for binary in (cri_lab.CONTAINERD, cri_lab.CTR, "/usr/sbin/runc", f"{cri_lab.CNI_BIN_DIR}/bridge"):
-        need(
-            os.path.exists(binary),
-            f"needs {binary} (apt-get install containerd runc containernetworking-plugins)",
-        )
-    need(os.path.exists(cri_lab.BUSYBOX), "needs /bin/busybox (apt-get install busybox-static)")
+    need_files(cri_lab.BINARIES, cri_lab.INSTALL)
+    need_files([cri_lab.BUSYBOX], "apt-get install busybox-static")
 
 
 @pytest.fixture(scope="module")

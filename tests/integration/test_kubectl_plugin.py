@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import socket
 import subprocess
 import time
@@ -26,10 +25,19 @@ import pytest
 
 from tests.lab.kube_api import pod_json
 from tests.lab.kube_cluster import Cluster, agent_pod, cluster
-from tests.lab.serve_lab import PYTHON, ROOT, BridgeLab, Served, free_port, get, serve
+from tests.lab.serve_lab import (
+    PIDS_CGROUP,
+    PYTHON,
+    ROOT,
+    BridgeLab,
+    Served,
+    free_port,
+    get,
+    pod_process,
+    serve,
+)
 
 pytestmark = pytest.mark.integration
-CGROUP = Path("/sys/fs/cgroup/pids")
 
 
 @contextlib.contextmanager
@@ -44,29 +52,9 @@ def silent_listener() -> Iterator[int]:
         sock.close()
 
 
-@contextlib.contextmanager
-def pod_process(netns: str, uid: str) -> Iterator[int]:
-    """A process in ``netns``, in a kubelet-style (cgroupfs) pod cgroup under /sys/fs/cgroup/pids/vps-*."""
-    top = CGROUP / f"vps-{secrets.token_hex(2)}"
-    leaf = top / "kubepods" / "besteffort" / f"pod{uid}" / secrets.token_hex(32)
-    leaf.mkdir(parents=True)
-    process = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "600"])
-    try:
-        time.sleep(0.2)
-        (leaf / "cgroup.procs").write_text(str(process.pid))
-        yield process.pid
-    finally:
-        process.kill()
-        process.wait()
-        time.sleep(0.2)
-        for directory in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            directory.rmdir()
-        top.rmdir()
-
-
 @pytest.fixture(scope="module")
 def world() -> Iterator[tuple[BridgeLab, Cluster, str, dict[str, Served]]]:
-    if not CGROUP.is_dir():
+    if not PIDS_CGROUP.is_dir():
         pytest.skip("needs the cgroup v1 pids hierarchy for the pod's cgroup")  # (this machine has it)
     uid = str(uuid.uuid4())
     with BridgeLab(2) as lab, cluster(nodes=["node-0", "node-1", "node-2", "node-3"]) as api:

@@ -71,15 +71,18 @@ class Dump:
     fdb: set[tuple[Any, ...]]
 
 
-def _ours(ns: Ns, home_fd: int) -> Dump:
+def _socket_in(ns: Ns, home_fd: int) -> RtnlSocket:
+    """Our netlink socket, opened inside ``ns``: it keeps answering for that namespace, from home."""
     fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         with inside(fd, home_fd):
-            sock = RtnlSocket()
+            return RtnlSocket()
     finally:
         os.close(fd)
-    # the socket keeps answering for the namespace it was opened in, from home
-    with sock:
+
+
+def _ours(ns: Ns, home_fd: int) -> Dump:
+    with _socket_in(ns, home_fd) as sock:
         links = {link.index: _link_fields(link) for link in sock.links()}
         addresses = {(a.index, a.address) for a in sock.addresses()}
         fdb = {_fdb_fields(e) for e in sock.fdb()}
@@ -242,13 +245,7 @@ def _nsid_pyroute2(observer: Ns, target_fd: int, home_fd: int) -> int | None:
 
 
 def _nsid_ours(observer: Ns, target_fd: int, home_fd: int) -> int | None:
-    fd = os.open(observer.path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        with inside(fd, home_fd):
-            sock = RtnlSocket()
-    finally:
-        os.close(fd)
-    with sock:
+    with _socket_in(observer, home_fd) as sock:
         return sock.nsid_of(target_fd)
 
 

@@ -24,7 +24,7 @@ import pytest
 from tests.integration.conftest import Cli, run_vethpeer
 from tests.lab import cri_lab
 from tests.lab.cri_lab import Lab, Pod, host_link, link_in
-from tests.policy import need
+from tests.policy import need, need_files
 from vethpeer.sources import cri_endpoints
 
 pytestmark = pytest.mark.integration
@@ -35,12 +35,8 @@ SOCKET = f"/run/{NAME}-containerd/containerd.sock"
 
 def _have_lab() -> None:
     need(os.geteuid() == 0, "needs root (containerd, network namespaces)")
-    for binary in (cri_lab.CONTAINERD, cri_lab.CTR, "/usr/sbin/runc", f"{cri_lab.CNI_BIN_DIR}/bridge"):
-        need(
-            os.path.exists(binary),
-            f"needs {binary} (apt-get install containerd runc containernetworking-plugins)",
-        )
-    need(os.path.exists(cri_lab.BUSYBOX), "needs /bin/busybox (apt-get install busybox-static)")
+    need_files(cri_lab.BINARIES, cri_lab.INSTALL)
+    need_files([cri_lab.BUSYBOX], "apt-get install busybox-static")
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.integration.conftest import run_vethpeer
+from tests.integration.conftest import run_vethpeer, table_json
 from tests.lab import lxc_lab
 from tests.lab.cri_lab import host_link, link_in
 from tests.policy import need, need_binary
@@ -33,17 +32,10 @@ def lab() -> Iterator[lxc_lab.Lab]:
     assert not left, left
 
 
-def table() -> dict[str, Any]:
-    done = run_vethpeer("table", "--json")
-    assert done.returncode == 0, done.stderr
-    data: dict[str, Any] = done.json()
-    return data
-
-
 @pytest.mark.parametrize("index", [0, 1])
 def test_container_named_with_exact_peer(lab: lxc_lab.Lab, index: int) -> None:
     container = lab.containers[index]
-    data = table()
+    data = table_json()
     rows = [r for r in data["interfaces"] if r["workload"]["label"] == f"lxc/{container.name}"]
     assert [r["ifname"] for r in rows] == ["eth0"], [r["workload"]["label"] for r in data["interfaces"]]
     row = rows[0]

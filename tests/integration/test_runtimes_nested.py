@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,8 @@ import pytest
 from tests.integration.conftest import run_vethpeer
 from tests.lab import cri_lab
 from tests.lab.cri_lab import CriLabError, Lab, Pod, host_link, link_in
-from tests.policy import need
+from tests.lab.daemons import spawn, wait_answering
+from tests.policy import need, need_files
 
 pytestmark = pytest.mark.integration
 
@@ -47,24 +46,13 @@ class NestedContainerd(cri_lab.Containerd):
             f"mount -t tmpfs {NAME} {self.state} && mkdir -p /run/netns && "
             f"mount -t tmpfs {NAME}-netns /run/netns && exec {cri_lab.CONTAINERD} --config {config}"
         )
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+        self._proc = spawn(argv, self.log_path)
         self.pid = self._proc.pid  # sh execs containerd: same PID
-        began = time.monotonic()
-        while time.monotonic() - began < timeout:
-            if self._proc.poll() is not None:
-                raise CriLabError(f"nested containerd exited: {self.log_tail()}")
-            if os.path.exists(self.socket) and self._answers():
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise CriLabError(f"nested containerd did not answer: {self.log_tail()}")
+        problem = wait_answering(self._proc, self._up, timeout, interval=0.1)
+        if problem is not None:
+            self.stop()
+            raise CriLabError(f"nested containerd {problem}: {self.log_tail()}")
 
     @property
     def socket(self) -> str:
@@ -74,8 +62,7 @@ class NestedContainerd(cri_lab.Containerd):
 @pytest.fixture(scope="module")
 def nested() -> Iterator[Lab]:
     need(os.geteuid() == 0, "needs root (containerd, mount namespaces)")
-    for binary in (cri_lab.CONTAINERD, cri_lab.CTR, "/usr/sbin/runc", f"{cri_lab.CNI_BIN_DIR}/bridge"):
-        need(os.path.exists(binary), f"needs {binary}")
+    need_files(cri_lab.BINARIES, cri_lab.INSTALL)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cri_lab, "Containerd", functools.partial(NestedContainerd, name=NAME))
         patch.setattr(cri_lab, "BRIDGE", "vprncni0")

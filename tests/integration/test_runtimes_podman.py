@@ -8,11 +8,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.integration.conftest import run_vethpeer
+from tests.integration.conftest import run_vethpeer, table_json
 from tests.lab import podman_lab
 from tests.lab.cri_lab import host_link, link_in
 from tests.policy import need
@@ -38,13 +37,6 @@ def lab() -> Iterator[podman_lab.Lab]:
     assert not podman_lab.leftovers(), podman_lab.leftovers()
 
 
-def table() -> dict[str, Any]:
-    done = run_vethpeer("table", "--json")
-    assert done.returncode == 0, done.stderr
-    data: dict[str, Any] = done.json()
-    return data
-
-
 def kernel_peer(lab: podman_lab.Lab, container: str) -> str:
     pid = lab.inspect(container)["State"]["Pid"]
     eth0 = link_in(f"/proc/{pid}/ns/net")
@@ -55,14 +47,14 @@ def kernel_peer(lab: podman_lab.Lab, container: str) -> str:
 
 def test_backend_is_netavark(lab: podman_lab.Lab) -> None:
     assert podman_lab.podman("info", "--format", "{{.Host.NetworkBackend}}") == "netavark"
-    status = next(s for s in table()["sources"] if s["name"] == "podman")
+    status = next(s for s in table_json()["sources"] if s["name"] == "podman")
     assert status["status"] == "ok", status
     assert "from /var/lib/containers/storage/libpod/bolt_state.db" in status["detail"]
     assert status["detail"].endswith("network backend netavark")
 
 
 def test_container_named_with_exact_peer(lab: podman_lab.Lab) -> None:
-    data = table()
+    data = table_json()
     rows = [r for r in data["interfaces"] if r["workload"]["label"] == "podman/vpr-pm-a"]
     assert [r["ifname"] for r in rows] == ["eth0"], [r["workload"]["label"] for r in data["interfaces"]]
     row = rows[0]
@@ -80,7 +72,7 @@ def test_container_named_with_exact_peer(lab: podman_lab.Lab) -> None:
 
 
 def test_pod_named_after_the_pod(lab: podman_lab.Lab) -> None:
-    data = table()
+    data = table_json()
     [row] = [r for r in data["interfaces"] if r["workload"]["label"] == "podman/vpr-pod1"]
     infra = lab.inspect("vpr-pm-b")["Pod"]
     assert row["workload"]["id"] == infra
@@ -93,7 +85,7 @@ def test_pod_named_after_the_pod(lab: podman_lab.Lab) -> None:
 
 
 def test_host_network_container_listed_apart(lab: podman_lab.Lab) -> None:
-    data = table()
+    data = table_json()
     host = [w["workload"]["label"] for w in data["workloads"] if w["host_network"]]
     assert "podman/vpr-pm-h" in host
 
@@ -128,7 +120,7 @@ def test_api_socket_of_podman_service_is_found(lab: podman_lab.Lab) -> None:
             if os.path.exists(path):
                 break
             time.sleep(0.05)
-        status = next(s for s in table()["sources"] if s["name"] == "podman")
+        status = next(s for s in table_json()["sources"] if s["name"] == "podman")
     finally:
         proc.terminate()
         proc.wait(10)

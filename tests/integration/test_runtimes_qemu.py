@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import run_vethpeer
+from tests.integration.conftest import run_vethpeer, table_json
 from tests.lab import qemu_lab
 from tests.policy import need
 
@@ -42,13 +42,6 @@ def lab() -> Iterator[qemu_lab.Lab]:
     assert not left, left
 
 
-def table() -> dict[str, Any]:
-    done = run_vethpeer("table", "--json")
-    assert done.returncode == 0, done.stderr
-    data: dict[str, Any] = done.json()
-    return data
-
-
 def rows_of(data: dict[str, Any], label: str) -> list[dict[str, Any]]:
     return [r for r in data["interfaces"] if r["workload"]["label"] == label]
 
@@ -62,7 +55,7 @@ def kernel_link(name: str) -> dict[str, Any]:
 
 
 def test_tap_row_names_the_vm(lab: qemu_lab.Lab) -> None:
-    data = table()
+    data = table_json()
     [row] = rows_of(data, "vm/vpr-vm1")
     kernel = kernel_link("vprtap0")
     assert kernel["linkinfo"]["info_data"]["type"] == "tap"
@@ -75,7 +68,7 @@ def test_tap_row_names_the_vm(lab: qemu_lab.Lab) -> None:
 
 
 def test_libvirt_style_name_and_bridge(lab: qemu_lab.Lab) -> None:
-    data = table()
+    data = table_json()
     [row] = rows_of(data, "vm/vpr-vm2")  # from -name guest=vpr-vm2,debug-threads=on
     assert row["ifname"] == "vprtap1" and row["master"] == qemu_lab.BRIDGE
     assert row["workload"]["id"] == "5a1e0000-0000-4000-8000-000000000002"  # -uuid

@@ -10,26 +10,21 @@ servers listen on 127.0.0.1, ports 10340-10359.
 from __future__ import annotations
 
 import contextlib
-import secrets
 import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.lab.kube_api import ApiServer, pod_json
-from tests.lab.serve_lab import BridgeLab, Served, get, serve
+from tests.lab.serve_lab import PIDS_CGROUP, BridgeLab, Served, get, pod_process, serve
 from tests.policy import need, need_binary, need_root
 
 pytestmark = pytest.mark.integration
 PREFIX = "vpsc"
 PORTS = range(10340, 10360)
-CGROUP = Path("/sys/fs/cgroup/pids")
 NODE = "vpsc-node"
 
 
@@ -41,31 +36,11 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {PORTS}")
 
 
-@contextlib.contextmanager
-def pod_process(netns: str, uid: str) -> Iterator[int]:
-    """A process in ``netns``, in a kubelet-style (cgroupfs) pod cgroup under /sys/fs/cgroup/pids/vpsc-*."""
-    top = CGROUP / f"{PREFIX}-{secrets.token_hex(2)}"
-    leaf = top / "kubepods" / "besteffort" / f"pod{uid}" / secrets.token_hex(32)
-    leaf.mkdir(parents=True)
-    process = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "600"])
-    try:
-        time.sleep(0.2)
-        (leaf / "cgroup.procs").write_text(str(process.pid))
-        yield process.pid
-    finally:
-        process.kill()
-        process.wait()
-        time.sleep(0.2)
-        for directory in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            directory.rmdir()
-        top.rmdir()
-
-
 @pytest.fixture(scope="module")
 def world() -> Iterator[tuple[BridgeLab, Served]]:
     need_root()
     need_binary("ip")
-    need(CGROUP.is_dir(), "needs the cgroup v1 pids hierarchy for the pods' cgroups")
+    need(PIDS_CGROUP.is_dir(), "needs the cgroup v1 pids hierarchy for the pods' cgroups")
     shop, other = str(uuid.uuid4()), str(uuid.uuid4())
     api = ApiServer(port=free_port())
     api.start()
@@ -77,8 +52,8 @@ def world() -> Iterator[tuple[BridgeLab, Served]]:
             ]
             with (
                 api.kubeconfig() as kubeconfig,
-                pod_process(lab.members[0].netns, shop),
-                pod_process(lab.members[1].netns, other),
+                pod_process(lab.members[0].netns, shop, PREFIX),
+                pod_process(lab.members[1].netns, other, PREFIX),
                 serve(
                     "-n",
                     "shop",

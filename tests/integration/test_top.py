@@ -7,6 +7,7 @@ lab namespace (port 19301), so no traffic leaves the lab.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import subprocess
@@ -32,6 +33,23 @@ def traffic_lab() -> Iterator[tuple[LiveLab, list[Member]]]:
         bridge, members = bridged_members(lab, ["a", "b", "c"])
         with forwarding(bridge, f"vpl-{lab.tag}"):
             yield lab, members
+
+
+@contextlib.contextmanager
+def dropped_pings(sender: Member, to: Member, seconds: int) -> Iterator[None]:
+    """``sender``'s eth0 at MTU 9000 (its host end stays at 1500) pings ``to`` with 4000-byte
+    packets, 50 a second, for ``seconds``: the veth drops every one (``sender``'s eth0 tx_dropped)."""
+    busybox = need_binary("busybox")
+    subprocess.run(["ip", "-n", sender.ns.name or "", "link", "set", "eth0", "mtu", "9000"], check=True)
+    pinger = subprocess.Popen(
+        in_ns(sender.ns, busybox, "ping", "-q", "-s", "4000", "-i", "0.02", "-w", str(seconds), to.address),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        kill(pinger)
 
 
 def by_workload(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -85,19 +103,10 @@ def test_iperf3_sender_is_top_talker_and_rate_agrees(traffic_lab: tuple[LiveLab,
 def test_drops_on_that_workload_only(traffic_lab: tuple[LiveLab, list[Member]]) -> None:
     """c's eth0 has MTU 9000, its host end 1500: every big ping is dropped by the veth
     (counted as c's eth0 tx_dropped). Only c shows a drop rate."""
-    busybox = need_binary("busybox")
     _lab, (a, b, c) = traffic_lab
-    subprocess.run(["ip", "-n", c.ns.name or "", "link", "set", "eth0", "mtu", "9000"], check=True)
-    pinger = subprocess.Popen(
-        in_ns(c.ns, busybox, "ping", "-q", "-s", "4000", "-i", "0.02", "-w", "6", b.address),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with dropped_pings(c, b, seconds=6):
         time.sleep(1.0)
         top = run_vethpeer("top", "--once", "-d", "2", "--json")
-    finally:
-        kill(pinger)
     assert top.returncode == 0, top.stderr
     rows = by_workload(top.json())
     dropping = rows[f"netns/{c.ns.name}"]["rates"]["dropped_per_s"]
@@ -151,19 +160,10 @@ def test_live_screen_in_tmux(traffic_lab: tuple[LiveLab, list[Member]]) -> None:
 def test_doctor_sample_names_the_dropping_end_and_the_mtu(traffic_lab: tuple[LiveLab, list[Member]]) -> None:
     """`doctor --sample 2` on the same MTU-made drops: a drops-rising finding on c's eth0 only,
     with the MTU as the cause, the confirming commands and the fix (printed, not run)."""
-    busybox = need_binary("busybox")
     _lab, (_a, b, c) = traffic_lab
-    subprocess.run(["ip", "-n", c.ns.name or "", "link", "set", "eth0", "mtu", "9000"], check=True)
-    pinger = subprocess.Popen(
-        in_ns(c.ns, busybox, "ping", "-q", "-s", "4000", "-i", "0.02", "-w", "8", b.address),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with dropped_pings(c, b, seconds=8):
         time.sleep(0.5)
         done = run_vethpeer("doctor", "--sample", "2", "--json")
-    finally:
-        kill(pinger)
     assert done.returncode == 6, done.stderr
     rising = [f for f in done.json()["findings"] if f["check"] == "drops-rising"]
     mine = [f for f in rising if f["interface"]["workload"].startswith(f"netns/vpl-{_lab.tag}-")]

@@ -21,7 +21,7 @@ import pytest
 
 from tests.integration.conftest import ROOT
 from tests.lab.live_lab import LiveLab, kill, wait_for
-from tests.lab.netlab import HOST, ip_batch
+from tests.lab.netlab import HOST
 from tests.policy import need
 
 pytestmark = pytest.mark.integration
@@ -95,14 +95,7 @@ def test_200_namespaces_each_reported_once(watch: Watch) -> None:
     """Every creation and deletion exactly once, with the workload and the peer `which` names."""
     count = 200
     with LiveLab() as lab:
-        stems = [f"w{i:03d}" for i in range(count)]
-        namespaces = lab.netns_many(stems)
-        hosts = [lab.link_name(stem) for stem in stems]
-        lab.host_links.extend(hosts)
-        ip_batch(
-            f"link add {h} type veth peer name eth0 netns {ns.name}"
-            for h, ns in zip(hosts, namespaces, strict=True)
-        )
+        namespaces, hosts = lab.netns_with_host_peers([f"w{i:03d}" for i in range(count)], up=False)
         labels = {f"netns/{ns.name}": h for ns, h in zip(namespaces, hosts, strict=True)}
 
         def ours(kind: str) -> Callable[[dict[str, Any]], bool]:
@@ -241,15 +234,7 @@ def test_overflow_resyncs_and_loses_nothing() -> None:
     env = Environment(stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))  # noqa: SIM115
     with LiveLab() as lab, Walker(Request(ovs=False), env) as walker, Watcher(walker, rcvbuf=2048) as watcher:
         count = 60
-        stems = [f"o{i:02d}" for i in range(count)]
-        namespaces = lab.netns_many(stems)
-        hosts = [lab.link_name(stem) for stem in stems]
-        lab.host_links.extend(hosts)
-        ip_batch(
-            line
-            for h, ns in zip(hosts, namespaces, strict=True)
-            for line in (f"link add {h} type veth peer name eth0 netns {ns.name}", f"link set {h} up")
-        )
+        namespaces, _hosts = lab.netns_with_host_peers([f"o{i:02d}" for i in range(count)])
         time.sleep(0.5)  # the burst overflows the socket before anything is read
         labels = {f"netns/{ns.name}" for ns in namespaces}
         found = []

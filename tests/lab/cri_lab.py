@@ -60,12 +60,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.lab.common import busybox_rootfs_tar, pid_alive
+from tests.lab.common import busybox_rootfs_tar
+from tests.lab.daemons import log_tail, remove_tree, spawn, terminate, wait_answering, wait_gone
 
 PREFIX = "vpk"
 CONTAINERD = "/usr/bin/containerd"
 CTR = "/usr/bin/ctr"
 CNI_BIN_DIR = "/usr/lib/cni"
+RUNC = "/usr/sbin/runc"
+BINARIES = (CONTAINERD, CTR, RUNC, f"{CNI_BIN_DIR}/bridge")  # what the lab runs
+INSTALL = "apt-get install containerd runc containernetworking-plugins"  # where they come from
 BUSYBOX = "/bin/busybox"
 IMAGE = "vpk.local/vpk-pause:1"  # the sandbox image, also used for the pods' containers
 BRIDGE = "vpkcni0"
@@ -146,15 +150,6 @@ def build_pause_image(dest: str, ref: str = IMAGE) -> str:
 
 
 # ------------------------------------------------------------------------ containerd
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.05)
-    return not pid_alive(pid)
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -276,10 +271,7 @@ class Containerd:
         return f"{self.etc}/containerd.log"
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -288,38 +280,26 @@ class Containerd:
         """Write the config, exec containerd, wait until its socket answers (CRI Version if cri)."""
         if self.is_running():
             return
-        for binary in (CONTAINERD, CTR, "/usr/sbin/runc", f"{CNI_BIN_DIR}/bridge"):
+        for binary in BINARIES:
             if not os.path.exists(binary):
-                raise CriLabError(
-                    f"{binary} not found (apt-get install containerd runc containernetworking-plugins)"
-                )
+                raise CriLabError(f"{binary} not found ({INSTALL})")
         net_d = f"{self.etc}/net.d"
         os.makedirs(net_d, exist_ok=True)
         Path(f"{net_d}/10-{CNI_NETWORK}.conflist").write_text(_cni_conflist())
         config = f"{self.etc}/config.toml"
         Path(config).write_text(_config_toml(self.root, self.state, self.socket, net_d, self.cri))
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [CONTAINERD, "--config", config, "--log-level", "info"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C of the test run does not hit it
-                close_fds=True,
-            )
+        self._proc = spawn([CONTAINERD, "--config", config, "--log-level", "info"], self.log_path)
         self.pid = self._proc.pid
         began = time.monotonic()
-        while time.monotonic() - began < timeout:
-            if self._proc.poll() is not None:
-                raise CriLabError(f"containerd exited with {self._proc.returncode}:\n{self.log_tail()}")
-            if os.path.exists(self.socket) and self._answers():
-                self.startup_seconds = time.monotonic() - began
-                return
-            time.sleep(0.1)
+        problem = wait_answering(self._proc, self._up, timeout, interval=0.1)
+        if problem is None:
+            self.startup_seconds = time.monotonic() - began
+            return
         self.stop()
-        raise CriLabError(
-            f"containerd did not answer on {self.socket} within {timeout:g} s:\n{self.log_tail()}"
-        )
+        raise CriLabError(f"containerd on {self.socket} {problem}:\n{self.log_tail()}")
+
+    def _up(self) -> bool:
+        return os.path.exists(self.socket) and self._answers()
 
     def _answers(self) -> bool:
         if not self.cri:
@@ -338,15 +318,8 @@ class Containerd:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM our containerd (by PID), then SIGKILL. Pods and shims keep running."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if self._proc is not None:
+            terminate(self._proc, timeout)
 
     def shim_pids(self) -> list[int]:
         """Shims our containerd started: their command line names our socket."""
@@ -374,34 +347,10 @@ class Containerd:
         for pid in self.shim_pids():  # only when pods were not removed through CRI
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            _wait_gone(pid, 5)
+            wait_gone(pid, 5)
         for base in (self.state, self.root):
-            _unmount_below(base)
-            if os.path.isdir(base):
-                subprocess.run(["rm", "-rf", "--one-file-system", base], check=False)
+            remove_tree(base)
         shutil.rmtree(self.etc, ignore_errors=True)
-
-
-def _mounts_below(base: str) -> list[str]:
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            point = line.split(" ")[4].replace("\\040", " ")
-            if point == base or point.startswith(base.rstrip("/") + "/"):
-                points.append(point)
-    return points
-
-
-def _unmount_below(base: str) -> None:
-    """Unmount everything at or below ``base``, deepest first (rm -rf must never cross a mount)."""
-    for _ in range(3):
-        points = _mounts_below(base)
-        if not points:
-            return
-        for point in sorted(points, key=len, reverse=True):
-            subprocess.run(["umount", point], capture_output=True, check=False)
-    for point in _mounts_below(base):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 # ------------------------------------------------------------------------------- CRI

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -50,16 +51,8 @@ def pod_json(
         "labels": {"app": name.rsplit("-", 2)[0]},
     }
     if owner is not None:
-        meta["ownerReferences"] = [
-            {
-                "apiVersion": "apps/v1" if owner[0] == "ReplicaSet" else "batch/v1",
-                "kind": owner[0],
-                "name": owner[1],
-                "uid": str(uuid.uuid4()),
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
+        owner_api = "apps/v1" if owner[0] == "ReplicaSet" else "batch/v1"
+        meta["ownerReferences"] = _controlled_by(*owner, owner_api)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -97,20 +90,26 @@ def pod_json(
     }
 
 
+def _controlled_by(kind: str, name: str, api_version: str) -> list[dict[str, Any]]:
+    """``metadata.ownerReferences`` naming one controller: ``kind`` ``name`` of ``api_version``."""
+    return [
+        {
+            "apiVersion": api_version,
+            "kind": kind,
+            "name": name,
+            "uid": str(uuid.uuid4()),
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
 def controller_json(kind: str, name: str, namespace: str, owner: tuple[str, str] | None) -> dict[str, Any]:
     """An apps/v1 ReplicaSet or batch/v1 Job, with its own controller reference."""
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())}
     if owner is not None:
-        meta["ownerReferences"] = [
-            {
-                "apiVersion": "apps/v1" if owner[0] == "Deployment" else "batch/v1",
-                "kind": owner[0],
-                "name": owner[1],
-                "uid": str(uuid.uuid4()),
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
+        owner_api = "apps/v1" if owner[0] == "Deployment" else "batch/v1"
+        meta["ownerReferences"] = _controlled_by(*owner, owner_api)
     api = "apps/v1" if kind == "ReplicaSet" else "batch/v1"
     return {"apiVersion": api, "kind": kind, "metadata": meta, "spec": {}, "status": {}}
 
@@ -218,22 +217,29 @@ class ApiServer:
             self._server.shutdown()
             self._server.server_close()
 
-    @contextlib.contextmanager
-    def kubeconfig(self, token: str = "vpk-token") -> Iterator[str]:
+    def kubeconfig(self, token: str = "vpk-token") -> AbstractContextManager[str]:
         """A kubeconfig file pointing at this server (bearer token auth); removed afterwards."""
-        fd, path = tempfile.mkstemp(prefix="vpk-kubeconfig-", suffix=".yaml")
-        with os.fdopen(fd, "w") as f:
-            f.write(
-                "apiVersion: v1\nkind: Config\n"
-                f"clusters:\n- name: vpk\n  cluster:\n    server: {self.url}\n"
-                f"users:\n- name: vpk\n  user:\n    token: {token}\n"
-                "contexts:\n- name: vpk\n  context:\n    cluster: vpk\n    user: vpk\n"
-                "current-context: vpk\n"
-            )
-        try:
-            yield path
-        finally:
-            os.unlink(path)
+        return kubeconfig_file(self.url, token, "vpk")
+
+
+@contextlib.contextmanager
+def kubeconfig_file(url: str, token: str, name: str, namespace: str | None = None) -> Iterator[str]:
+    """A kubeconfig file for the API server at ``url``, bearer ``token``: cluster, user and context
+    all named ``name``, the context in ``namespace`` if one is given. Removed afterwards."""
+    fd, path = tempfile.mkstemp(prefix=f"{name}-kubeconfig-", suffix=".yaml")
+    ns = f"    namespace: {namespace}\n" if namespace else ""
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: {name}\n  cluster:\n    server: {url}\n"
+            f"users:\n- name: {name}\n  user:\n    token: {token}\n"
+            f"contexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n{ns}"
+            f"current-context: {name}\n"
+        )
+    try:
+        yield path
+    finally:
+        os.unlink(path)
 
 
 @contextlib.contextmanager

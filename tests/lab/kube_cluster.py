@@ -15,17 +15,16 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from tests.lab.kube_api import pod_json, status_json
+from tests.lab.kube_api import kubeconfig_file, pod_json, status_json
 from tests.lab.serve_lab import free_port
 
 TOKEN = "vps-token"
@@ -224,22 +223,9 @@ class Cluster:
             self._server.shutdown()
             self._server.server_close()
 
-    @contextlib.contextmanager
-    def kubeconfig(self, namespace: str | None = None) -> Iterator[str]:
-        fd, path = tempfile.mkstemp(prefix="vps-kubeconfig-", suffix=".yaml")
-        ns = f"    namespace: {namespace}\n" if namespace else ""
-        with os.fdopen(fd, "w") as f:
-            f.write(
-                "apiVersion: v1\nkind: Config\n"
-                f"clusters:\n- name: vps\n  cluster:\n    server: {self.url}\n"
-                f"users:\n- name: vps\n  user:\n    token: {TOKEN}\n"
-                f"contexts:\n- name: vps\n  context:\n    cluster: vps\n    user: vps\n{ns}"
-                "current-context: vps\n"
-            )
-        try:
-            yield path
-        finally:
-            os.unlink(path)
+    def kubeconfig(self, namespace: str | None = None) -> AbstractContextManager[str]:
+        """A kubeconfig file pointing at this cluster (its token), in ``namespace``; removed afterwards."""
+        return kubeconfig_file(self.url, TOKEN, "vps", namespace)
 
 
 @contextlib.contextmanager

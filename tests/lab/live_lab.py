@@ -9,14 +9,13 @@ carries the comment ``vpl-<tag>`` and is deleted afterwards.
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from tests.lab.daemons import terminate
 from tests.lab.netlab import HOST, Lab, Ns, Pair
 
 PREFIX = "vpl"
@@ -26,19 +25,7 @@ PREFIX = "vpl"
 class LiveLab(Lab):
     """A netlab Lab whose names start with ``vpl``."""
 
-    tag: str = field(default_factory=lambda: secrets.token_hex(2))
-
-    def link_name(self, stem: str) -> str:
-        name = f"{PREFIX}{self.tag}{stem}"
-        if len(name) > 15:
-            raise ValueError(f"interface name too long: {name}")
-        return name
-
-    def bridge_name(self, stem: str = "0") -> str:
-        return f"{PREFIX}br{self.tag}{stem}"
-
-    def ns_name(self, stem: str) -> str:
-        return f"{PREFIX}-{self.tag}-{stem}"
+    prefix = PREFIX
 
     def subnet(self) -> int:
         return 100 + int(self.tag, 16) % 150
@@ -94,11 +81,5 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def kill(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
-    """End a process this test started (by its PID) and reap it."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, 9)
-            proc.wait()
+    """End a process this test started (by its Popen handle) and reap it."""
+    terminate(proc, 5)

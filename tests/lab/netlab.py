@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 __all__ = [
     "HOST",
@@ -236,8 +236,12 @@ def check_pair(pair: Pair) -> None:
 
 @dataclass
 class Lab:
-    """Builds topologies and removes all of them on exit (context manager)."""
+    """Builds topologies and removes all of them on exit (context manager).
 
+    Every name it makes starts with ``prefix`` (a subclass sets its own): namespaces
+    ``<prefix>-<tag>-*``, links ``<prefix><tag>*``, bridges ``<prefix>br<tag>*``."""
+
+    prefix: ClassVar[str] = PREFIX
     tag: str = field(default_factory=lambda: secrets.token_hex(2))
     namespaces: list[Ns] = field(default_factory=list)
     host_links: list[str] = field(default_factory=list)
@@ -253,19 +257,19 @@ class Lab:
 
     # names
     def link_name(self, stem: str) -> str:
-        name = f"{PREFIX}{self.tag}{stem}"
+        name = f"{self.prefix}{self.tag}{stem}"
         if len(name) > 15:
             raise ValueError(f"interface name too long: {name}")
         return name
 
     def bridge_name(self, stem: str = "0") -> str:
-        name = f"{PREFIX}br{self.tag}{stem}"
+        name = f"{self.prefix}br{self.tag}{stem}"
         if len(name) > 15:
             raise ValueError(f"bridge name too long: {name}")
         return name
 
     def ns_name(self, stem: str) -> str:
-        return f"{PREFIX}-{self.tag}-{stem}"
+        return f"{self.prefix}-{self.tag}-{stem}"
 
     def ip4(self, subnet: int, host: int, prefixlen: int = 24) -> str:
         """An address unique to this lab (100.64.0.0/10, picked by tag), so `which IP` is unambiguous.
@@ -290,6 +294,23 @@ class Lab:
         for old, new in zip(pending, made, strict=True):
             self.namespaces[self.namespaces.index(old)] = new
         return made
+
+    def netns_with_host_peers(self, stems: Sequence[str], *, up: bool = True) -> tuple[list[Ns], list[str]]:
+        """A namespace per stem, each with an ``eth0`` whose peer ``link_name(stem)`` is in the host
+        (and up, unless ``up=False``), made in one ``ip -batch``; the host ends are the lab's host
+        links. Each eth0 is made straight in a fresh namespace, so all get the same ifindex (2)."""
+        namespaces = self.netns_many(stems)
+        hosts = [self.link_name(stem) for stem in stems]
+        self.host_links.extend(hosts)
+        ip_batch(
+            line
+            for host, ns in zip(hosts, namespaces, strict=True)
+            for line in (
+                f"link add {host} type veth peer name eth0 netns {ns.name}",
+                *([f"link set {host} up"] if up else []),
+            )
+        )
+        return namespaces, hosts
 
     def process_ns(self, seconds: int = 3600) -> Ns:
         """A namespace that only a process holds (``unshare --net sleep``), killed on cleanup."""
@@ -511,15 +532,7 @@ def same_ifindex(lab: Lab, count: int = 50) -> Topology:
     kernel hands out the same first free index (2) every time: exactly what CNI and
     Docker do, and why matching by ifindex alone picks the wrong veth.
     """
-    stems = [f"i{i:03d}" for i in range(count)]
-    namespaces = lab.netns_many(stems)
-    names = [lab.link_name(stem) for stem in stems]
-    lab.host_links.extend(names)
-    ip_batch(
-        line
-        for name, ns in zip(names, namespaces, strict=True)
-        for line in (f"link add {name} type veth peer name eth0 netns {ns.name}", f"link set {name} up")
-    )
+    namespaces, names = lab.netns_with_host_peers([f"i{i:03d}" for i in range(count)])
     host = kernel_links(HOST)
     pairs = []
     for name, ns in zip(names, namespaces, strict=True):

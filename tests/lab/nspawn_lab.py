@@ -14,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tests.lab.common import busybox_rootfs, pid_alive
+from tests.lab.daemons import terminate
 
 NSPAWN = "/usr/bin/systemd-nspawn"
 BASE = "/tmp/vpr-nspawn"
@@ -89,13 +89,7 @@ def nspawn_lab() -> Iterator[Lab]:
         yield lab
     finally:
         for machine in lab.machines:
-            if machine.proc.poll() is None:
-                machine.proc.send_signal(signal.SIGTERM)  # nspawn stops its machine
-            try:
-                machine.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                machine.proc.kill()
-                machine.proc.wait(5)
+            terminate(machine.proc, 10)  # on SIGTERM nspawn stops its machine
         shutil.rmtree(BASE, ignore_errors=True)
         if made_runtime_dir:
             shutil.rmtree(RUNTIME_DIR, ignore_errors=True)

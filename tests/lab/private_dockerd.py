@@ -14,11 +14,12 @@ nothing with it:
 * its own default bridge ``vpx-br<tag>`` (made here, ``--bridge``), and no iptables, NAT or
   ip_forward changes (``--iptables=false --ip-masq=false --ip-forward=false``): the system's
   chains and sysctls stay as they are. Nothing is routed: the tests send no traffic.
-* ``--live-restore``: stopping the engine leaves its containers running, as on a host whose
-  daemon was stopped or crashed.
+* ``--live-restore`` (unless ``live_restore=False``: swarm mode refuses it): stopping the
+  engine leaves its containers running, as on a host whose daemon was stopped or crashed.
 
 :meth:`PrivateDockerd.destroy` removes all of it, by PID and by the paths it made: the
-containers, dockerd, any child it left, containerd and its shims, the mounts under its
+containers and networks, the swarm if a test made one (``swarm = True``: it is left with
+``--force``), dockerd, any child it left, containerd and its shims, the mounts under its
 directories (overlay layers, netns bind mounts), the directories, the bridges, and the
 ``/docker/<id>`` cgroup folders of the containers it ran.
 
@@ -41,16 +42,10 @@ from typing import Any
 
 from tests.lab import docker_lab
 from tests.lab.common import docker_cgroup_parents, pid_alive, remove_cgroup_parents
-from tests.lab.cri_lab import Containerd, _unmount_below
+from tests.lab.cri_lab import Containerd
+from tests.lab.daemons import log_tail, remove_tree, spawn, terminate, wait_answering, wait_gone
 
 PREFIX = "vpx"
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not pid_alive(pid)
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,6 +58,8 @@ class PrivateDockerd:
 
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
     subnet: str = "10.213.210.1/24"  # the default bridge's address (--bridge uses it)
+    live_restore: bool = True
+    swarm: bool = False  # a test made it a swarm manager: destroy() leaves the swarm first
     pid: int | None = None
     containerd: Containerd = field(init=False)
     log_path: str = field(init=False)
@@ -109,17 +106,14 @@ class PrivateDockerd:
             "--ip-masq=false",
             "--ip-forward=false",
             "--userland-proxy=false",
-            "--live-restore",
+            *(["--live-restore"] if self.live_restore else []),
         ]
 
     def is_running(self) -> bool:
         return docker_lab.docker_ping(self.socket)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)
 
     def start(self, timeout: float = 60.0) -> None:
         """Bridge and containerd (first time), then dockerd; wait until it answers ``/_ping``."""
@@ -134,29 +128,12 @@ class PrivateDockerd:
         self.containerd.start()
         os.makedirs(self.base, exist_ok=True)
         Path(f"{self.base}/daemon.json").write_text(json.dumps({}))
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                self.argv(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C of the test run does not hit it
-                close_fds=True,
-            )
+        self._proc = spawn(self.argv(), self.log_path)
         self.pid = self._proc.pid
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.is_running():
-                return
-            if self._proc.poll() is not None:
-                raise docker_lab.DockerLabError(
-                    f"private dockerd exited with {self._proc.returncode}:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-        self.stop()
-        raise docker_lab.DockerLabError(
-            f"private dockerd did not answer within {timeout:g} s:\n{self.log_tail()}"
-        )
+        problem = wait_answering(self._proc, self.is_running, timeout)
+        if problem is not None:
+            self.stop()
+            raise docker_lab.DockerLabError(f"private dockerd {problem}:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM our dockerd (by PID), then SIGKILL; end any child it left. Containers stay
@@ -166,17 +143,12 @@ class PrivateDockerd:
             self._proc = None
             return
         children = docker_lab._children_of(proc.pid)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc, timeout)
         for child in children:  # none with --containerd; a containerd child if it started one
-            if pid_alive(child) and not _wait_gone(child, 5):
+            if pid_alive(child) and not wait_gone(child, 5):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
-                _wait_gone(child, 5)
+                wait_gone(child, 5)
         self._proc = None
 
     def client(self, timeout: int = 60) -> Any:
@@ -195,14 +167,14 @@ class PrivateDockerd:
             client = self.client()
             try:
                 docker_lab.cleanup(client, PREFIX)
+                if self.swarm:
+                    client.swarm.leave(force=True)
             finally:
                 client.close()
         self.stop()
         self.containerd.destroy()  # containerd by PID, then the shims that name its socket
         for base in (self.exec_root, self.base):
-            _unmount_below(base)
-            if os.path.isdir(base):
-                subprocess.run(["rm", "-rf", "--one-file-system", base], check=False)
+            remove_tree(base)
             if os.path.exists(base):
                 problems.append(f"{base} could not be removed")
         for bridge in {self.bridge, *self.bridges}:
@@ -251,9 +223,9 @@ BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 
 
 @contextlib.contextmanager
-def private_dockerd() -> Iterator[tuple[PrivateDockerd, Any]]:
+def private_dockerd(*, live_restore: bool = True) -> Iterator[tuple[PrivateDockerd, Any]]:
     """A started private engine with the test image; destroyed on exit, pass or fail."""
-    engine = PrivateDockerd()
+    engine = PrivateDockerd(live_restore=live_restore)
     try:
         engine.start()
         client = engine.client()

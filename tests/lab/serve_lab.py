@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,9 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.lab.daemons import terminate
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = os.environ.get("VETHPEER_PYTHON", sys.executable)
 PREFIX = "vps"
+PIDS_CGROUP = Path("/sys/fs/cgroup/pids")  # the cgroup v1 hierarchy pod_process() makes its cgroups in
 
 
 def _ip(*args: str, check: bool = True) -> str:
@@ -236,13 +238,7 @@ def serve(
             wait_ready(served, timeout)
         yield served
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, 5)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -308,3 +304,24 @@ def hung_unix_socket() -> Iterator[str]:
             conn.close()
         server.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def pod_process(netns: str, uid: str, prefix: str = PREFIX) -> Iterator[int]:
+    """A process in ``netns``, in a kubelet-style (cgroupfs) cgroup of pod ``uid`` under
+    /sys/fs/cgroup/pids/<prefix>-*; killed, and its cgroups removed, on exit."""
+    top = PIDS_CGROUP / f"{prefix}-{secrets.token_hex(2)}"
+    leaf = top / "kubepods" / "besteffort" / f"pod{uid}" / secrets.token_hex(32)
+    leaf.mkdir(parents=True)
+    process = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "600"])
+    try:
+        time.sleep(0.2)
+        (leaf / "cgroup.procs").write_text(str(process.pid))
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+        time.sleep(0.2)
+        for directory in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            directory.rmdir()
+        top.rmdir()

@@ -10,7 +10,7 @@ from vethpeer.environment import Environment
 from vethpeer.errors import NotFound, UsageError
 from vethpeer.targets import Match, resolve
 
-from .oncall_fixtures import HOST, Topo
+from .builders import HOST, Topo
 
 
 def two_networks() -> Topo:

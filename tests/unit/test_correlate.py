@@ -12,16 +12,15 @@ from vethpeer.model import (
     Relation,
     Snapshot,
     SourceResult,
-    SourceState,
-    SourceStatus,
     Workload,
     WorkloadKind,
 )
 from vethpeer.sources import Context
 from vethpeer.sources.kernel import KernelNames
 
+from .builders import LO, answered
+
 HOST = NsKey(4, 1000)
-LO = Link(1, "lo", mac="00:00:00:00:00:00")
 
 
 def ns(ino: int, *, names: tuple[str, ...] = (), pids: tuple[int, ...] = ()) -> Namespace:
@@ -182,9 +181,7 @@ def test_runtime_claim_beats_netns_name_and_host_claims_are_host_network() -> No
     snapshot = Snapshot(HOST, views)
     pod = Workload(WorkloadKind.POD, "web", id="abc", namespace="shop", source="cri")
     hostnet = Workload(WorkloadKind.DOCKER, "nodeexp", id="def", source="docker")
-    cri = SourceResult(
-        SourceStatus("cri", SourceState.OK), (Claim(pod_ns.key, pod, 40), Claim(HOST, hostnet, 40))
-    )
+    cri = answered("cri", (Claim(pod_ns.key, pod, 40), Claim(HOST, hostnet, 40)))
     report = correlate(snapshot, [kernel_names(snapshot), cri])
     (row,) = report.rows
     assert row.end.workload == pod

@@ -14,7 +14,7 @@ from vethpeer.netlink_routes import NUD_FAILED, NUD_REACHABLE, Neighbour, NextHo
 from vethpeer.render.findings import summary
 from vethpeer.shell import in_ns
 
-from .oncall_fixtures import HOST, Topo
+from .builders import HOST, Topo
 
 DEFAULT_OK = Route(socket.AF_INET, "0.0.0.0/0", 254, 1, (NextHop("10.0.0.1", 101),))
 

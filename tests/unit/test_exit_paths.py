@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import gc
 import io
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.lab.serve_lab import hung_unix_socket
 from vethpeer import cli
 from vethpeer.errors import ExitStatus
 
@@ -85,31 +84,10 @@ def test_usage_is_checked_before_privilege(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def silent_docker(tmp_path: Path) -> Iterator[str]:
+def silent_docker() -> Iterator[str]:
     """A unix socket that accepts connections and never answers: a hung daemon."""
-    path = str(tmp_path / "vp-hung.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"unix://{path}"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
+    with hung_unix_socket() as url:
+        yield url
 
 
 def test_strict_source_failed(proc: FakeProc, silent_docker: str) -> None:

@@ -6,7 +6,7 @@ from vethpeer.fdb import FdbState, classify, duplicates, row_key
 from vethpeer.render.json import report_json
 from vethpeer.render.tables import columns, evidence
 
-from .oncall_fixtures import HOST, Topo
+from .builders import HOST, Topo
 
 
 def _setup() -> tuple[Topo, object, object, object]:

@@ -12,14 +12,13 @@ import pytest
 
 from vethpeer import checks, cli, commands
 from vethpeer.checks import Diagnosis, Finding, Severity
-from vethpeer.correlate import correlate
 from vethpeer.environment import Environment
 from vethpeer.netns import discover
 from vethpeer.render import findings
 from vethpeer.render import json as jsonrender
 
+from .builders import cri_pods
 from .fakeproc import FakeProc
-from .test_cli import _report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +57,7 @@ def test_discovery_reads_the_nodes_mount_table_from_a_container(tmp_path: Path) 
 
 
 def test_namespace_filter_applies_to_workloads_too() -> None:
-    report = correlate(*_report())
+    report = cri_pods()
     everything = jsonrender.report_json(report)
     shop = jsonrender.report_json(report, namespace="shop")
     assert {w["workload"]["namespace"] for w in everything["workloads"]} == {"shop", "blog"}
@@ -89,7 +88,7 @@ def test_json_is_indented_on_a_terminal_and_compact_on_a_pipe() -> None:
 
 
 def _diagnosis(*severities: Severity) -> Diagnosis:
-    report = correlate(*_report())
+    report = cri_pods()
     end = report.rows[0].end
     found = tuple(Finding(f"check-{i}", s, end, f"message {i}") for i, s in enumerate(severities))
     return Diagnosis(found, interfaces=3, namespaces=3)

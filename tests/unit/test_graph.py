@@ -20,23 +20,11 @@ from vethpeer.correlate import correlate
 from vethpeer.errors import ExitStatus, MissingProgram
 from vethpeer.graph import build, dot, graphviz, html, mermaid, shape, text
 from vethpeer.graph.elements import EdgeKind, Mark, NodeKind, document
-from vethpeer.model import (
-    Claim,
-    Link,
-    Namespace,
-    NsKey,
-    NsView,
-    Report,
-    Snapshot,
-    SourceResult,
-    SourceState,
-    SourceStatus,
-    Workload,
-    WorkloadKind,
-)
-from vethpeer.netlink import IFF_LOWER_UP, IFF_UP
+from vethpeer.model import Claim, Link, Namespace, NsKey, NsView, Report, Snapshot, Workload, WorkloadKind
+from vethpeer.netlink import IFF_UP
 
-UP = IFF_UP | IFF_LOWER_UP
+from .builders import UP, answered
+
 HOST = NsKey(4, 1)
 EVIL = 'web"];\n</script><script>alert(1)</script>&lt;\\N\\l & \u00e9\u2028\u00a0\x07'
 
@@ -74,7 +62,7 @@ def report(names: list[str], *, down: int | None = None) -> Report:
         claims.append(Claim(key, Workload(WorkloadKind.DOCKER, name, id=f"{i:064x}", source="docker"), 10))
     host = NsView(Namespace(HOST, is_host=True, pids=(1,)), tuple(host_links), nsids=host_nsids)
     snap = Snapshot(HOST, (host, *views))
-    return correlate(snap, [SourceResult(SourceStatus("docker", SourceState.OK), tuple(claims))])
+    return correlate(snap, [answered("docker", claims)])
 
 
 def test_model_has_clusters_nodes_and_edges() -> None:

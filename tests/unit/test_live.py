@@ -4,6 +4,7 @@ the event parser and the walker's name memory. No kernel here: the values are bu
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import pytest
 
@@ -19,17 +20,15 @@ from vethpeer.model import (
     NsView,
     Report,
     Snapshot,
-    SourceResult,
-    SourceState,
-    SourceStatus,
     Workload,
     WorkloadKind,
 )
-from vethpeer.netlink import IFF_LOWER_UP, IFF_UP
+from vethpeer.netlink import IFF_UP
 from vethpeer.sources.kernel import names_of
 
+from .builders import UP, answered
+
 HOST = NsKey(4, 1)
-UP = IFF_UP | IFF_LOWER_UP
 
 
 def ns(ino: int, name: str | None = None) -> Namespace:
@@ -56,8 +55,7 @@ def pod_pair(
         link_netnsid=0,
         stats=stats,
     )
-    for key, value in inside.items():
-        eth0 = eth0.__class__(**{**{f: getattr(eth0, f) for f in eth0.__dataclass_fields__}, key: value})
+    eth0 = replace(eth0, **inside)  # type: ignore[arg-type]
     veth = Link(
         index=host_index,
         name=f"veth{ino}",
@@ -78,7 +76,7 @@ def report(pods: dict[int, tuple[Link, Link]], claims: tuple[Claim, ...] = ()) -
     views += [NsView(ns(ino, f"n{ino}"), (eth0,), {0: HOST}) for ino, (eth0, _veth) in pods.items()]
     snap = Snapshot(host=HOST, views=tuple(views))
     named = tuple(c for view in views[1:] for c in names_of(view.ns))
-    return correlate(snap, [SourceResult(SourceStatus("kernel", SourceState.OK), named + claims)])
+    return correlate(snap, [answered("kernel", named + claims)])
 
 
 # ---------------------------------------------------------------- rates
@@ -170,9 +168,9 @@ def test_link_changes_on_both_ends() -> None:
     enslaved = report({5: pod_pair(5, 10)})
     snap = enslaved.snapshot
     host = snap.views[0]
-    moved_veth = Link(**{**{f: getattr(host.links[0], f) for f in Link.__dataclass_fields__}, "master": 30})
+    moved_veth = replace(host.links[0], master=30)
     views = (NsView(host.ns, (moved_veth, bridge), host.nsids), *snap.views[1:])
-    kernel = SourceResult(SourceStatus("kernel", SourceState.OK), tuple(names_of(views[1].ns)))
+    kernel = answered("kernel", names_of(views[1].ns))
     on_bridge = correlate(Snapshot(host=HOST, views=views), [kernel])
     found = changes.diff(before, on_bridge)
     assert [e.message for e in found] == ["netns/n5 eth0 <-> veth5 (cni0): veth5 enslaved to cni0"]
@@ -181,23 +179,8 @@ def test_link_changes_on_both_ends() -> None:
 def test_a_move_reported_by_the_kernel_is_one_event() -> None:
     eth0, veth = pod_pair(5, 10)
     before = report({5: (eth0, veth)})
-    moved_eth0 = Link(
-        **{**{f: getattr(eth0, f) for f in Link.__dataclass_fields__}, "index": 3, "mac": "02:99:00:00:00:01"}
-    )
-    after = report(
-        {
-            6: (
-                moved_eth0,
-                Link(
-                    **{
-                        **{f: getattr(veth, f) for f in Link.__dataclass_fields__},
-                        "link": 3,
-                        "link_netnsid": 6,
-                    }
-                ),
-            )
-        }
-    )
+    moved_eth0 = replace(eth0, index=3, mac="02:99:00:00:00:01")
+    after = report({6: (moved_eth0, replace(veth, link=3, link_netnsid=6))})
     hint = changes.Move(NsKey(4, 5), 2, NsKey(4, 6), 3)
     found = changes.diff(before, after, [hint])
     assert kinds(found) == ["netns-appeared", "moved", "netns-gone"]
@@ -228,14 +211,14 @@ def test_a_lingering_namespace_keeps_its_runtime_name() -> None:
     pid = Claim(key, Workload(WorkloadKind.PROCESS, "pid/42 (docker-init)", source="kernel"), 10)
     old = Naming(
         (
-            SourceResult(SourceStatus("kernel", SourceState.OK), (pid,)),
-            SourceResult(SourceStatus("docker", SourceState.OK), (web,)),
+            answered("kernel", (pid,)),
+            answered("docker", (web,)),
         )
     )
     new = Naming(
         (
-            SourceResult(SourceStatus("kernel", SourceState.OK), (pid,)),
-            SourceResult(SourceStatus("docker", SourceState.OK), ()),
+            answered("kernel", (pid,)),
+            answered("docker"),
         )
     )
     kept = carry.remember(old, new, {key})
@@ -310,7 +293,7 @@ def test_a_host_pair_end_moved_into_a_container_is_one_move_not_a_deletion() -> 
     b = Link(21, "vethB", flags=UP, kind="veth", mac="0a:00:00:00:00:21", mtu=1500, link=20)
     before = correlate(
         Snapshot(host=HOST, views=(NsView(ns(1), (a, b), {}),)),
-        [SourceResult(SourceStatus("kernel", SourceState.OK))],
+        [answered("kernel")],
     )
     eth0 = Link(2, "eth0", flags=UP, kind="veth", mac="0a:00:00:00:00:21", mtu=1500, link=20, link_netnsid=0)
     host_a = Link(
@@ -319,7 +302,7 @@ def test_a_host_pair_end_moved_into_a_container_is_one_move_not_a_deletion() -> 
     views = (NsView(ns(1), (host_a,), {7: NsKey(4, 7)}), NsView(ns(7, "c7"), (eth0,), {0: HOST}))
     after = correlate(
         Snapshot(host=HOST, views=views),
-        [SourceResult(SourceStatus("kernel", SourceState.OK), tuple(names_of(views[1].ns)))],
+        [answered("kernel", names_of(views[1].ns))],
     )
     found = changes.diff(before, after, [changes.Move(HOST, 21, NsKey(4, 7), 2)])
     assert kinds(found) == ["netns-appeared", "moved"]

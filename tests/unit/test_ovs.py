@@ -15,7 +15,7 @@ import pytest
 from vethpeer.model import SourceState, SourceStatus
 from vethpeer.ovs import OvsPort, OvsResult, annotate, collect, db_socket, ports_from_rows
 
-from .oncall_fixtures import HOST, Topo
+from .builders import HOST, Topo
 
 BRIDGES = [
     {"_uuid": ["uuid", "b1"], "name": "vpoovs0", "ports": ["set", [["uuid", "p1"], ["uuid", "p2"]]]},

@@ -15,13 +15,12 @@ from vethpeer.model import (
     NsView,
     Relation,
     Snapshot,
-    SourceResult,
-    SourceState,
-    SourceStatus,
     Workload,
     WorkloadKind,
 )
 from vethpeer.sources import Context, docker_sandboxes, endpoints, lxc, nspawn, podman, procfs, taps
+
+from .builders import answered
 
 HOST = NsKey(4, 1000)
 
@@ -144,7 +143,7 @@ def test_tap_row_belongs_to_the_vm() -> None:
     other = Link(10, "tun9", kind="tun")  # nobody holds it: not a row
     snapshot = Snapshot(HOST, (NsView(host, (bridge, tap, other)),))
     vm = Workload(WorkloadKind.VM, "vpr-vm1", id="42", source="taps")
-    held = SourceResult(SourceStatus("taps", SourceState.OK), links=(LinkClaim(HOST, "vprtap0", vm, 40),))
+    held = answered("taps", links=(LinkClaim(HOST, "vprtap0", vm, 40),))
     [row] = correlate(snapshot, [held]).rows
     assert row.relation is Relation.TAP and row.peer is None and row.unresolved is None
     assert row.end.workload == vm and row.end.link.name == "vprtap0" and row.end.master == "br0"

@@ -21,15 +21,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from vethpeer.collect import Request
 from vethpeer.correlate import correlate
 from vethpeer.environment import Environment
-from vethpeer.model import Claim, LinkStats, NsKey, Report, SourceResult, SourceState, SourceStatus, Workload
+from vethpeer.model import Claim, LinkStats, NsKey, Report, Workload
 from vethpeer.model import WorkloadKind as Kind
 from vethpeer.serve.api import Response, Service, route
 from vethpeer.serve.cache import WalkCache
 from vethpeer.serve.engine import Walker
 from vethpeer.targets import scoped
 
+from .builders import HOST, Topo, answered
 from .fakeproc import FakeProc
-from .oncall_fixtures import HOST, Topo
 
 SHOP = Workload(Kind.POD, "web-1", id="a" * 64, namespace="shop", uid="u-shop", source="cri")
 OTHER = Workload(Kind.POD, "db-1", id="b" * 64, namespace="team-b", uid="u-team-b", source="cri")
@@ -54,8 +54,8 @@ def world() -> World:
         _eth, port = t.veth(key, "eth0", HOST, host_veth, a=inside)
         t.enslave(HOST, port, bridge)
     claims = [Claim(keys[w.name], w, 30) for w in (SHOP, OTHER, DOCKER)] + [Claim(HOST, HOSTNET, 30)]
-    result = SourceResult(SourceStatus("cri", SourceState.OK), tuple(claims))
-    return World(correlate(t.snapshot(), [result]), {name: key.ino for name, key in keys.items()})
+    report = correlate(t.snapshot(), [answered("cri", claims)])
+    return World(report, {name: key.ino for name, key in keys.items()})
 
 
 @dataclass

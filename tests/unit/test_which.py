@@ -6,20 +6,10 @@ import pytest
 
 from vethpeer.correlate import correlate
 from vethpeer.errors import Ambiguous
-from vethpeer.model import (
-    Claim,
-    Link,
-    Namespace,
-    NsKey,
-    NsView,
-    Snapshot,
-    SourceResult,
-    SourceState,
-    SourceStatus,
-    Workload,
-    WorkloadKind,
-)
+from vethpeer.model import Claim, Namespace, NsKey, NsView, Snapshot, SourceResult, Workload, WorkloadKind
 from vethpeer.targets import resolve
+
+from .builders import LO, answered
 
 HOST = NsKey(4, 1)
 WEB, DB = NsKey(4, 100), NsKey(4, 101)
@@ -41,11 +31,10 @@ def _docker(name: str, cid: str, *joined: tuple[str, str]) -> Workload:
 
 
 def _report(*, with_host_network: bool = False) -> tuple[Snapshot, list[SourceResult]]:
-    lo = Link(1, "lo", mac="00:00:00:00:00:00")
     views = [
-        NsView(Namespace(HOST, is_host=True), (lo,)),
-        NsView(Namespace(WEB), (lo,)),
-        NsView(Namespace(DB), (lo,)),
+        NsView(Namespace(HOST, is_host=True), (LO,)),
+        NsView(Namespace(WEB), (LO,)),
+        NsView(Namespace(DB), (LO,)),
     ]
     claims = [
         Claim(WEB, _docker("web", WEB_ID, ("join", JOIN_ID)), 50),
@@ -54,7 +43,7 @@ def _report(*, with_host_network: bool = False) -> tuple[Snapshot, list[SourceRe
     ]
     if with_host_network:
         claims.append(Claim(HOST, _docker("hostnet", HOSTNET_ID), 50))
-    return Snapshot(HOST, tuple(views)), [SourceResult(SourceStatus("docker", SourceState.OK), tuple(claims))]
+    return Snapshot(HOST, tuple(views)), [answered("docker", claims)]
 
 
 def test_prefix_of_a_joined_container_names_that_container() -> None:

@@ -1,11 +1,14 @@
-"""Small builders of model values for the doctor / fdb / ovs / capture unit tests.
+"""Small builders of model values for the unit tests.
 
-A ``Topo`` collects namespaces and links, then ``report()`` runs the real correlator
-over them, so the rows the checks see are exactly what the CLI would give them.
+``answered()`` is what a source that answered hands the correlator; ``cri_pods()`` is the CLI
+tests' node of three CRI pods. A ``Topo`` (the doctor / fdb / ovs / capture tests) collects
+namespaces and links, then ``report()`` runs the real correlator over them, so the rows the
+checks see are exactly what the CLI would give them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from vethpeer.correlate import correlate
@@ -13,6 +16,7 @@ from vethpeer.model import (
     Claim,
     FdbEntry,
     Link,
+    LinkClaim,
     Namespace,
     NsKey,
     NsView,
@@ -28,6 +32,44 @@ from vethpeer.netlink import IFF_LOWER_UP, IFF_UP
 
 UP = IFF_UP | IFF_LOWER_UP
 HOST = NsKey(4, 1000)
+LO = Link(1, "lo", mac="00:00:00:00:00:00")  # a bare loopback, as most hand-built views carry it
+
+
+def answered(source: str, claims: Iterable[Claim] = (), links: Iterable[LinkClaim] = ()) -> SourceResult:
+    """What ``source`` hands the correlator when it answered in time."""
+    return SourceResult(SourceStatus(source, SourceState.OK), tuple(claims), tuple(links))
+
+
+def cri_pods() -> Report:
+    """A node (host ino 1) with bridge br0 and three CRI pods: shop/web, blog/web, shop/db, each
+    eth0 10.0.0.<i + 2>/24 <-> veth<i> on br0, pod sandbox IDs ``abc<i>0000``."""
+    host = NsKey(4, 1)
+    host_links = [LO, Link(3, "br0", kind="bridge", mac="02:00:00:00:00:03")]
+    views = []
+    claims = []
+    for i, (name, ns_name) in enumerate([("web", "shop"), ("web", "blog"), ("db", "shop")]):
+        key = NsKey(4, 100 + i)
+        host_links.append(
+            Link(
+                10 + i, f"veth{i}", kind="veth", mac=f"02:00:00:00:01:0{i}", master=3, link=2, link_netnsid=i
+            )
+        )
+        eth0 = Link(
+            2,
+            "eth0",
+            kind="veth",
+            mac=f"02:00:00:00:02:0{i}",
+            link=10 + i,
+            link_netnsid=0,
+            addresses=(f"10.0.0.{i + 2}/24",),
+        )
+        views.append(NsView(Namespace(key, mounts=(f"/run/netns/cni-{i}",)), (LO, eth0), {0: host}))
+        pod = Workload(WorkloadKind.POD, name, id=f"abc{i}0000", namespace=ns_name, source="cri")
+        claims.append(Claim(key, pod, 40))
+    views.append(
+        NsView(Namespace(host, is_host=True), tuple(host_links), {i: NsKey(4, 100 + i) for i in range(3)})
+    )
+    return correlate(Snapshot(host, tuple(views)), [answered("cri", claims)])
 
 
 @dataclass
@@ -153,5 +195,4 @@ class Topo:
         claims = tuple(
             Claim(key, Workload(WorkloadKind.NETNS, name, id=name), 20) for key, name in self.names.items()
         )
-        result = SourceResult(SourceStatus("kernel", SourceState.OK), claims)
-        return correlate(self.snapshot(hide=hide), [result])
+        return correlate(self.snapshot(hide=hide), [answered("kernel", claims)])
