@@ -67,7 +67,9 @@ def world() -> Iterator[tuple[BridgeLab, Cluster, str, dict[str, Served]]]:
         ):
             env = {"KUBECONFIG": kubeconfig, "NODE_NAME": "node-0"}
             with (
-                serve("--kube", "--min-interval", "60", env=env) as node0,
+                # the kube source's budget includes importing the kubernetes client: seconds
+                # on a loaded machine, and this one walk (60 s reuse) must name the pod
+                serve("--kube", "--min-interval", "60", "--timeout", "15", env=env) as node0,
                 serve("--no-kube", "--min-interval", "60") as node1,
             ):
                 api.backends = {
