@@ -75,14 +75,6 @@ def _status(state: SourceState, detail: str) -> SourceStatus:
 # ------------------------------------------------------------------------ namespaces
 
 
-def _key(path: str) -> NsKey | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return NsKey(st.st_dev, st.st_ino)
-
-
 def netns_path(info: Mapping[str, Any]) -> str | None:
     """``runtimeSpec.linux.namespaces[type=network].path`` of the verbose info, if any."""
     spec = info.get("runtimeSpec")
@@ -120,11 +112,11 @@ def sandbox_netns(info: Mapping[str, Any], root: str = "", proc: str = "/proc") 
     closed = info.get("netNamespaceClosed") is True
     path = netns_path(info)
     if path and not closed:
-        key = _key(procfs.resolve_in_root(root, path))
+        key = procfs.netns_at(procfs.resolve_in_root(root, path))
         if key is not None:
             return key
     if pid > 0 and not root:
-        return _key(f"{proc}/{pid}/ns/net")
+        return procfs.netns_of(pid, proc)
     return None
 
 

@@ -202,21 +202,13 @@ def parse_conmon(pid: int, argv: Sequence[str]) -> Conmon | None:
 # ------------------------------------------------------------------------- the join
 
 
-def _key(path: str) -> NsKey | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return NsKey(st.st_dev, st.st_ino)
-
-
 def namespaces(containers: Sequence[Container], proc: str) -> dict[str, NsKey]:
     """Container ID -> its network namespace: its netns file, else its process's, else its owner's."""
     found: dict[str, NsKey] = {}
     for c in containers:
-        key = _key(c.netns_path) if c.netns_path else None
+        key = procfs.netns_at(c.netns_path) if c.netns_path else None
         if key is None and c.pid > 0:
-            key = _key(f"{proc}/{c.pid}/ns/net")
+            key = procfs.netns_of(c.pid, proc)
         if key is not None:
             found[c.id] = key
     for c in containers:

@@ -98,13 +98,18 @@ def children(pid: int, proc: str = "/proc") -> list[int]:
         return []
 
 
-def netns_of(pid: int, proc: str = "/proc") -> NsKey | None:
-    """The network namespace ``pid`` is in, or None when it is gone or hidden."""
+def netns_at(path: str) -> NsKey | None:
+    """The namespace a path names (a netns mount, ``/proc/PID/ns/net``), or None when unreadable."""
     try:
-        st = os.stat(f"{proc}/{pid}/ns/net")
+        st = os.stat(path)
     except OSError:
         return None
     return NsKey(st.st_dev, st.st_ino)
+
+
+def netns_of(pid: int, proc: str = "/proc") -> NsKey | None:
+    """The network namespace ``pid`` is in, or None when it is gone or hidden."""
+    return netns_at(f"{proc}/{pid}/ns/net")
 
 
 def cgroup_text(pid: int, proc: str = "/proc") -> str | None:

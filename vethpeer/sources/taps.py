@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .. import cgroup_path as cgroup
-from ..model import LinkClaim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
+from ..model import LinkClaim, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import PRIORITY_RUNTIME, Context, procfs
 
 NAME = "taps"
@@ -96,14 +96,6 @@ def workload_of(holder: Holder, argv: Sequence[str], cgroup_text: str | None) ->
     return Workload(WorkloadKind.VM, name, id=qemu_uuid(argv) or str(holder.pid), source=source)
 
 
-def _netns(pid: int, proc: str) -> NsKey | None:
-    try:
-        st = os.stat(f"{proc}/{pid}/ns/net")
-    except OSError:
-        return None
-    return NsKey(st.st_dev, st.st_ino)
-
-
 class TapOwners:
     """Source "taps": who holds each tap/tun device."""
 
@@ -122,7 +114,7 @@ class TapOwners:
             ifnames = attached(process.pid, context.proc)
             if not ifnames:
                 continue
-            key = _netns(process.pid, context.proc)
+            key = procfs.netns_of(process.pid, context.proc)
             if key is None:
                 continue
             holder = Holder(process.pid, process.comm, ifnames)
