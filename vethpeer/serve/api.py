@@ -134,28 +134,35 @@ def _scope(service: Service, params: dict[str, str]) -> str | Response | None:
     return _error(403, message, namespace=served)
 
 
-def _not_found(service: Service, error: NotFound) -> Response:
-    seen = f" (this server sees only Kubernetes namespace {service.namespace!r})" if service.namespace else ""
-    return _error(404, f"{error}{seen}")
+def _target_error(service: Service, error: VethpeerError) -> Response:
+    """A target that named nothing (404), several things (409), or nothing acceptable (400)."""
+    if isinstance(error, Ambiguous):
+        return _error(409, str(error), candidates=error.candidates)
+    if isinstance(error, NotFound):
+        served = service.namespace
+        seen = f" (this server sees only Kubernetes namespace {served!r})" if served else ""
+        return _error(404, f"{error}{seen}")
+    return _error(400, str(error))
 
 
 def _observation(
-    service: Service, headers: Mapping[str, str]
-) -> tuple[Observation, dict[str, str]] | Response:
-    answer = service.cache.get(_wait_for(service, headers))
-    if answer.walk is None:
-        return _error(503, f"no walk has succeeded yet: {answer.error or 'the first walk is running'}")
-    return answer.walk.value, _stale_headers(answer, service.now())
-
-
-def _table(service: Service, _path: str, params: dict[str, str], headers: Mapping[str, str]) -> Response:
+    service: Service, params: dict[str, str], headers: Mapping[str, str]
+) -> tuple[str | None, Observation, dict[str, str]] | Response:
+    """(the namespace filter still to apply, the walk's observation, its staleness headers)."""
     namespace = _scope(service, params)
     if isinstance(namespace, Response):
         return namespace
-    got = _observation(service, headers)
+    answer = service.cache.get(_wait_for(service, headers))
+    if answer.walk is None:
+        return _error(503, f"no walk has succeeded yet: {answer.error or 'the first walk is running'}")
+    return namespace, answer.walk.value, _stale_headers(answer, service.now())
+
+
+def _table(service: Service, _path: str, params: dict[str, str], headers: Mapping[str, str]) -> Response:
+    got = _observation(service, params, headers)
     if isinstance(got, Response):
         return got
-    observation, extra = got
+    namespace, observation, extra = got
     report = observation.report
     if namespace is not None:
         return _json(200, jsonrender.report_json(scoped(report, namespace)), extra)
@@ -198,33 +205,23 @@ def _which(service: Service, path: str, params: dict[str, str], headers: Mapping
     target = target_from(path)
     if target is None:
         return _error(400, "not an acceptable target (a name, ID, NS/NAME, PID, veth, MAC or IP; no paths)")
-    namespace = _scope(service, params)
-    if isinstance(namespace, Response):
-        return namespace
-    got = _observation(service, headers)
+    got = _observation(service, params, headers)
     if isinstance(got, Response):
         return got
-    observation, extra = got
+    namespace, observation, extra = got
     report = observation.report
     try:
         match = resolve(report, target, namespace=namespace, proc=service.proc)
-    except Ambiguous as error:
-        return _error(409, str(error), candidates=error.candidates)
-    except NotFound as error:
-        return _not_found(service, error)
     except VethpeerError as error:
-        return _error(400, str(error))
+        return _target_error(service, error)
     return _json(200, jsonrender.report_json(report, match.rows, namespace=namespace), extra)
 
 
 def _doctor(service: Service, _path: str, params: dict[str, str], headers: Mapping[str, str]) -> Response:
-    namespace = _scope(service, params)
-    if isinstance(namespace, Response):
-        return namespace
-    got = _observation(service, headers)
+    got = _observation(service, params, headers)
     if isinstance(got, Response):
         return got
-    observation, extra = got
+    namespace, observation, extra = got
     report, target = observation.report, params.get("target") or None
     if target is None and namespace is None and observation.diagnosed and observation.diagnosis is not None:
         return _json(200, findings.document(report, observation.diagnosis), extra)
@@ -234,12 +231,8 @@ def _doctor(service: Service, _path: str, params: dict[str, str], headers: Mappi
 
     try:
         diagnosis = diagnose(report, target, namespace, service.proc)
-    except Ambiguous as error:
-        return _error(409, str(error), candidates=error.candidates)
-    except NotFound as error:
-        return _not_found(service, error)
     except VethpeerError as error:
-        return _error(400, str(error))
+        return _target_error(service, error)
     return _json(200, findings.document(report, diagnosis), extra)
 
 
