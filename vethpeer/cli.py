@@ -14,41 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, commands
-from .commands import options
 from .commands.options import split_argv
+from .commands.parser import build_parser
 from .environment import Environment
-from .errors import ExitStatus, UsageError, VethpeerError
-
-EPILOG = """\
-exit status: 0 ok, 1 error, 2 usage, 3 target not found, 4 ambiguous target,
-5 insufficient privilege, 6 doctor findings, 7 a source failed (--strict),
-8 a program an output needs is missing (Graphviz), 130 interrupted
-"""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is a UsageError like every other failure."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message, hint=f"see: {self.prog} --help")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="vethpeer",
-        description="Which host veth belongs to which container, pod or namespace.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"vethpeer {__version__}")
-    options.add_common(parser, defaults=True)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in commands.NAMES:
-        command = commands.load(name)
-        sub = subparsers.add_parser(name, help=command.HELP, description=command.DESCRIPTION, epilog=EPILOG)
-        options.add_common(sub, defaults=False)
-        command.add_arguments(sub)
-    return parser
+from .errors import ExitStatus, VethpeerError
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:

@@ -180,7 +180,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         except Exception:
             pass
         return ExitStatus.SUCCESS
-    from ..cli import build_parser
+    from .parser import build_parser
 
     render = {"bash": bash, "zsh": zsh, "fish": fish}[args.shell]
     env.stdout.write(render(build_parser()))

@@ -11,9 +11,7 @@ from ..errors import ExitStatus
 from . import options
 
 if TYPE_CHECKING:
-    from ..checks import Diagnosis, Facts
-    from ..live.rates import Sample
-    from ..model import Report, Row
+    from ..checks import Diagnosis
 
 NAME = "doctor"
 HELP = "check every veth pair (or TARGET's) and print findings with evidence and fixes"
@@ -40,51 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_output(parser, formats=("text", "json"))
 
 
-def facts_for(
-    report: Report, rows: tuple[Row, ...], proc: str = "/proc", samples: tuple[Sample, Sample] | None = None
-) -> Facts:
-    """Collect what the checks need beyond the report: routes, sysctls, fd holders of orphans."""
-    from .. import doctor_reads
-    from ..checks import Facts, link_index, orphan_rows
-    from ..checks import wanted_facts as wanted
-
-    host = report.snapshot.host
-    routes, conf = wanted(rows, host)
-    namespaces = [view.ns for view in report.snapshot.views if not view.error]
-    inside = doctor_reads.read(namespaces, routes=routes, conf=conf, proc=proc)
-    orphans = orphan_rows(rows, report)
-    nsids = {row.end.link.link_netnsid for row in orphans if row.end.link.link_netnsid is not None}
-    holders = doctor_reads.fd_holders(nsids, host.dev, proc) if nsids else {}
-    return Facts(
-        rows=rows,
-        host=host,
-        links=link_index(report),
-        inside=inside,
-        orphans=orphans,
-        holders=holders,
-        samples=samples,
-    )
-
-
-def diagnose(
-    report: Report,
-    target: str | None,
-    namespace: str | None,
-    proc: str = "/proc",
-    samples: tuple[Sample, Sample] | None = None,
-) -> Diagnosis:
-    """The rows TARGET (or the namespace filter) selects, checked."""
-    from ..checks import diagnose as run_checks
-    from ..targets import resolve, scoped
-
-    rows = report.rows
-    if target:
-        rows = resolve(report, target, namespace=namespace, proc=proc).rows
-    elif namespace:
-        rows = scoped(report, namespace).rows
-    return run_checks(report, facts_for(report, rows, proc, samples))
-
-
 def exit_status(diagnosis: Diagnosis) -> ExitStatus:
     from ..checks import Severity
 
@@ -94,6 +47,7 @@ def exit_status(diagnosis: Diagnosis) -> ExitStatus:
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..collect import gather
+    from ..diagnosis import diagnose
     from ..render import OutputFormat, findings
     from ..render import json as jsonrender
 

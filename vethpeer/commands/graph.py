@@ -104,7 +104,7 @@ def _findings(report: Report, rows: tuple[Row, ...], proc: str, *, full: bool) -
     """Doctor's checks over the drawn rows; without ``full``, over what the walk read only
     (the checks that need routes, sysctls or fd holders find nothing to look at and stay quiet)."""
     from ..checks import Facts, diagnose, link_index
-    from .doctor import facts_for
+    from ..diagnosis import facts_for
 
     if full:
         facts = facts_for(report, rows, proc)

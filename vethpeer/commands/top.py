@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 
 
 def _once(walker: Walker, args: argparse.Namespace, env: Environment, seconds: float) -> ExitStatus:
-    from ..live.rates import sample
+    from ..live.rates import sample, sort
     from ..render import OutputFormat
     from ..render import json as jsonrender
     from ..render import top_screen as toprender
@@ -97,7 +97,7 @@ def _once(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
     first = sample(walker.round(), walker.read_at, walker.read_times())
     time.sleep(max(0.0, first.at + seconds - time.monotonic()))
     report, newer, found = measure(walker, first)
-    chosen = toprender.sort(select_rows(found, report, args, env), args.sort)
+    chosen = sort(select_rows(found, report, args, env), args.sort)
     elapsed = newer.at - first.at
     if OutputFormat(args.output) is OutputFormat.JSON:
         jsonrender.write(toprender.document(report, chosen, round(elapsed, 3)), env)

@@ -16,8 +16,9 @@ into one :class:`Rates` per workload interface:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..model import LinkStats, NsKey, Report, Row
 
@@ -168,3 +169,23 @@ def totals(found: Iterable[Rates]) -> Delta:
     return Delta(
         bytes=pairs["bytes"], packets=pairs["packets"], dropped=pairs["dropped"], errors=pairs["errors"]
     )
+
+
+# The orders `top` sorts by (--sort and its keys).
+SORTS: dict[str, Callable[[Rates], Any]] = {
+    "total": lambda r: -r.total,
+    "rx": lambda r: -(r.own.bytes.rx if r.own else 0.0),
+    "tx": lambda r: -(r.own.bytes.tx if r.own else 0.0),
+    "drops": lambda r: -(_drops(r.own) + _drops(r.peer)),
+    "name": lambda r: (r.row.end.workload.label, r.row.end.link.name),
+}
+
+
+def _drops(d: Delta | None) -> float:
+    return d.dropped.total if d is not None else 0.0
+
+
+def sort(found: Sequence[Rates], by: str) -> list[Rates]:
+    """By ``by`` (a key of SORTS); new interfaces (no rate yet) last."""
+    key = SORTS[by]
+    return sorted(found, key=lambda r: (r.new, key(r)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .rates import Rates
+from .rates import Rates, sort
 
 SORT_ORDER = ("total", "rx", "tx", "drops", "name")
 SORT_KEYS = {"r": "rx", "t": "tx", "d": "drops", "n": "name"}
@@ -65,6 +65,4 @@ def matches(r: Rates, text: str) -> bool:
 
 
 def shown(found: Sequence[Rates], view: View) -> list[Rates]:
-    from ..render.top_screen import sort
-
     return sort([r for r in found if matches(r, view.filter)], view.sort)

@@ -7,7 +7,7 @@ device's own counters (rx + tx), as ``ip -s link show vethXXXX`` prints them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..environment import Environment
@@ -19,24 +19,6 @@ from .tables import write_columns
 DIRECTIONS = "rx/tx as the workload sees them: RX = received by the workload = sent by its host-side device"
 HEADER = ["WORKLOAD", "IF", "HOST DEV", "RX/s", "TX/s", "RX pkt/s", "TX pkt/s", "DROP/s", "ERR/s"]
 HEADER += ["PEER DROP/s", "PEER ERR/s"]
-
-SORTS: dict[str, Callable[[Rates], Any]] = {
-    "total": lambda r: -r.total,
-    "rx": lambda r: -(r.own.bytes.rx if r.own else 0.0),
-    "tx": lambda r: -(r.own.bytes.tx if r.own else 0.0),
-    "drops": lambda r: -(_drops(r.own) + _drops(r.peer)),
-    "name": lambda r: (r.row.end.workload.label, r.row.end.link.name),
-}
-
-
-def _drops(d: Delta | None) -> float:
-    return d.dropped.total if d is not None else 0.0
-
-
-def sort(found: Sequence[Rates], by: str) -> list[Rates]:
-    """By ``by`` (a key of SORTS); new interfaces (no rate yet) last."""
-    key = SORTS[by]
-    return sorted(found, key=lambda r: (r.new, key(r)))
 
 
 def human_bytes(value: float) -> str:

@@ -227,7 +227,7 @@ def _doctor(service: Service, _path: str, params: dict[str, str], headers: Mappi
         return _json(200, findings.document(report, observation.diagnosis), extra)
     if target is not None and target_from("/api/v1/which/" + target) is None:
         return _error(400, "not an acceptable target")
-    from ..commands.doctor import diagnose
+    from ..diagnosis import diagnose
 
     try:
         diagnosis = diagnose(report, target, namespace, service.proc)

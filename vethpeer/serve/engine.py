@@ -86,7 +86,7 @@ class Walker:
 
     def diagnose(self, observation: Observation) -> Observation:
         """The doctor's checks on the walk's report (the second step, see WalkCache's ``then``)."""
-        from ..commands.doctor import diagnose
+        from ..diagnosis import diagnose
 
         try:
             diagnosis = diagnose(observation.report, None, None, self._env.proc)
