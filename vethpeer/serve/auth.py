@@ -19,13 +19,15 @@ from typing import Protocol
 from .api import Response
 
 Router = Callable[[str, str, Mapping[str, str]], Response]
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # kubelet probes: no credentials, and they say only ok / not ok
+# kubelet probes: no credentials, and they say only ok / not ok
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
-    status: int = 200  # when not allowed: 401 (who are you?), 403 (not you), 503 (cannot tell now: fail closed)
+    # when not allowed: 401 (who are you?), 403 (not you), 503 (cannot tell now: fail closed)
+    status: int = 200
     user: str | None = None
     reason: str = ""  # for the log only, never sent to the client
     challenge: str | None = None  # the WWW-Authenticate value of a 401
