@@ -24,7 +24,6 @@ def facts_for(
     report: Report, rows: tuple[Row, ...], proc: str = "/proc", samples: tuple[Sample, Sample] | None = None
 ) -> Facts:
     """Collect what the checks need beyond the report: routes, sysctls, fd holders of orphans."""
-
     host = report.snapshot.host
     routes, conf = wanted(rows, host)
     namespaces = [view.ns for view in report.snapshot.views if not view.error]
