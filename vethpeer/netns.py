@@ -197,11 +197,11 @@ def discover(proc: str = "/proc") -> Discovery:
     mounts: dict[tuple[int, int], dict[str, str]] = {}  # node path -> the path that reaches it from here
     seen: set[str] = set()
     for text, prefix in mount_tables(proc):
-        for path, key in _mount_keys(nsfs_mount_inodes(text), prefix, host.dev):
+        for path, found_key in _mount_keys(nsfs_mount_inodes(text), prefix, host.dev):
             if path in seen:  # the node's mount, propagated into our table too (/run/netns)
                 continue
             seen.add(path)
-            mounts.setdefault(key, {})[path] = prefix + path
+            mounts.setdefault(found_key, {})[path] = prefix + path
 
     namespaces = []
     for dev, ino in sorted(pids.keys() | mounts.keys()):
