@@ -21,10 +21,11 @@ from .correlate import correlate
 from .deadline import Deadline
 from .environment import Environment
 from .errors import NoPrivilege, SourceFailed
+from .focus import locate
 from .model import Report, Snapshot, SourceResult, SourceState, SourceStatus
 from .netns import Discovery, discover
 from .sources import Context, Options, Source, all_sources
-from .walk import peer_namespace, snapshot
+from .walk import snapshot
 
 GRACE = 0.5  # seconds a source may overrun its deadline before it is abandoned
 CAP_SYS_PTRACE = 19
@@ -39,7 +40,7 @@ class Request:
     options: Options = field(default_factory=Options)
     fdb: bool = False  # read the bridges' MAC tables too
     stats: bool = False  # read every link's IFLA_STATS64 counters too (Link.stats)
-    host_ifname: str | None = None  # `which vethXXXX`: read that host link and its peer's namespace only
+    target: str | None = None  # `which TARGET`: read only what it names, when it says where (focus.py)
     host_only: bool = False  # read the host's links only (the sources still name every namespace)
     strict: bool = False  # a present source that did not answer is a failure (exit 7)
     debug: bool = False  # tracebacks in the statuses of sources that raised
@@ -177,25 +178,39 @@ def check_sources(statuses: Sequence[SourceStatus], request: Request, env: Envir
 
 
 def gather(request: Request, env: Environment) -> Report:
-    """Everything, or with ``host_ifname`` only the host link and its peer's namespace.
+    """Everything, or with ``target`` only what it names when it says where (`which`).
 
-    The focused walk is for `which vethXXXX`; if the peer cannot be located quickly
-    it falls back to the full walk. Sources that were expected to answer and did not
-    are warned about on stderr; with ``strict`` they make this raise SourceFailed.
+    The focused walk reads the target's namespace, the host links and other namespaces its
+    peers are, and asks the sources about those namespaces only; a target that names no
+    namespace by itself (a workload, an IP) gets the full walk. Sources that were expected
+    to answer and did not are warned about on stderr; with ``strict`` they make this raise
+    SourceFailed.
     """
     check_privilege(env.proc)
     discovery = discover(env.proc)
-    walked, host_links = discovery, None
+    walked, named, host_links = discovery, discovery, None
+    focus = locate(discovery, request.target, env.proc) if request.target is not None else None
     if request.host_only:
         walked = replace(
             discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key == discovery.host)
         )
-    elif request.host_ifname is not None:
-        peer = peer_namespace(discovery, request.host_ifname, env.proc)
-        if peer is not None:
-            keep = {discovery.host, peer}
-            walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
-            host_links = (request.host_ifname,)
-    naming = _Naming(discovery, request, env)  # the sources run in their threads during the walk
+    elif focus is not None:
+        keep = focus.namespaces | {discovery.host}
+        walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
+        # The sources name the namespaces read, not the host's own processes (unless it is the target).
+        ask = focus.namespaces or {discovery.host}
+        named = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in ask))
+        host_links = focus.host_links
+    naming = _Naming(named, request, env)  # the sources run in their threads during the walk
     snap = snapshot(walked, fdb=request.fdb, host_links=host_links, proc=env.proc, stats=request.stats)
-    return join(snap, naming.finish(), request, env)
+    found = naming.finish()
+    if focus is not None:  # claims on namespaces not read would name nothing that is shown
+        wanted = focus.namespaces or {discovery.host}
+        found = replace(
+            found,
+            results=tuple(
+                replace(result, claims=tuple(c for c in result.claims if c.netns in wanted))
+                for result in found.results
+            ),
+        )
+    return join(snap, found, request, env)

@@ -85,7 +85,7 @@ def add_output(parser: argparse.ArgumentParser, formats: Sequence[str] = ("table
     parser.add_argument("--json", dest="output", action="store_const", const="json", help="same as -o json")
 
 
-def request(args: argparse.Namespace, *, fdb: bool = False, host_ifname: str | None = None) -> Request:
+def request(args: argparse.Namespace, *, fdb: bool = False, target: str | None = None) -> Request:
     from ..collect import Request
     from ..sources import Options
 
@@ -97,7 +97,7 @@ def request(args: argparse.Namespace, *, fdb: bool = False, host_ifname: str | N
             kube=args.kube,
         ),
         fdb=fdb,
-        host_ifname=host_ifname,
+        target=target,
         strict=args.strict,
         debug=args.debug,
     )

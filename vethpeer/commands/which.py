@@ -23,13 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_output(parser)
 
 
-def maybe_host_ifname(target: str) -> str | None:
-    """A target that could be a host interface name (and nothing `which` tries earlier)."""
-    if len(target) > 15 or target.isdigit() or any(c in target for c in "/:. "):
-        return None
-    return target
-
-
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..collect import gather
     from ..render import OutputFormat
@@ -38,7 +31,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..targets import host_sides, resolve
 
     output = OutputFormat(args.output)
-    request = options.request(args, fdb=not args.quiet, host_ifname=maybe_host_ifname(args.target))
+    request = options.request(args, fdb=not args.quiet, target=args.target)
     report = gather(request, env)
     match = resolve(report, args.target, namespace=args.namespace, proc=env.proc)
     out = env.stdout
