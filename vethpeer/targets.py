@@ -157,6 +157,19 @@ def _workload_matchers(target: str, namespace: str | None) -> tuple[Callable[[Wo
     return exact, prefix
 
 
+def joined_container(w: Workload, target: str) -> str | None:
+    """The container ``target`` names when it is not ``w`` itself but shares its namespace
+    (``docker run --network container:WEB``): ``join`` for ``which join``; else None."""
+    if w.kind is WorkloadKind.POD or target in (w.name, w.label) or (w.id and w.id.startswith(target)):
+        return None
+    names = dict(zip(w.container_ids, w.containers, strict=False))
+    for cid in w.container_ids:
+        name = names.get(cid) or cid[:12]
+        if name != w.name and (target == name or cid.startswith(target)):
+            return name
+    return None
+
+
 def _candidate(w: Workload, target: str) -> str:
     """How an ambiguity names ``w``: by the container the target matched, when that is not ``w``.
 

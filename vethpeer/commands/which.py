@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..render import OutputFormat
     from ..render import json as jsonrender
     from ..render import tables as tablerender
-    from ..targets import host_sides, resolve
+    from ..targets import host_sides, joined_container, resolve
 
     output = OutputFormat(args.output)
     request = options.request(args, fdb=not args.quiet, target=args.target)
@@ -45,6 +45,10 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     elif output is OutputFormat.JSON:
         jsonrender.write(jsonrender.report_json(report, match.rows, namespace=args.namespace), env)
     else:
+        owner = match.rows[0].end.workload if match.rows else None
+        joined = joined_container(owner, args.target) if owner is not None else None
+        if owner is not None and joined is not None:  # why `which join` shows docker/web
+            out.write(f"{joined} shares {owner.label}'s network namespace\n")
         if match.rows:  # host-network workloads other than the target's are not the question here
             tablerender.write_table(
                 report, env, match.rows, wide=output is OutputFormat.WIDE, host_network=()

@@ -43,9 +43,9 @@ def _state(row: Row) -> str:
 def _workload_cell(w: Workload) -> str:
     if w.kind is WorkloadKind.POD:
         return w.name if w.namespace else w.label  # known only from its cgroup: pod/<uid>
-    if w.kind is WorkloadKind.DOCKER:
-        return f"docker/{w.name}"
-    return w.label
+    label = f"docker/{w.name}" if w.kind is WorkloadKind.DOCKER else w.label
+    joined = [name for name in w.containers if name != w.name]  # `--network container:NAME`
+    return f"{label} (+{', '.join(joined)})" if joined else label
 
 
 def columns(report: Report, rows: Sequence[Row], wide: bool) -> tuple[list[str], list[list[str]]]:
