@@ -88,8 +88,8 @@ def cluster_lines(cluster: Cluster) -> list[str]:
         lines.append("netns " + shorten(cluster.netns_names[0]))
     elif not cluster.label.startswith("net:["):
         lines.append(f"net:[{cluster.inode}]")
-    if len(cluster.workloads) > 1 and not cluster.is_host:
-        lines.append(f"+{len(cluster.workloads) - 1} more")
+    if not cluster.is_host:  # the other names the namespace has (a joined container, its process)
+        lines += [f"also {shorten(other)}" for other in cluster.workloads[1:]]
     return lines
 
 
