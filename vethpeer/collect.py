@@ -9,7 +9,9 @@ process alive. Then the pure correlator joins everything into a :class:`Report`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +30,7 @@ from .sources import Context, Options, Source, all_sources
 from .walk import snapshot
 
 GRACE = 0.5  # seconds a source may overrun its deadline before it is abandoned
+PREPARE_LIMIT = 20.0  # seconds a source's client library may take to import (a loaded node)
 CAP_SYS_PTRACE = 19
 CAP_SYS_ADMIN = 21
 T = TypeVar("T")
@@ -68,18 +71,42 @@ def check_privilege(proc: str = "/proc") -> None:
 
 
 class _Job(threading.Thread, Generic[T]):
-    """One source in a daemon thread; whatever happens, ``result`` ends up a value."""
+    """One source in a daemon thread; whatever happens, ``result`` ends up a value.
 
-    def __init__(self, name: str, work: Callable[[], T], failed: Callable[[SourceStatus], T], debug: bool):
+    ``prepare`` (importing a client library) runs first and is not on the clock of ``--timeout``:
+    the source's own budget starts when it is done (within PREPARE_LIMIT)."""
+
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[], T],
+        failed: Callable[[SourceStatus], T],
+        debug: bool,
+        prepare: Callable[[], object] | None = None,
+    ):
         super().__init__(name=f"vethpeer-{name}", daemon=True)
         self.source_name, self.work, self.failed, self.debug = name, work, failed, debug
+        self.prepare = prepare
         self.result: T | None = None
+        self.started_at = time.monotonic()
+        self.ready_at: float | None = None if prepare is not None else self.started_at
 
     def run(self) -> None:
+        if self.prepare is not None:
+            with contextlib.suppress(Exception):  # the work itself meets the same failure and says so
+                self.prepare()
+            self.ready_at = time.monotonic()
         self.result = guarded(self.source_name, self.work, self.failed, self.debug)
 
     def outcome(self, deadline: Deadline, seconds: float) -> T:
         self.join(deadline.left(0.0))
+        while self.result is None and self.is_alive():  # still importing, or its budget began late
+            ready = self.ready_at
+            end = self.started_at + PREPARE_LIMIT if ready is None else ready + seconds + GRACE
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self.join(min(left, 0.05) if ready is None else left)
         if self.result is None:
             status = SourceStatus(self.source_name, SourceState.TIMEOUT, f"no answer within {seconds:g} s")
             return self.failed(status)
@@ -113,6 +140,12 @@ class Naming:
     ovs: ovs.OvsResult | None = None
 
 
+def _prepare(source: Source, context: Context) -> Callable[[], object] | None:
+    """A source's ``prepare(context)`` (importing its client), if it has one."""
+    prepare = getattr(source, "prepare", None)
+    return partial(prepare, context) if prepare is not None else None
+
+
 class _Naming:
     """The sources of one discovery, started in their threads; ``finish()`` waits for them."""
 
@@ -122,7 +155,13 @@ class _Naming:
         chosen = all_sources() if request.sources is None else list(request.sources)
         self.inline = [s for s in chosen if s.name == "kernel"]  # cheap: no thread
         self.jobs = [
-            _Job(s.name, partial(s.collect, self.context), _failed_source, request.debug)
+            _Job(
+                s.name,
+                partial(s.collect, self.context),
+                _failed_source,
+                request.debug,
+                _prepare(s, self.context),
+            )
             for s in chosen
             if s.name != "kernel"
         ]

@@ -137,12 +137,8 @@ class _Api:
     generation) and skips building models; HTTP errors still raise ApiException.
     """
 
-    def __init__(self, api_client: Any, deadline: Deadline) -> None:
-        from kubernetes import client
-
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.batch = client.BatchV1Api(api_client)
+    def __init__(self, apis: tuple[Any, Any, Any], deadline: Deadline) -> None:
+        self.core, self.apps, self.batch = apis
         self.deadline = deadline
 
     def _json(self, call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -300,6 +296,18 @@ def _problem(error: BaseException, timeout: float) -> SourceStatus:
     return _status(SourceState.ERROR, f"{type(error).__name__}: {error}")
 
 
+CLIENT = "kube.client"  # the run's configured API objects, in Context.memo
+
+
+def _apis() -> tuple[Any, Any, Any]:
+    """CoreV1, AppsV1 and BatchV1 over one configured client. Newer clients import each API
+    class (and its pydantic models) on first use: ~1 s on a loaded node, so it is done here."""
+    from kubernetes import client
+
+    api_client = _client()
+    return client.CoreV1Api(api_client), client.AppsV1Api(api_client), client.BatchV1Api(api_client)
+
+
 def _client() -> Any:
     """A configured kubernetes ApiClient (kubeconfig first, as kubectl; else in-cluster)."""
     import kubernetes.client
@@ -326,8 +334,18 @@ class KubePods:
 
     name = NAME
 
+    def prepare(self, context: Context) -> None:
+        """Import and configure the client (~0.3 s, seconds on a loaded node) before the deadline
+        of the API calls starts: run first, beside the walk, off the --timeout clock."""
+        if context.options.kube is False or not (kubeconfig_files() or in_cluster()):
+            return
+        with contextlib.suppress(Exception):  # collect() meets the same failure and says why
+            with HEAVY_IMPORTS:
+                import kubernetes.client
+                import kubernetes.config  # noqa: F401
+            context.memo.once(CLIENT, _apis)  # the kubeconfig and the API classes: local work
+
     def collect(self, context: Context) -> SourceResult:
-        deadline = Deadline(context.options.timeout)  # from the start: the import costs ~0.3 s
         wanted = context.options.kube
         if wanted is False:
             return SourceResult(_status(SourceState.SKIPPED, "--no-kube"))
@@ -350,8 +368,9 @@ class KubePods:
             state = SourceState.UNAVAILABLE if wanted else SourceState.SKIPPED
             return SourceResult(_status(state, f"the kubernetes Python client cannot be imported: {error}"))
         timeout = context.options.timeout
+        deadline = Deadline(timeout)  # the API calls' budget, from here: the import is not on it
         try:
-            api = _Api(_client(), deadline)
+            api = _Api(context.memo.once(CLIENT, _apis), deadline)
         except Exception as error:  # a broken kubeconfig, an exec plugin that failed, ...
             return SourceResult(
                 _status(SourceState.UNAVAILABLE, f"cannot load the API configuration: {error}")
