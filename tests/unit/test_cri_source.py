@@ -316,3 +316,21 @@ def test_generated_bindings_are_reproducible(tmp_path: Path) -> None:
         assert filecmp.cmp(copy / name, ROOT / "vethpeer" / "cri" / name, shallow=False), (
             f"{name} differs from what regen.sh makes: run `sh vethpeer/cri/regen.sh` and commit"
         )
+
+
+def test_sandboxes_placed_by_their_pause_process_cgroup_need_no_status() -> None:
+    """A sandbox ID named by the cgroups of one namespace's processes is placed there; named in
+    two namespaces (a shim in the sandbox's cgroup, say), it is left to PodSandboxStatus."""
+    from vethpeer.cgroup_path import Identity
+    from vethpeer.sources.cgroup import Member
+
+    pod_ns, other = NsKey(4, 500), NsKey(4, 501)
+    ctx = context()
+    scan = {
+        HOST: (Member(10, Identity("containerd", "b" * 64)), Member(11, Identity("containerd", "c" * 64))),
+        pod_ns: (Member(20, Identity("containerd", "a" * 64)),),
+        other: (Member(30, Identity("containerd", "c" * 64)),),
+    }
+    ctx.memo.once("cgroup-scan", lambda: scan)
+    placed = cri._placed_by_cgroup(ctx, ["a" * 64, "b" * 64, "c" * 64, "d" * 64])
+    assert placed == {"a" * 64: pod_ns, "b" * 64: HOST}  # b: a host-network pod's pause
