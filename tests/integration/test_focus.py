@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,10 +38,27 @@ class FocusLab(Lab):
 @pytest.fixture(scope="module")
 def world() -> Iterator[tuple[Lab, list[Topology]]]:
     _need_lab()
-    with FocusLab() as lab:
+    lab = FocusLab()
+    try:
         topologies = list(netlab.everything(lab))
         topologies.append(netlab.isolated_pairs(lab, 2))
         yield lab, topologies
+    finally:
+        lab.cleanup()
+        settled()
+
+
+def settled(timeout: float = 20.0) -> None:
+    """The kernel frees deleted namespaces later, and only then drops the host's nsids for them:
+    wait until the host's nsids stop changing, so that the next module starts from a still host."""
+    deadline = time.monotonic() + timeout
+    last = netlab.nsid_names(HOST)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = netlab.nsid_names(HOST)
+        if now == last:
+            return
+        last = now
 
 
 def _row(row: Row) -> tuple[Any, ...]:
