@@ -43,6 +43,15 @@ def listen_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _network(text: str) -> str:
+    """argparse type: an IP network (``10.0.0.0/8``, ``192.0.2.1``)."""
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP network: {text!r} (e.g. 10.0.0.1/32)") from None
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen",
@@ -70,33 +79,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-clients", type=int, default=128, metavar="N", help="connections served at once (default 128)"
     )
     parser.add_argument("--access-log", action="store_true", help="log every request on stderr")
+    kube = parser.add_argument_group("Kubernetes authentication (docs/cluster.md#security)")
+    kube.add_argument(
+        "--kube-auth",
+        action="store_true",
+        help="require a bearer token, checked with a TokenReview, and a SubjectAccessReview for what "
+        "is asked (get /metrics; get nodes/proxy on this node for /api/v1/...); /healthz and /readyz "
+        "stay open",
+    )
+    kube.add_argument(
+        "--kube-auth-kubeconfig",
+        metavar="FILE",
+        help="the API server for the reviews (default: the pod's service account, else $KUBECONFIG)",
+    )
+    kube.add_argument(
+        "--kube-auth-proxy-cidr",
+        action="append",
+        default=[],
+        type=_network,
+        metavar="CIDR",
+        help="the API server's address(es): requests from there without credentials are its pod "
+        "proxy (kubectl vethpeer), allowed for /api/v1/... only (repeatable; default none)",
+    )
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     import signal
     import threading
     import time
+    from collections.abc import Callable, Mapping
     from dataclasses import replace
     from functools import partial
 
     from ..collect import check_privilege
-    from ..serve.api import Service, route
+    from ..serve.api import Response, Service, route
     from ..serve.cache import WalkCache
     from ..serve.engine import Walker
     from ..serve.http import Server, serve_in_thread
 
     if args.max_clients < 1:
         raise UsageError("--max-clients must be at least 1")
+    if not args.kube_auth and (args.kube_auth_kubeconfig or args.kube_auth_proxy_cidr):
+        raise UsageError("--kube-auth-kubeconfig and --kube-auth-proxy-cidr go with --kube-auth")
     check_privilege(env.proc)  # fail now, not on the first scrape
     request = replace(options.request(args, fdb=True), stats=True)
     walker = Walker(request, env, env.warn, namespace=args.namespace)
     cache = WalkCache(walker, args.min_interval, then=walker.diagnose)
     service = Service(cache, wait=args.max_wait, proc=env.proc, namespace=args.namespace, now=time.monotonic)
+    router: Callable[[str, str, Mapping[str, str]], Response] = partial(route, service)
+    if args.kube_auth:
+        from ..serve.auth import AuthCounts, guard
+        from ..serve.kubeauth import from_options
+
+        try:
+            authenticator = from_options(args.kube_auth_kubeconfig, args.kube_auth_proxy_cidr, env.environ)
+        except ValueError as error:
+            raise ServeFailed(str(error)) from None
+        counts = AuthCounts()
+        service.auth = (authenticator.name, counts.snapshot)
+        router = guard(router, authenticator, counts, env.warn)
     host, port = args.listen
     try:
         server = Server(
             (host, port),
-            partial(route, service),
+            router,
             env.warn,
             max_clients=args.max_clients,
             access_log=args.access_log,
@@ -114,7 +160,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         serve_in_thread(server)
         shown = f"[{host}]" if ":" in host else host
         scope = f" (only Kubernetes namespace {args.namespace})" if args.namespace else ""
-        env.warn(f"vethpeer serve: listening on http://{shown}:{server.server_address[1]}/{scope}")
+        checked = " (--kube-auth)" if args.kube_auth else ""
+        env.warn(f"vethpeer serve: listening on http://{shown}:{server.server_address[1]}/{scope}{checked}")
         while not stop.wait(0.5):
             pass
     finally:

@@ -56,6 +56,7 @@ class Service:
     now: Callable[[], float] = field(default=lambda: 0.0)  # monotonic clock, as the cache's
     page: MetricsPage = field(default_factory=MetricsPage)
     table: dict[tuple[int, bool], bytes] = field(default_factory=dict)  # (walk, gzipped) -> the whole table
+    auth: tuple[str, Callable[[], Mapping[str, int]]] | None = None  # (mode, decisions by result) if guarded
 
 
 def _json(status: int, document: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
@@ -111,7 +112,8 @@ def _route_for(path: str) -> Callable[[Service, str, dict[str, str], Mapping[str
 
 def _metrics(service: Service, _path: str, _params: dict[str, str], headers: Mapping[str, str]) -> Response:
     answer = service.cache.get(_wait_for(service, headers))
-    health = Health(answer, service.cache.stats(), service.now())
+    auth = (service.auth[0], service.auth[1]()) if service.auth else None
+    health = Health(answer, service.cache.stats(), service.now(), auth)
     compress = accepts_gzip(headers.get("accept-encoding", ""))
     body, content_type = service.page.build(health, headers.get("accept", ""), compress)
     extra = _stale_headers(answer, health.now)

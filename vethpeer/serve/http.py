@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from .api import Response
+from .auth import PEER_HEADER
 
 MAX_REQUEST_LINE = 8192
 MAX_HEADER_BYTES = 16384
@@ -152,7 +153,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.server.reaper.release(self._token):
             return  # cut off while dripping its headers: what was parsed is not a request
         try:
-            response = self.server.router(self.command, self.path, _headers(self.headers))
+            headers = _headers(self.headers)
+            headers[PEER_HEADER] = str(self.client_address[0])  # for an Authenticator that asks where from
+            response = self.server.router(self.command, self.path, headers)
         except Exception as error:  # the bug guard: a 500 and a log line, the server lives on
             self.server.log(f"vethpeer serve: internal error on {self.command} {self.path!r}: {error!r}")
             response = Response(500, b"internal error\n")

@@ -145,6 +145,7 @@ class Health:
     answer: Answer[Observation]
     stats: CacheStats
     now: float  # monotonic clock, like Walk.finished
+    auth: tuple[str, Mapping[str, int]] | None = None  # (mode, decisions by result) when requests are checked
 
 
 def _gauge(name: str, doc: str, value: float, labels: Mapping[str, str] | None = None) -> Metric:
@@ -174,6 +175,8 @@ def health_families(health: Health) -> list[Metric]:
             1 if health.answer.stale else 0,
         ),
     ]
+    if health.auth is not None:
+        families.append(auth_family(*health.auth))
     if walk is None:
         return families
     report = walk.value.report
@@ -218,6 +221,20 @@ def health_families(health: Health) -> list[Metric]:
         ),
     ]
     return families
+
+
+def auth_family(mode: str, counts: Mapping[str, int]) -> Metric:
+    """``vethpeer_auth_requests_total{mode, result}``: every result present, 0 until it happens."""
+    family = Metric(
+        "vethpeer_auth_requests",
+        "Requests checked for credentials, by result: allowed, denied (401, 403), error (could not decide).",
+        "counter",
+    )
+    for result in ("allowed", "denied", "error"):
+        family.add_sample(
+            "vethpeer_auth_requests_total", {"mode": mode, "result": result}, counts.get(result, 0)
+        )
+    return family
 
 
 class _Families:
