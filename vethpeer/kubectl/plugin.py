@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from urllib.parse import quote, urlencode
 
 from ..environment import Environment
-from ..errors import ExitStatus, NotFound, SourceFailed, UsageError, VethpeerError
+from ..errors import ExitStatus, NotFound, SourceFailed, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--context", metavar="NAME", help="kubeconfig context")
     common.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table")
     common.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per node (default 5)")
+    common.add_argument("--debug", action="store_true", help="tracebacks instead of one-line errors")
     common.add_argument(
         "--agent-namespace", default=AGENT_NAMESPACE, metavar="NS", help=f"default {AGENT_NAMESPACE}"
     )
@@ -139,22 +140,16 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    from ..cli import Outcome, finish
+
     env = env or Environment()
-    try:
+
+    def action(outcome: Outcome) -> int:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        outcome.debug = args.debug
         return int(run(args, env))
-    except VethpeerError as error:
-        hint = f" ({error.hint})" if error.hint else ""
-        env.warn(f"kubectl vethpeer: {error}{hint}")
-        return int(error.status)
-    except KeyboardInterrupt:
-        env.warn("kubectl vethpeer: interrupted")
-        return int(ExitStatus.INTERRUPTED)
-    except BrokenPipeError:
-        return int(ExitStatus.SUCCESS)
-    except Exception as error:
-        env.warn(f"kubectl vethpeer: internal error: {type(error).__name__}: {error}")
-        return int(ExitStatus.ERROR)
+
+    return finish("kubectl vethpeer", env, action)
 
 
 if __name__ == "__main__":
