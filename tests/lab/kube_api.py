@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import subprocess
 import tempfile
 import threading
 import uuid
@@ -333,15 +335,19 @@ class ApiServer:
 
 
 @contextlib.contextmanager
-def kubeconfig_file(url: str, token: str, name: str, namespace: str | None = None) -> Iterator[str]:
+def kubeconfig_file(
+    url: str, token: str, name: str, namespace: str | None = None, ca: str | None = None
+) -> Iterator[str]:
     """A kubeconfig file for the API server at ``url``, bearer ``token``: cluster, user and context
-    all named ``name``, the context in ``namespace`` if one is given. Removed afterwards."""
+    all named ``name``, the context in ``namespace`` if one is given, the server's certificate
+    checked against ``ca`` (a file) for https. Removed afterwards."""
     fd, path = tempfile.mkstemp(prefix=f"{name}-kubeconfig-", suffix=".yaml")
     ns = f"    namespace: {namespace}\n" if namespace else ""
+    authority = f"    certificate-authority: {ca}\n" if ca else ""
     with os.fdopen(fd, "w") as f:
         f.write(
             "apiVersion: v1\nkind: Config\n"
-            f"clusters:\n- name: {name}\n  cluster:\n    server: {url}\n"
+            f"clusters:\n- name: {name}\n  cluster:\n    server: {url}\n{authority}"
             f"users:\n- name: {name}\n  user:\n    token: {token}\n"
             f"contexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n{ns}"
             f"current-context: {name}\n"
@@ -350,6 +356,24 @@ def kubeconfig_file(url: str, token: str, name: str, namespace: str | None = Non
         yield path
     finally:
         os.unlink(path)
+
+
+@contextlib.contextmanager
+def self_signed(prefix: str, address: str = "127.0.0.1") -> Iterator[tuple[str, str]]:
+    """(certificate, key) files of a self-signed server certificate for IP ``address`` (a day long,
+    made by Debian's openssl); removed afterwards. The certificate is its own CA."""
+    folder = tempfile.mkdtemp(prefix=f"{prefix}-tls-")
+    cert, key = os.path.join(folder, "tls.crt"), os.path.join(folder, "tls.key")
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "1", "-subj", f"/CN={prefix}-apiserver",
+             "-addext", f"subjectAltName=IP:{address}", "-keyout", key, "-out", cert],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        yield cert, key
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -93,12 +93,13 @@ class Cluster:
     proxy_forbidden: bool = False
     reviews: Reviews = field(default_factory=Reviews)
     port: int = 0  # 0: one from serve_lab's range
+    tls: tuple[str, str] | None = None  # (certificate, key): serve https (kubectl sends tokens only over TLS)
     _server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._server.server_port}"
 
     def answer(self, raw_path: str, encoding: str = "") -> tuple[int, str, bytes, dict[str, str]]:
         url = urlparse(raw_path)
@@ -258,6 +259,10 @@ class Cluster:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port or free_port()), Handler)
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         self._server.request_queue_size = 256
         threading.Thread(target=self._server.serve_forever, name="vps-kube-api", daemon=True).start()
@@ -270,7 +275,7 @@ class Cluster:
 
     def kubeconfig(self, namespace: str | None = None) -> AbstractContextManager[str]:
         """A kubeconfig file pointing at this cluster (its token), in ``namespace``; removed afterwards."""
-        return kubeconfig_file(self.url, TOKEN, "vps", namespace)
+        return kubeconfig_file(self.url, TOKEN, "vps", namespace, self.tls[0] if self.tls else None)
 
 
 @contextlib.contextmanager
