@@ -116,7 +116,7 @@ def test_the_results_are_counted_and_the_process_stays_up(world: tuple[ApiServer
     assert set(counts) == {"allowed", "denied", "error"}
     assert counts["allowed"] >= 1 and counts["denied"] >= 2
     assert served.process.poll() is None
-    assert "vethpeer serve: 401" in served.stderr()  # refusals are logged (throttled)
+    assert "vethpeer serve: refused GET" in served.stderr()  # refusals are logged (throttled)
 
 
 def test_kube_auth_options_without_kube_auth_are_a_usage_error() -> None:

@@ -163,7 +163,7 @@ def test_the_guard_keeps_probes_open_counts_and_hides_reasons(api: ApiServer, au
     assert guarded("GET", "/metrics", {"authorization": "Bearer prom-token"}).body == b"answered\n"
     refused = guarded("GET", "/metrics", {"authorization": "Bearer forged"})
     assert refused.status == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
-    assert b"TokenReview" not in refused.body
+    assert b"TokenReview" not in refused.body and b"forged" not in refused.body
     assert guarded("GET", "/api/v1/table", {"authorization": "Bearer prom-token"}).status == 403
     api.reviews.mode = "down"
     assert guarded("GET", "/metrics", {"authorization": "Bearer alice-token"}).status == 503
@@ -172,10 +172,11 @@ def test_the_guard_keeps_probes_open_counts_and_hides_reasons(api: ApiServer, au
     samples = {s.labels["result"]: s.value for s in family.samples}
     assert samples == {"allowed": 1, "denied": 2, "error": 1}
     assert {s.name for s in family.samples} == {"vethpeer_auth_requests_total"}
-    assert len(logged) == 2  # one line per result, then throttled
-    for _ in range(5):
+    assert logged and all(line.startswith("vethpeer serve: refused GET") for line in logged)
+    before = len(logged)
+    for _ in range(5):  # a client that keeps failing cannot flood the log
         guarded("GET", "/metrics", {})
-    assert len(logged) == 2
+    assert len(logged) == before
 
 
 def test_a_configuration_that_does_not_load_is_one_line(tmp_path: Any) -> None:

@@ -11,9 +11,7 @@ configuration (basic auth), and Kubernetes (TokenReview and SubjectAccessReview)
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,12 +24,6 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 # the client's address, as the listener adds it to the headers: no header a client sends can
 # have this name (a header line ":peer: x" parses as an empty name)
 PEER_HEADER = ":peer"
-LOG_EVERY = 10.0  # seconds: refusals are logged at most once per this, per result, with a count
-_MESSAGES = {
-    401: "unauthorized: send Authorization: Bearer TOKEN",
-    403: "forbidden",
-    503: "cannot authorize the request now",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,59 +72,28 @@ class AuthCounts:
             return dict(self._counts)
 
 
-class _Throttled:
-    """Log lines about refusals, at most one per ``every`` seconds per result (with a count of
-    the ones not written), so a client that keeps failing cannot flood the log."""
-
-    def __init__(self, log: Callable[[str], None], every: float, clock: Callable[[], float]) -> None:
-        self._log, self._every, self._clock = log, every, clock
-        self._lock = threading.Lock()
-        self._next: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def __call__(self, result: str, line: str) -> None:
-        now = self._clock()
-        with self._lock:
-            if now < self._next.get(result, 0.0):
-                self._held[result] = self._held.get(result, 0) + 1
-                return
-            held = self._held.pop(result, 0)
-            self._next[result] = now + self._every
-        self._log(line + (f" (and {held} more since the last line)" if held else ""))
-
-
 def guard(
-    router: Router,
-    authenticator: Authenticator,
-    counts: AuthCounts,
-    log: Callable[[str], None],
-    *,
-    clock: Callable[[], float] = time.monotonic,
+    router: Router, authenticator: Authenticator, counts: AuthCounts, log: Callable[[str], None]
 ) -> Router:
-    """``router`` behind ``authenticator``: the probes always answered, the rest only when allowed.
+    """``router`` behind ``authenticator``: the probe paths always answered (status and "ok" /
+    "not ok", nothing more), the others only when allowed; every decision counted, refusals
+    logged at most once per ten seconds per mode."""
+    from .throttle import ThrottledLog
 
-    A refusal is a JSON error with the decision's status (and ``WWW-Authenticate`` on a 401);
-    its reason goes to the log (throttled), never to the client.
-    """
-    throttled = _Throttled(log, LOG_EVERY, clock)
+    throttled = ThrottledLog(log)
 
     def guarded(method: str, path: str, headers: Mapping[str, str]) -> Response:
         if path.partition("?")[0] in OPEN_PATHS:
-            return router(method, path, headers)
+            status = router(method, path, headers).status
+            return Response(status, b"ok\n" if status < 400 else b"not ok\n")
         decision = authenticator.check(method, path, headers)
         counts.add(decision.result)
         if decision.allowed:
             return router(method, path, headers)
-        peer = headers.get(PEER_HEADER, "?")
-        who = f" ({decision.user})" if decision.user else ""
-        throttled(
-            decision.result,
-            f"vethpeer serve: {decision.status} for {peer}{who} {method} {path.partition('?')[0]!r}: "
-            f"{decision.reason}",
-        )
-        message = _MESSAGES.get(decision.status, "not allowed")
-        body = json.dumps({"error": {"status": decision.status, "message": message}}) + "\n"
-        extra = {"WWW-Authenticate": decision.challenge} if decision.challenge else {}
-        return Response(decision.status, body.encode(), "application/json", extra)
+        throttled(authenticator.name, f"vethpeer serve: refused {method} {path!r}: {decision.reason}")
+        status = decision.status
+        body = {401: b"unauthorized\n", 403: b"forbidden\n"}.get(status, b"cannot authenticate now\n")
+        extra = {"WWW-Authenticate": decision.challenge} if status == 401 and decision.challenge else {}
+        return Response(status, body, headers=extra)
 
     return guarded
