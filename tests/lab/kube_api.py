@@ -320,7 +320,9 @@ class ApiServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="vpk-kube-api", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="vpk-kube-api", daemon=True
+        ).start()
 
     def stop(self) -> None:
         self._release.set()
