@@ -5,13 +5,14 @@ process stays up. Loopback only, ports 21200-21299."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.lab.kube_api import ApiServer, User, api_server, kubeconfig_file, service_account
-from tests.lab.serve_lab import Served, free_port, get, serve
+from tests.lab.serve_lab import PYTHON, ROOT, Served, free_port, get, serve
 
 pytestmark = pytest.mark.integration
 
@@ -119,37 +120,23 @@ def test_the_results_are_counted_and_the_process_stays_up(world: tuple[ApiServer
     assert "vethpeer serve: refused GET" in served.stderr()  # refusals are logged (throttled)
 
 
-def test_kube_auth_options_without_kube_auth_are_a_usage_error() -> None:
-    import subprocess
-
-    from tests.lab.serve_lab import PYTHON, ROOT
-
-    done = subprocess.run(
-        [PYTHON, "-m", "vethpeer", "serve", "--kube-auth-proxy-cidr", "10.0.0.1"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 2 and "go with --kube-auth" in done.stderr
-    bad = subprocess.run(
-        [PYTHON, "-m", "vethpeer", "serve", "--kube-auth", "--kube-auth-proxy-cidr", "nope"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-        check=False,
-    )
-    assert bad.returncode == 2 and "not an IP network" in bad.stderr
-    unloadable = subprocess.run(
-        [PYTHON, "-m", "vethpeer", "serve", "--kube-auth", "--kube-auth-kubeconfig", "/nonexistent/vqc"],
+def serve_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "vethpeer", "serve", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=60,
         check=False,
     )
+
+
+def test_kube_auth_options_without_kube_auth_are_a_usage_error() -> None:
+    done = serve_cli("--kube-auth-proxy-cidr", "10.0.0.1")
+    assert done.returncode == 2 and "go with --kube-auth" in done.stderr
+    bad = serve_cli("--kube-auth", "--kube-auth-proxy-cidr", "nope")
+    assert bad.returncode == 2 and "not an IP network" in bad.stderr
+    unloadable = serve_cli("--kube-auth", "--kube-auth-kubeconfig", "/nonexistent/vqc")
     assert unloadable.returncode == 1, unloadable.stderr
     assert "cannot load the Kubernetes configuration for --kube-auth" in unloadable.stderr
     assert "Traceback" not in done.stderr + bad.stderr + unloadable.stderr

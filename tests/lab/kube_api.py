@@ -223,7 +223,12 @@ def review_post(handler: BaseHTTPRequestHandler, reviews: Reviews) -> None:
             handler.connection.shutdown(2)
         return
     reply = reviews.answer(handler.path.partition("?")[0], body) if isinstance(body, dict) else None
-    code, document = reply or (405, status_json(405, "MethodNotAllowed", "the server does not allow this"))
+    send_json(
+        handler, *(reply or (405, status_json(405, "MethodNotAllowed", "the server does not allow this")))
+    )
+
+
+def send_json(handler: BaseHTTPRequestHandler, code: int, document: dict[str, Any]) -> None:
     data = json.dumps(document).encode()
     handler.send_response(code)
     handler.send_header("Content-Type", "application/json")
@@ -304,12 +309,7 @@ class ApiServer:
                     )
                 else:
                     code, body = server_self.answer(self.path)
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, code, body)
 
             def do_POST(self) -> None:
                 server_self.requests.append(f"POST {self.path}")

@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from tests.lab.kube_api import Reviews, kubeconfig_file, pod_json, review_post, status_json
+from tests.lab.kube_api import Reviews, kubeconfig_file, pod_json, review_post, send_json, status_json
 from tests.lab.serve_lab import free_port
 
 TOKEN = "vps-token"
@@ -246,12 +246,7 @@ class Cluster:
             def do_POST(self) -> None:
                 cluster.requests.append(f"POST {self.path}")
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    data = json.dumps(status_json(401, "Unauthorized", "Unauthorized")).encode()
-                    self.send_response(401)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    send_json(self, 401, status_json(401, "Unauthorized", "Unauthorized"))
                     return
                 review_post(self, cluster.reviews)
 
