@@ -364,3 +364,23 @@ def test_goaway_fails_only_the_calls_above_its_last_stream(tmp_path: Path) -> No
     finally:
         server.close()
     assert received == [1, 3, 5]
+
+
+@pytest.mark.parametrize("raised", ["FlowControlError", "FrameTooLargeError", "NoAvailableStreamIDError"])
+def test_an_error_of_the_http2_layer_is_the_calls_error(serve: Callable[..., str], raised: str) -> None:
+    """Whatever h2 raises while sending (here made to) fails the calls with a status, never escapes."""
+    import h2.exceptions
+
+    path = serve(Version=_version)
+    with channel(path) as ch:
+
+        def broken(*_args: Any, **_kwargs: Any) -> None:
+            raise getattr(h2.exceptions, raised)("vqd")
+
+        ch._h2.send_data = broken  # type: ignore[method-assign]
+        calls = [ch.start("Version", pb.VersionRequest(), pb.VersionResponse) for _ in range(2)]
+        for call in calls:
+            with pytest.raises(RpcError) as failed:
+                call.result()
+            expected = Code.UNAVAILABLE if raised == "NoAvailableStreamIDError" else Code.INTERNAL
+            assert failed.value.code is expected and "vqd" in failed.value.details
