@@ -146,15 +146,20 @@ def test_a_slow_server_costs_the_deadline_and_no_more(serve: Callable[..., str])
         release.wait(10)
         return _version(None, None)
 
-    path = serve(Version=slow)
+    error, took = failing_call(serve(Version=slow), 0.5, release.set)
+    assert error.code is Code.DEADLINE_EXCEEDED
+    assert took < 2
+
+
+def failing_call(path: str, seconds: float, cleanup: Callable[[], None]) -> tuple[RpcError, float]:
+    """A Version call that must fail: its error and the seconds it took; ``cleanup`` after it."""
     started = time.monotonic()
     try:
-        with channel(path, seconds=0.5) as ch, pytest.raises(RpcError) as failed:
+        with channel(path, seconds=seconds) as ch, pytest.raises(RpcError) as failed:
             ch.call("Version", pb.VersionRequest(), pb.VersionResponse)
     finally:
-        release.set()
-    assert failed.value.code is Code.DEADLINE_EXCEEDED
-    assert time.monotonic() - started < 2
+        cleanup()
+    return failed.value, time.monotonic() - started
 
 
 def test_no_socket_and_a_refused_one_are_unavailable(tmp_path: Path) -> None:
@@ -297,14 +302,8 @@ def test_a_trickling_server_cannot_keep_a_call_past_its_deadline(tmp_path: Path)
             conn.send_data(stream, b"\0")
 
     server = RawServer(path, handle, tick)
-    started = time.monotonic()
-    try:
-        with channel(path, seconds=0.3) as ch, pytest.raises(RpcError) as failed:
-            ch.call("Version", pb.VersionRequest(), pb.VersionResponse)
-    finally:
-        took = time.monotonic() - started
-        server.close()
-    assert failed.value.code is Code.DEADLINE_EXCEEDED
+    error, took = failing_call(path, 0.3, server.close)
+    assert error.code is Code.DEADLINE_EXCEEDED
     assert took < 0.3 + 0.2
 
 
@@ -321,15 +320,10 @@ def test_a_server_that_refuses_every_stream_fails_the_call_soon(tmp_path: Path) 
             conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
 
     server = RawServer(path, handle)
-    started = time.monotonic()
-    try:
-        with channel(path, seconds=5) as ch, pytest.raises(RpcError) as failed:
-            ch.call("Version", pb.VersionRequest(), pb.VersionResponse)
-    finally:
-        server.close()
-    assert failed.value.code is Code.UNAVAILABLE and "refused" in failed.value.details
+    error, took = failing_call(path, 5, server.close)
+    assert error.code is Code.UNAVAILABLE and "refused" in error.details
     assert 1 < len(refused) <= 10
-    assert time.monotonic() - started < 2
+    assert took < 2
 
 
 def test_goaway_fails_only_the_calls_above_its_last_stream(tmp_path: Path) -> None:
