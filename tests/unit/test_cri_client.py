@@ -378,3 +378,32 @@ def test_an_error_of_the_http2_layer_is_the_calls_error(serve: Callable[..., str
                 call.result()
             expected = Code.UNAVAILABLE if raised == "NoAvailableStreamIDError" else Code.INTERNAL
             assert failed.value.code is expected and "vqd" in failed.value.details
+
+
+def test_a_server_that_is_not_http2_fails_the_call_at_once(tmp_path: Path) -> None:
+    """An HTTP/1 answer on a connection that stays open: an error now, not at the deadline."""
+    import socket
+
+    path = str(tmp_path / "vqd-http1.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+    done = threading.Event()
+
+    def http1() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(1 << 16)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            done.wait(5)
+
+    thread = threading.Thread(target=http1, daemon=True)
+    thread.start()
+
+    def cleanup() -> None:
+        done.set()
+        thread.join(5)
+        listener.close()
+
+    error, took = failing_call(path, 3, cleanup)
+    assert error.code is Code.INTERNAL and took < 1

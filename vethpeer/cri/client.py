@@ -267,12 +267,17 @@ class Channel:
 
     def _until_goaway(self, data: bytes) -> list[bytes]:
         """The bytes read, cut after each GOAWAY frame (and a frame's incomplete tail kept for
-        the next read): h2 must see the GOAWAY alone to be kept open for the frames after it."""
+        the next read): h2 must see the GOAWAY alone to be kept open for the frames after it.
+        A frame longer than allowed (an HTTP/1 answer reads as one) is an error at once."""
         inbox = self._inbox + data
         chunks: list[bytes] = []
         start = offset = 0
         while offset + 9 <= len(inbox):
             length = int.from_bytes(inbox[offset : offset + 3], "big")
+            if length > self._h2.max_inbound_frame_size:  # h2 would wait for it, to the deadline
+                raise h2.exceptions.FrameTooLargeError(
+                    f"a frame of {length} bytes (over {self._h2.max_inbound_frame_size}): not HTTP/2?"
+                )
             if offset + 9 + length > len(inbox):
                 break
             offset += 9 + length
