@@ -111,6 +111,9 @@ def ports_from_rows(
     return found
 
 
+MAX_REPLY = 64 << 20  # characters of one reply at most (a thousand ports take ~1 MB)
+
+
 def _select(table: str, columns: list[str]) -> dict[str, Any]:
     return {"op": "select", "table": table, "where": [], "columns": columns}
 
@@ -142,6 +145,8 @@ def transact(path: str, ops: list[dict[str, Any]], timeout: float) -> list[dict[
             if not chunk:
                 raise OvsdbError("ovsdb-server closed the connection")
             buffer += text.decode(chunk)
+            if len(buffer) > MAX_REPLY:
+                raise OvsdbError(f"reply larger than {MAX_REPLY} characters")
             while buffer.strip():
                 buffer = buffer.lstrip()
                 try:

@@ -230,3 +230,26 @@ def test_port_of_is_gone() -> None:
     import vethpeer.ovs
 
     assert not hasattr(vethpeer.ovs, "port_of")  # issue 19: dead code
+
+
+def test_a_reply_without_end_is_refused_past_the_limit(
+    sock_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vethpeer.ovs
+
+    monkeypatch.setattr(vethpeer.ovs, "MAX_REPLY", 10_000)
+    path = sock_dir / "db.sock"
+
+    def handler(conn: socket.socket) -> None:
+        _read_request(conn)
+        conn.sendall(b'{"id": 0, "result": [')
+        try:
+            for _ in range(1000):
+                conn.sendall(b'{"rows": []},' * 10)
+        except OSError:  # the client gave up, as it should
+            return
+
+    thread = _serve(path, handler)
+    result = collect(3.0, str(path))
+    thread.join(3)
+    assert result.status.state is SourceState.ERROR and "larger than 10000 characters" in result.status.detail
