@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from . import netlink_routes
 from .errors import NamespaceGone
 from .model import Namespace, NsKey
 from .netlink import RtnlSocket
@@ -73,8 +74,8 @@ def read(
                     neighbours: tuple[Neighbour, ...] = ()
                     if ns.key in want_routes:
                         with RtnlSocket() as sock:
-                            found_routes = tuple(sock.routes())
-                            neighbours = tuple(sock.neighbours())
+                            found_routes = tuple(netlink_routes.routes(sock))
+                            neighbours = tuple(netlink_routes.neighbours(sock))
                     values = _read_conf(want_conf[ns.key], proc) if ns.key in want_conf else {}
                 facts[ns.key] = NsFacts(found_routes, neighbours, values)
             except OSError as error:

@@ -172,13 +172,8 @@ def test_dockershim_pod_claim() -> None:
         ("tcp://127.0.0.1:2375", None, "tcp://127.0.0.1:2375"),
     ],
 )
-def test_docker_host(
-    monkeypatch: pytest.MonkeyPatch, option: str | None, env: str | None, expected: str
-) -> None:
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
-    if env:
-        monkeypatch.setenv("DOCKER_HOST", env)
-    assert docker_source.docker_host(option) == expected
+def test_docker_host(option: str | None, env: str | None, expected: str) -> None:
+    assert docker_source.docker_host(option, {"DOCKER_HOST": env} if env else {}) == expected
     assert docker_source.socket_path("tcp://x:1") is None
 
 

@@ -10,7 +10,7 @@ Sources run in worker threads while the kernel walk runs, so they must not call
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -68,13 +68,15 @@ class RunMemo:
 @dataclass(frozen=True, slots=True)
 class Context:
     """What a source may look at: the namespaces discovered, the options, the procfs root,
-    and the run's memo (work shared between sources)."""
+    the run's memo (work shared between sources) and its environment variables (a source
+    never reads ``os.environ``)."""
 
     host: NsKey
     namespaces: tuple[Namespace, ...]
     options: Options = Options()
     proc: str = "/proc"  # where /proc is read (tests point it at a recorded tree)
     memo: RunMemo = field(default_factory=RunMemo, compare=False)
+    environ: Mapping[str, str] = field(default_factory=dict)  # the run's (Environment.environ)
 
     def by_key(self) -> dict[NsKey, Namespace]:
         return {ns.key: ns for ns in self.namespaces}

@@ -311,8 +311,8 @@ class DockerNames:
 
     def collect(self, context: Context) -> SourceResult:
         """The daemon the user named; else the default one and every other dockerd listening."""
-        explicit = bool(context.options.docker_host or os.environ.get("DOCKER_HOST"))
-        url = docker_host(context.options.docker_host)
+        explicit = bool(context.options.docker_host or context.environ.get("DOCKER_HOST"))
+        url = docker_host(context.options.docker_host, context.environ)
         others = [] if explicit else other_daemons(context, url)
         path = socket_path(url)
         default_there = path is None or os.path.exists(path)
@@ -350,7 +350,7 @@ class DockerNames:
                 api = LocalApi(path, remaining)
             else:
                 try:
-                    api = SdkApi(url, remaining())
+                    api = SdkApi(url, remaining(), context.environ)
                 except ImportError:
                     return SourceResult(
                         SourceStatus(
