@@ -29,7 +29,8 @@ class Agent:
 
 @dataclass(frozen=True, slots=True)
 class NodeAnswer:
-    """One node's part: ``status`` "ok" (``document`` set), "no agent", "unreachable" or "error"."""
+    """One node's part: ``status`` "ok" (``document`` set), "no agent", "unreachable", "unauthorized"
+    or "forbidden" (``detail`` says what to grant), or "error"."""
 
     node: str
     status: str
