@@ -54,6 +54,7 @@ def fast_switching() -> Iterator[None]:
 
 def test_the_whole_table_cache_survives_a_fan_out_while_walks_move_on(fast_switching: None) -> None:
     service = Service(MovingCache(), wait=1.0)  # type: ignore[arg-type]
+
     def ask(i: int) -> dict[str, Any]:
         headers = {"accept-encoding": "gzip"} if i % 2 else {}
         reply = route(service, "GET", "/api/v1/table", headers)
