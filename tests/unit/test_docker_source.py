@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from vethpeer import cgroup_path as cgroup
-from vethpeer.model import NsKey, SourceState, WorkloadKind
+from vethpeer.model import NsKey, SourceResult, SourceState, WorkloadKind
 from vethpeer.sources import PRIORITY_CGROUP, PRIORITY_RUNTIME, Context, Options
 from vethpeer.sources import cgroup as cgroup_source
 from vethpeer.sources import docker as docker_source
@@ -304,3 +304,42 @@ def test_cgroup_host_network_claims_skip_vms() -> None:
         host=True,
     )
     assert [(c.netns, c.workload.name) for c in found] == [(HOST, H[:12])]
+
+
+def answering_daemon(path: str, body: bytes) -> Any:
+    """A unix socket that answers every request with ``body`` (HTTP/1.0, then closes)."""
+    import socket
+    import threading
+
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_a_parsing_bug_reaches_the_bug_guard_with_its_traceback(tmp_path: Any) -> None:
+    """Only the I/O is "unavailable": a KeyError while reading the answer is a bug, an ``error``."""
+    from vethpeer.collect import guarded
+
+    from .fakeproc import FakeProc
+
+    path = str(tmp_path / "vqe-docker.sock")
+    with answering_daemon(path, b'[{"Names": ["/vqe-no-id"]}]'):
+        proc = str(FakeProc(tmp_path / "proc").root)
+        context = Context(HOST, (), Options(docker_host=f"unix://{path}", timeout=2), proc=proc)
+        source = docker_source.DockerNames(use_sdk=False)
+        status = guarded("docker", lambda: source.collect(context), SourceResult, True).status
+    assert status.state is SourceState.ERROR, status
+    assert status.detail.startswith("KeyError: 'Id'") and "Traceback (most recent call last)" in status.detail

@@ -344,34 +344,45 @@ class DockerNames:
                 raise Timeout()
             return deadline.left()
 
-        api: Api | None = None
-        try:
-            if path is not None and not self.use_sdk:
-                api = LocalApi(path, remaining)
-            else:
-                try:
-                    api = SdkApi(url, remaining())
-                except ImportError:
-                    return SourceResult(
-                        SourceStatus(
-                            self.name, SourceState.UNAVAILABLE, "the docker Python package is not installed"
-                        )
-                    )
-            containers = [parse_container(s) for s in api.containers(remaining())]
-            placement = place(containers, ids_by_namespace(context))
-            placed = dict(placement.ns_of)
-            for container in placement.unplaced:  # only those the cgroups did not place
-                info = api.inspect(container.id, remaining())
-                key = _namespace_of(info, context.proc) if info is not None else None
-                if key is not None:
-                    placed[container.id] = key
-            placement = Placement(placed, placement.host_network, ())
-        except Exception as error:  # socket, http.client, requests, urllib3 and SDK errors alike
+        def unavailable(error: Exception) -> SourceResult:
             state, reason = classify(error)
             return SourceResult(SourceStatus(self.name, state, f"{url}: {reason}"))
+
+        # Each try holds only the I/O (socket, http.client, requests, urllib3 and SDK errors
+        # alike): a bug in reading the answers reaches the bug guard (collect.guarded) as one.
+        api: Api
+        if path is not None and not self.use_sdk:
+            api = LocalApi(path, remaining)
+        else:
+            try:
+                api = SdkApi(url, remaining())  # asks the daemon its API version
+            except ImportError:
+                return SourceResult(
+                    SourceStatus(
+                        self.name, SourceState.UNAVAILABLE, "the docker Python package is not installed"
+                    )
+                )
+            except Exception as error:
+                return unavailable(error)
+        try:
+            try:
+                listed = api.containers(remaining())
+            except Exception as error:
+                return unavailable(error)
+            containers = [parse_container(s) for s in listed]
+            placement = place(containers, ids_by_namespace(context))
+            try:  # only those the cgroups did not place
+                infos = [(c.id, api.inspect(c.id, remaining())) for c in placement.unplaced]
+            except Exception as error:
+                return unavailable(error)
         finally:
-            if api is not None:
-                api.close()
+            api.close()
+        placed = dict(placement.ns_of)
+        for container_id, info in infos:
+            key = _namespace_of(info, context.proc) if info is not None else None
+            if key is not None:
+                placed[container_id] = key
+        placement = Placement(placed, placement.host_network, ())
         found = claims(containers, placement, context.host)
         unplaced = len(containers) - len(placement.ns_of) - len(placement.host_network)
         detail = f"{len(containers)} containers" + (f", {unplaced} without a namespace" if unplaced else "")
