@@ -294,6 +294,9 @@ def test_shared_fetch_asks_once_per_context(monkeypatch: pytest.MonkeyPatch) -> 
 # ------------------------------------------------------------------ generated code
 
 
+GRPC_STUBS = ("tests/lab/api_pb2_grpc.py", "tests/lab/api_pb2_grpc.pyi")  # grpcio's: the tests' only
+
+
 def test_generated_bindings_are_reproducible(tmp_path: Path) -> None:
     """`sh vethpeer/cri/regen.sh` regenerates byte-identical files from api.proto.
 
@@ -306,13 +309,20 @@ def test_generated_bindings_are_reproducible(tmp_path: Path) -> None:
     }
     copy = tmp_path / "vethpeer" / "cri"
     shutil.copytree(ROOT / "vethpeer" / "cri", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py", "api_pb2_grpc.pyi"):
-        (copy / name).unlink()
+    generated = ("vethpeer/cri/api_pb2.py", "vethpeer/cri/api_pb2.pyi", *GRPC_STUBS)
+    for name in generated:
+        (tmp_path / name).unlink(missing_ok=True)
     env = {**os.environ, "PYTHON": sys.executable, **plugins}
     sh = need_binary("sh")
     done = subprocess.run([sh, str(copy / "regen.sh")], capture_output=True, text=True, check=False, env=env)
     assert done.returncode == 0, done.stderr
-    for name in ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py", "api_pb2_grpc.pyi"):
-        assert filecmp.cmp(copy / name, ROOT / "vethpeer" / "cri" / name, shallow=False), (
+    for name in generated:
+        assert filecmp.cmp(tmp_path / name, ROOT / name, shallow=False), (
             f"{name} differs from what regen.sh makes: run `sh vethpeer/cri/regen.sh` and commit"
         )
+
+
+def test_the_package_ships_no_grpcio_stubs() -> None:
+    """grpcio is a test dependency: its generated stubs live with the tests, not in the wheel."""
+    assert not list((ROOT / "vethpeer").rglob("*_grpc.py*"))
+    assert all((ROOT / name).is_file() for name in GRPC_STUBS)
