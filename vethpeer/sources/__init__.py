@@ -33,7 +33,6 @@ class Options:
     docker_host: str | None = None  # None: DOCKER_HOST or the default socket
     runtime_endpoint: str | None = None  # None: CONTAINER_RUNTIME_ENDPOINT or probing
     kube: bool | None = None  # None: auto (kubeconfig present), True: --kube, False: --no-kube
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 T = TypeVar("T")
