@@ -142,7 +142,9 @@ class _Naming:
 
     def __init__(self, discovery: Discovery, request: Request, env: Environment) -> None:
         self.request = request
-        self.context = Context(discovery.host, discovery.namespaces, request.options, proc=env.proc)
+        self.context = Context(
+            discovery.host, discovery.namespaces, request.options, proc=env.proc, environ=env.environ
+        )
         chosen = all_sources() if request.sources is None else list(request.sources)
         self.inline = [s for s in chosen if s.name == "kernel"]  # cheap: no thread
         self.jobs = [

@@ -12,7 +12,7 @@ import pytest
 
 from vethpeer import cgroup_path as cgroup
 from vethpeer.model import NsKey, SourceResult, SourceState, WorkloadKind
-from vethpeer.sources import PRIORITY_CGROUP, PRIORITY_RUNTIME, Context, Options
+from vethpeer.sources import PRIORITY_CGROUP, PRIORITY_RUNTIME, Context, Options, Paths
 from vethpeer.sources import cgroup as cgroup_source
 from vethpeer.sources import docker as docker_source
 from vethpeer.sources.docker import PodRef, claims, parse_container, place
@@ -189,8 +189,10 @@ import sys
 from vethpeer.model import NsKey
 from vethpeer.sources import Context, Options
 from vethpeer.sources import docker as d
-d.RAN_SINCE_BOOT = {str(tmp_path / "vpd-never")!r}
-r = d.DockerNames().collect(Context(NsKey(1, 1), (), Options(docker_host={str(tmp_path / "vpd.sock")!r})))
+from vethpeer.sources import Paths
+paths = Paths(docker_run_dir={str(tmp_path / "vpd-never")!r})
+options = Options(docker_host={str(tmp_path / "vpd.sock")!r})
+r = d.DockerNames().collect(Context(NsKey(1, 1), (), options, paths=paths))
 print(r.status.state.value, "docker" in sys.modules, r.status.detail)
 """
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -199,9 +201,9 @@ print(r.status.state.value, "docker" in sys.modules, r.status.detail)
     assert "no socket at" in out.stdout
 
 
-def test_no_socket_where_docker_ran_is_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    monkeypatch.setattr(docker_source, "RAN_SINCE_BOOT", str(tmp_path))
-    context = Context(HOST, (), Options(docker_host=f"unix://{tmp_path}/vpd-none.sock"))
+def test_no_socket_where_docker_ran_is_unavailable(tmp_path: Any) -> None:
+    options = Options(docker_host=f"unix://{tmp_path}/vpd-none.sock")
+    context = Context(HOST, (), options, paths=Paths(docker_run_dir=str(tmp_path)))
     assert docker_source.DockerNames().collect(context).status.state is SourceState.UNAVAILABLE
 
 
@@ -343,3 +345,13 @@ def test_a_parsing_bug_reaches_the_bug_guard_with_its_traceback(tmp_path: Any) -
         status = guarded("docker", lambda: source.collect(context), SourceResult, True).status
     assert status.state is SourceState.ERROR, status
     assert status.detail.startswith("KeyError: 'Id'") and "Traceback (most recent call last)" in status.detail
+
+
+def test_the_variables_come_from_the_run_not_the_process(tmp_path: Any) -> None:
+    """$DOCKER_HOST is read from the context's environ (the run's Environment), not os.environ:
+    one named there is the only daemon asked, and an absent one is reported at its path."""
+    environ = {"DOCKER_HOST": f"unix://{tmp_path}/vqe-env.sock"}
+    paths = Paths(docker_run_dir=str(tmp_path / "vqe-never"))
+    context = Context(HOST, (), Options(), proc=str(tmp_path / "vqe-proc"), environ=environ, paths=paths)
+    status = docker_source.DockerNames().collect(context).status
+    assert status.state is SourceState.SKIPPED and status.detail == f"no socket at {tmp_path}/vqe-env.sock"

@@ -307,7 +307,13 @@ class Walker:
         return self._naming
 
     def _kernel_names(self, discovery: Discovery, naming: Naming) -> Naming:
-        context = Context(discovery.host, discovery.namespaces, self.request.options, proc=self.env.proc)
+        context = Context(
+            discovery.host,
+            discovery.namespaces,
+            self.request.options,
+            proc=self.env.proc,
+            environ=self.env.environ,
+        )
         fresh = KernelNames().collect(context)
         results = tuple(fresh if r.status.name == fresh.status.name else r for r in naming.results)
         return Naming(results, naming.ovs)

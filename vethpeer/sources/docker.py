@@ -38,9 +38,7 @@ from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workl
 from ..netns import key_of
 from . import PRIORITY_RUNTIME, Context, endpoints, procfs
 from .cgroup import scan
-from .docker_api import Api, LocalApi, SdkApi, Timeout, classify, docker_host, socket_path
-
-RAN_SINCE_BOOT = "/run/docker"  # the daemon's runtime dir; /run is a tmpfs, so it means "since boot"
+from .docker_api import DEFAULT_HOST, Api, LocalApi, SdkApi, Timeout, classify, docker_host, socket_path
 
 POD_NAME = "io.kubernetes.pod.name"
 POD_NAMESPACE = "io.kubernetes.pod.namespace"
@@ -292,12 +290,13 @@ class DockerNames:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, use_sdk: bool | None = None) -> None:
         self.clock = clock
-        # None: the SDK only where the standard library cannot go (tcp:// with TLS, ssh://, ...).
-        self.use_sdk = os.environ.get("VETHPEER_DOCKER_SDK") == "1" if use_sdk is None else use_sdk
+        # None: the SDK only where the standard library cannot go (tcp:// with TLS, ssh://, ...),
+        # or everywhere with VETHPEER_DOCKER_SDK=1.
+        self.use_sdk = use_sdk
 
     def _absent(self, path: str, context: Context) -> SourceResult:
         """No socket: skipped on a host without Docker, unavailable where Docker evidently ran."""
-        ran = os.path.isdir(RAN_SINCE_BOOT) or any(
+        ran = os.path.isdir(context.paths.docker_run_dir) or any(
             member.identity.runtime == cgroup.DOCKER
             for key, members in scan(context).items()
             if key != context.host
@@ -311,24 +310,25 @@ class DockerNames:
 
     def collect(self, context: Context) -> SourceResult:
         """The daemon the user named; else the default one and every other dockerd listening."""
-        explicit = bool(context.options.docker_host or os.environ.get("DOCKER_HOST"))
-        url = docker_host(context.options.docker_host)
-        others = [] if explicit else other_daemons(context, url)
+        named = context.options.docker_host or context.environ.get("DOCKER_HOST") or None
+        url = docker_host(named or DEFAULT_HOST)
+        others = [] if named else other_daemons(context, url)
         path = socket_path(url)
         default_there = path is None or os.path.exists(path)
         if not default_there and not others:
             assert path is not None
             return self._absent(path, context)
         deadline = Deadline(context.options.timeout, self.clock)
+        sdk = self.use_sdk if self.use_sdk is not None else context.environ.get("VETHPEER_DOCKER_SDK") == "1"
         if not others:
-            return self._one(url, context, deadline)
+            return self._one(url, context, deadline, sdk)
         targets = [(url, url)] if default_there else []
         targets += [(f"unix://{e.path}", f"unix://{e.path} ({e.why})") for e in others]
         details: list[str] = []
         claims_found: list[Claim] = []
         state = SourceState.OK
         for target, label in targets:
-            result = self._one(target, context, deadline)
+            result = self._one(target, context, deadline, sdk)
             detail = result.status.detail.removeprefix(f"{target}: ")
             details.append(f"{label}: {detail}")
             claims_found += result.claims
@@ -336,7 +336,7 @@ class DockerNames:
                 state = result.status.state  # the first daemon that failed decides (--strict)
         return SourceResult(SourceStatus(self.name, state, "; ".join(details)), tuple(claims_found))
 
-    def _one(self, url: str, context: Context, deadline: Deadline) -> SourceResult:
+    def _one(self, url: str, context: Context, deadline: Deadline, sdk: bool) -> SourceResult:
         path = socket_path(url)
 
         def remaining() -> float:
@@ -351,7 +351,7 @@ class DockerNames:
         # Each try holds only the I/O (socket, http.client, requests, urllib3 and SDK errors
         # alike): a bug in reading the answers reaches the bug guard (collect.guarded) as one.
         api: Api
-        if path is not None and not self.use_sdk:
+        if path is not None and not sdk:
             api = LocalApi(path, remaining)
         else:
             try:
