@@ -6,19 +6,20 @@ earlier walk still runs is reported, not started again."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from tests.lab.serve_lab import hung_unix_socket
 from tests.policy import need_root
+from tests.unit.test_collect_threads import Hangs
 from vethpeer.collect import STILL_RUNNING, Request
 from vethpeer.environment import Environment
-from vethpeer.model import SourceResult, SourceState, SourceStatus
+from vethpeer.model import SourceState
 from vethpeer.serve.engine import Walker
-from vethpeer.sources import Context, Options
+from vethpeer.sources import Options
 from vethpeer.sources.docker import DockerNames
 
 pytestmark = pytest.mark.integration
@@ -26,27 +27,11 @@ pytestmark = pytest.mark.integration
 WALKS = 6
 
 
-class NeverReturns:
-    name = "vqe-never"
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def collect(self, context: Context) -> SourceResult:
-        self.release.wait(120)
-        return SourceResult(SourceStatus(self.name, SourceState.OK))
-
-
-@pytest.fixture
-def never() -> Iterator[NeverReturns]:
-    source = NeverReturns()
-    yield source
-    source.release.set()
-
-
-def test_serve_walks_against_hung_sources_keep_a_flat_thread_count(never: NeverReturns) -> None:
+def test_serve_walks_against_hung_sources_keep_a_flat_thread_count() -> None:
     need_root()
-    with hung_unix_socket() as docker:
+    never = Hangs()
+    with hung_unix_socket() as docker, contextlib.ExitStack() as cleanup:
+        cleanup.callback(never.release.set)
         request = Request(
             options=Options(timeout=0.3, docker_host=docker, kube=False),
             sources=[DockerNames(), never],
