@@ -55,5 +55,11 @@ class Environment:
         return self.stdout_isatty and not self.environ.get("NO_COLOR") and self.environ.get("TERM") != "dumb"
 
     def warn(self, line: str) -> None:
-        """A diagnostic line for people: stderr, never mixed with the data on stdout."""
-        print(line, file=self.stderr)
+        """A diagnostic line for people: stderr, never mixed with the data on stdout.
+
+        Errors and warnings quote targets the user typed and names from the system (a
+        daemon's reply, an interface name): the line is shown as one visible line
+        (:func:`vethpeer.render.safe.shown`), whatever it holds."""
+        from .render.safe import shown
+
+        print(shown(line), file=self.stderr)

@@ -119,7 +119,9 @@ def _attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, int, int]]
 
 
 def _cstr(data: bytes, start: int, stop: int) -> str:
-    return data[start:stop].split(b"\0", 1)[0].decode("utf-8", "replace")
+    """A name as the kernel has it: bytes that are not UTF-8 kept by ``surrogateescape``
+    (as ``os.fsdecode`` does), so the name round-trips; text output shows them escaped."""
+    return data[start:stop].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
 _LINK_ATTRS = frozenset(

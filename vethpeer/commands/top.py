@@ -151,7 +151,7 @@ def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
     from ..render import top_screen as toprender
 
     view = View(sort=args.sort)
-    console = Console(file=env.stdout, no_color=not env.color, highlight=False)
+    console = Console(file=env.stdout, no_color=not env.color, highlight=False, markup=False, emoji=False)
     walker.round()
     older = sample(walker.round(), walker.read_at, walker.read_times())
     found: list[Rates] = []
