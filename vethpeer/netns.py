@@ -96,7 +96,7 @@ def _host_key(proc: str) -> tuple[NsKey, str]:
 
 def _comm(pid: int, proc: str) -> str | None:
     try:
-        with open(f"{proc}/{pid}/comm", encoding="utf-8", errors="replace") as comm:
+        with open(f"{proc}/{pid}/comm", encoding="utf-8", errors="surrogateescape") as comm:
             return comm.read().rstrip("\n")
     except OSError:
         return None

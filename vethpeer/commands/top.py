@@ -164,7 +164,7 @@ def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
             state = (
                 ("PAUSED — " if view.paused else "")
                 + status
-                + (f" — filter {view.filter!r}" if view.filter else "")
+                + (f" — filter '{view.filter}'" if view.filter else "")
             )
             page = toprender.screen(
                 shown(found, view), seconds, f"sort {view.sort} — {state}", line, console.height
