@@ -22,7 +22,7 @@ from vethpeer.kubectl.fanout import NodeAnswer
 from vethpeer.live.changes import Event, subject
 from vethpeer.live.rates import Rates
 from vethpeer.model import Claim, Report, Workload, WorkloadKind
-from vethpeer.netlink import _cstr
+from vethpeer.netlink_wire import cstr
 from vethpeer.render import event_lines, findings, top_screen
 from vethpeer.render import json as jsonrender
 from vethpeer.render import tables as tablerender
@@ -315,7 +315,7 @@ def test_json_keeps_the_exact_strings(tty: bool) -> None:
 
 def test_netlink_names_keep_their_bytes() -> None:
     raw = b"a\xffb\x1b\0junk"
-    assert _cstr(raw, 0, len(raw)) == "a\udcffb\x1b"
+    assert cstr(raw, 0, len(raw)) == "a\udcffb\x1b"
 
 
 def test_metrics_labels_stay_utf8() -> None:

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     check_privilege(env.proc)  # fail now, not on the first scrape
     request = replace(options.request(args, fdb=True), stats=True)
     walker = Walker(request, env, env.warn, namespace=args.namespace)
-    cache = WalkCache(walker, args.min_interval, then=walker.diagnose)
+    cache = WalkCache(walker, args.min_interval, then=walker.diagnose, log=env.warn, debug=request.debug)
     service = Service(cache, wait=args.max_wait, proc=env.proc, namespace=args.namespace, now=time.monotonic)
     host, port = args.listen
     try:
@@ -100,6 +100,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             env.warn,
             max_clients=args.max_clients,
             access_log=args.access_log,
+            debug=request.debug,
         )
     except OSError as error:
         raise ServeFailed(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
