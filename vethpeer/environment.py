@@ -58,8 +58,9 @@ class Environment:
         """A diagnostic line for people: stderr, never mixed with the data on stdout.
 
         Errors and warnings quote targets the user typed and names from the system (a
-        daemon's reply, an interface name): the line is shown as one visible line
-        (:func:`vethpeer.render.safe.shown`), whatever it holds."""
-        from .render.safe import shown
+        daemon's reply, an interface name): the line is shown as one visible line, whatever
+        it holds, and only a traceback under ``--debug`` keeps its lines
+        (:func:`vethpeer.render.safe.message`)."""
+        from .render.safe import message
 
-        print(shown(line), file=self.stderr)
+        print(message(line), file=self.stderr)

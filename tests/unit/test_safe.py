@@ -26,7 +26,7 @@ from vethpeer.netlink_wire import cstr
 from vethpeer.render import event_lines, findings, top_screen
 from vethpeer.render import json as jsonrender
 from vethpeer.render import tables as tablerender
-from vethpeer.render.safe import command_line, shown
+from vethpeer.render.safe import command_line, message, shown
 
 from .builders import HOST, Topo, answered
 
@@ -326,3 +326,17 @@ def test_metrics_labels_stay_utf8() -> None:
     assert labels["device"] == "a\\xffb" and labels["interface"] == CLEAR
     for value in labels.values():
         value.encode("utf-8")
+
+
+def test_a_traceback_under_debug_keeps_its_lines() -> None:
+    try:
+        raise ValueError(f"bad {CLEAR}")
+    except ValueError:
+        import traceback
+
+        text = f"vethpeer serve: error serving {TITLE}\n" + traceback.format_exc().rstrip()
+    lines = message(text).split("\n")
+    assert lines[0] == f"vethpeer serve: error serving {shown(TITLE)}"
+    assert lines[1] == "Traceback (most recent call last):" and len(lines) > 3
+    assert lines[-1] == f"ValueError: bad {shown(CLEAR)}"
+    assert message(f"a\n{TITLE}") == "a\\x0a\\x1b]0;own\\x07"  # no traceback: one line

@@ -28,6 +28,7 @@ backslashes as the shell needs them.
 from __future__ import annotations
 
 _SURROGATE_BYTES = range(0xDC80, 0xDD00)  # what surrogateescape makes of bytes 0x80..0xff
+_TRACEBACK = "\nTraceback (most recent call last):\n"  # how traceback.format_exc() begins
 
 
 def _escape(char: str) -> str:
@@ -69,3 +70,12 @@ def command_line(text: str) -> str:
     if text.isprintable():
         return text
     return _neutralise(text, backslash=False)
+
+
+def message(text: str) -> str:
+    """A line for stderr: shown as one line, except a Python traceback appended to it after a
+    newline (``serve --debug`` logs a bug's so), whose lines stay lines, each shown."""
+    head, marker, trace = text.partition(_TRACEBACK)
+    if not marker:
+        return shown(text)
+    return "\n".join([shown(head), *(shown(line) for line in (marker[1:] + trace).split("\n"))])
