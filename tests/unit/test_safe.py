@@ -340,3 +340,13 @@ def test_a_traceback_under_debug_keeps_its_lines() -> None:
     assert lines[1] == "Traceback (most recent call last):" and len(lines) > 3
     assert lines[-1] == f"ValueError: bad {shown(CLEAR)}"
     assert message(f"a\n{TITLE}") == "a\\x0a\\x1b]0;own\\x07"  # no traceback: one line
+
+
+def test_a_terminal_that_is_not_utf8_gets_escapes_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = io.BytesIO()
+    latin = io.TextIOWrapper(raw, encoding="latin-1", errors="strict")
+    monkeypatch.setattr("sys.stdout", latin)
+    assert cli.main(["--version"]) == 0
+    print("\u65e5", file=latin)
+    latin.flush()
+    assert raw.getvalue().endswith(b"\\u65e5\n")
