@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -80,7 +81,11 @@ def finish(prog: str, env: Environment, action: Callable[[Outcome], int]) -> int
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     """Parse, run one command, and turn every outcome into an exit status."""
-    env = env or Environment()
+    if env is None:
+        env = Environment()
+        for stream in (env.stdout, env.stderr):  # a terminal that is not UTF-8: "\\u65e5", not a crash
+            if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+                stream.reconfigure(errors="backslashreplace")
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv == ["--version"]:  # what argparse would print, without building every command's parser
         env.stdout.write(f"vethpeer {__version__}\n")

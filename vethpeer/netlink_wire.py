@@ -142,7 +142,9 @@ def attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, int, int]]:
 
 
 def cstr(data: bytes, start: int, stop: int) -> str:
-    return data[start:stop].split(b"\0", 1)[0].decode("utf-8", "replace")
+    """A name as the kernel has it: bytes that are not UTF-8 kept by ``surrogateescape``
+    (as ``os.fsdecode`` does), so the name round-trips; text output shows them escaped."""
+    return data[start:stop].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
 def hex_mac(data: bytes) -> str:

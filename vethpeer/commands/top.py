@@ -148,7 +148,7 @@ def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
     from ..render import top_screen as toprender
 
     view = View(sort=args.sort)
-    console = Console(file=env.stdout, no_color=not env.color, highlight=False)
+    console = Console(file=env.stdout, no_color=not env.color, highlight=False, markup=False, emoji=False)
     walker.round()
     older = sample(walker.round(), walker.read_at, walker.read_times())
     found: list[Rates] = []
@@ -161,7 +161,7 @@ def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
             state = (
                 ("PAUSED — " if view.paused else "")
                 + status
-                + (f" — filter {view.filter!r}" if view.filter else "")
+                + (f" — filter '{view.filter}'" if view.filter else "")
             )
             page = toprender.screen(
                 shown(found, view), seconds, f"sort {view.sort} — {state}", line, console.height

@@ -75,6 +75,7 @@ def pod_target(target: str, namespace: str | None, default: str) -> tuple[str, s
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    from ..render.safe import shown
     from .cluster import Cluster, pod_path
     from .fanout import agents, fan_out, node_names
     from .render import cluster_document, write_findings, write_json, write_table
@@ -98,9 +99,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             if not node:
                 raise NotFound(f"pod {namespace}/{name} is not scheduled on a node yet")
             if pod["spec"].get("hostNetwork"):
-                env.stdout.write(
-                    f"pod {namespace}/{name} on node {node} uses the host network: it has no veth\n"
-                )
+                line = f"pod {namespace}/{name} on node {node} uses the host network: it has no veth"
+                env.stdout.write(shown(line) + "\n")
                 return ExitStatus.SUCCESS
             found = agents(cluster, args.agent_namespace, args.agent_selector, args.timeout, node=node)
             path = (

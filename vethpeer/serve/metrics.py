@@ -44,6 +44,21 @@ COUNTERS = (  # (metric name part, LinkStats field, help)
 )
 
 
+def _utf8(labels: Labels) -> Labels:
+    """Label values as Prometheus takes them, valid UTF-8: a byte of a name that is not UTF-8
+    (kept by ``surrogateescape``) becomes the text ``\\xNN``, instead of failing the scrape."""
+    if all(value.isascii() for value in labels.values()):
+        return labels
+    return {name: _valid(value) for name, value in labels.items()}
+
+
+def _valid(text: str) -> str:
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # another lone surrogate (not a byte read from the system)
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _put(labels: Labels, name: str, value: object) -> None:
     if value is not None and value != "":
         labels[name] = str(value)
@@ -70,7 +85,7 @@ def interface_labels(row: Row) -> Labels:
     _put(labels, "netns_inode", row.end.ns.key.ino)
     labels.update(workload_labels(row.end.workload))
     _put(labels, "bridge", row.peer.master)
-    return labels
+    return _utf8(labels)
 
 
 def host_side_rows(report: Report) -> list[Row]:
@@ -133,6 +148,7 @@ def finding_family(observation: Observation) -> Metric:
         labels.update(workload_labels(f.end.workload))
         if f.peer is not None:
             labels.update(_where(f.peer, "peer_"))
+        labels = _utf8(labels)
         key = tuple(sorted(labels.items()))
         if key not in seen:
             seen.add(key)
