@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from .. import __version__
 from ..checks import Severity
+from ..journal.record import JournalHealth
 from ..model import End, Relation, Report, Row, SourceState, Workload, WorkloadKind
 from .cache import Answer, CacheStats
 from .engine import Observation
@@ -145,6 +146,7 @@ class Health:
     answer: Answer[Observation]
     stats: CacheStats
     now: float  # monotonic clock, like Walk.finished
+    journal: JournalHealth | None = None  # None: serve --no-journal
 
 
 def _gauge(name: str, doc: str, value: float, labels: Mapping[str, str] | None = None) -> Metric:
@@ -174,6 +176,17 @@ def health_families(health: Health) -> list[Metric]:
             1 if health.answer.stale else 0,
         ),
     ]
+    if health.journal is not None:
+        families += [
+            _gauge(
+                "vethpeer_journal_up",
+                "1 when the journal is open and its latest write succeeded (0: full disk, refused, ...).",
+                1 if health.journal.up else 0,
+            ),
+            _counter(
+                "vethpeer_journal_errors", "Journal opens and writes that failed.", health.journal.errors
+            ),
+        ]
     if walk is None:
         return families
     report = walk.value.report

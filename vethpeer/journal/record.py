@@ -1,0 +1,266 @@
+"""Reports -> binding rows: what changed since the last observation, written in the background.
+
+:meth:`Recorder.observe` is the one entry point (serve's walk calls it; so can a live model):
+it extracts the report's bindings (pure, :func:`bindings`), diffs them with the previous
+observation and remembers what began and what ended. It does no I/O and takes a lock only
+for the diff, so recording never slows serving. :class:`JournalWriter` is the thread that
+writes: the changes at once, last-seen of every open binding at most once a second (one
+statement, so a `kill -9` loses at most about a second), pruning every few minutes. A write
+that fails (a full disk) keeps the changes for the next try and counts an error.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..model import Relation, Report, Row, WorkloadKind
+from .binding import Binding, Recorded
+from .store import JournalTooNew, Start, Store
+
+DEFAULT_RETENTION = 14 * 86400.0
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+PRUNE_EVERY = 300.0
+
+
+def binding_of(row: Row) -> Binding | None:
+    """The binding a row shows, None for the host's own interfaces."""
+    end, peer, workload = row.end, row.peer, row.end.workload
+    if workload.kind is WorkloadKind.HOST or (end.ns.is_host and row.relation is not Relation.TAP):
+        return None
+    if end.link.is_loopback:
+        return None
+    host = end if row.relation is Relation.TAP else peer
+    return Binding(
+        inner_name=end.link.name,
+        inner_ifindex=end.link.index,
+        inner_mac=end.link.mac,
+        addresses=end.link.addresses,
+        netns=end.ns.key.ino,
+        host_name=host.link.name if host else None,
+        host_ifindex=host.link.index if host else None,
+        host_mac=host.link.mac if host else None,
+        host_netns=host.ns.key.ino if host else None,
+        bridge=host.master if host else None,
+        kind=workload.kind.value,
+        name=workload.name,
+        label=workload.label,
+        workload_id=workload.id,
+        kube_namespace=workload.namespace,
+        pod_uid=workload.uid,
+        containers=workload.containers,
+        container_ids=workload.container_ids,
+    )
+
+
+def bindings(report: Report) -> frozenset[Binding]:
+    """Every binding in a report (pure)."""
+    return frozenset(b for b in map(binding_of, report.rows) if b is not None)
+
+
+class Recorder:
+    """The diff between observations, kept until the writer has them on disk."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._written: dict[Binding, int] = {}  # open bindings on disk -> row id
+        self._first: dict[Binding, float] = {}  # began, not yet on disk -> first seen
+        self._gone: dict[Binding, float] = {}  # ended, not yet on disk -> when seen gone
+        self._restored: dict[Binding, float] = {}  # open on disk from an earlier run -> its last seen
+        self._current: frozenset[Binding] | None = None
+        self._seen_at: float | None = None
+
+    def observe(self, report: Report, at: float) -> None:
+        """Record that ``report`` is how things stood at ``at`` (Unix time). Cheap; no I/O."""
+        self.observe_bindings(bindings(report), at)
+
+    def observe_bindings(self, current: frozenset[Binding], at: float) -> None:
+        with self._lock:
+            previous = self._current if self._current is not None else frozenset(self._written)
+            for b in current:
+                if b in self._gone:
+                    del self._gone[b]  # back before its end was written: it never ended
+                elif b not in self._written and b not in self._first:
+                    self._first[b] = at
+            for b in previous - current:
+                self._gone.setdefault(b, self._restored.get(b, at))
+            self._restored.clear()
+            self._current = current
+            self._seen_at = at
+
+    def restore(self, open_on_disk: Iterable[Recorded]) -> None:
+        """Carry on with the bindings an earlier run left open (after the store is opened)."""
+        with self._lock:
+            for r in open_on_disk:
+                b = r.binding
+                self._written[b] = r.id
+                self._first.pop(b, None)
+                if self._current is None:
+                    self._restored[b] = r.last_seen
+                elif b not in self._current:
+                    self._gone.setdefault(b, r.last_seen)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._first) + len(self._gone)
+
+    def flush(self, store: Store) -> int:
+        """Write what changed and the last-seen time; on failure everything stays for the next try."""
+        with self._lock:
+            gones = dict(self._gone)
+            seen_at = self._seen_at
+            starts = [
+                Start(b, first, seen_at if seen_at is not None else first, gones.get(b))
+                for b, first in self._first.items()
+            ]
+            ended = [(b, self._written[b], at) for b, at in gones.items() if b in self._written]
+        if not starts and not ended and seen_at is None:
+            return 0
+        ids = store.record(starts, [(id_, at) for _b, id_, at in ended], seen_at)
+        with self._lock:
+            for start, new in zip(starts, ids, strict=True):
+                b = start.binding
+                if self._first.get(b) == start.first_seen:
+                    del self._first[b]
+                if start.gone is None:
+                    self._written[b] = new
+                else:
+                    self._settle_end(b, start.gone)
+            for b, id_, at in ended:
+                if self._written.get(b) == id_:
+                    del self._written[b]
+                self._settle_end(b, at)
+            if self._seen_at == seen_at:
+                self._seen_at = None
+        return len(starts) + len(ended)
+
+    def _settle_end(self, b: Binding, at: float) -> None:
+        """An end is on disk: forget it, unless the binding came back while it was written (then
+        that return is a new binding)."""
+        if self._gone.get(b) == at:
+            del self._gone[b]
+        elif self._current is not None and b in self._current and b not in self._first:
+            self._first[b] = self._seen_at or at
+
+
+@dataclass(frozen=True, slots=True)
+class JournalHealth:
+    up: bool  # the journal is open and the latest write succeeded
+    errors: int  # failed opens and writes
+    path: str
+    error: str | None  # the latest failure
+
+
+class JournalWriter:
+    """The background thread that owns the store: opens it, flushes the recorder, prunes."""
+
+    def __init__(
+        self,
+        path: str,
+        recorder: Recorder,
+        log: Callable[[str], None],
+        *,
+        retention: float = DEFAULT_RETENTION,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.recorder = recorder
+        self._recorder = recorder
+        self._log = log
+        self._retention = retention
+        self._max_bytes = max_bytes
+        self._interval = interval
+        self._clock = clock
+        self._store: Store | None = None
+        self._refused = False
+        self._up = False
+        self._errors = 0
+        self._error: str | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vethpeer-journal", daemon=True)
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Write now rather than at the next tick (after an observation with changes)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush what is pending and close."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def health(self) -> JournalHealth:
+        with self._lock:
+            return JournalHealth(self._up, self._errors, self.path, self._error)
+
+    def _failed(self, message: str) -> None:
+        with self._lock:
+            first = self._up or self._error != message
+            self._up = False
+            self._errors += 1
+            self._error = message
+        if first:
+            resume = "serving goes on; recording resumes when it can"
+            self._log(f"vethpeer serve: journal {self.path}: {message} ({resume})")
+
+    def _ok(self) -> None:
+        with self._lock:
+            was = self._up
+            self._up = True
+            self._error = None
+        if not was and self._errors:
+            self._log(f"vethpeer serve: journal {self.path}: recording again")
+
+    def _open(self) -> None:
+        try:
+            store = Store.open_writer(self.path, self._log, self._clock)
+            self._recorder.restore(store.open_bindings())
+        except JournalTooNew as error:
+            self._refused = True
+            hint = f" ({error.hint})" if error.hint else ""
+            self._failed(f"{error}{hint}")
+            return
+        except Exception as error:  # any failure (JournalError, OSError, sqlite3.Error): not up; retry
+            self._failed(_describe(error))
+            return
+        self._store = store
+        self._ok()
+
+    def _run(self) -> None:
+        last_prune = float("-inf")
+        while True:
+            stopping = self._stop.is_set()
+            if self._store is None and not self._refused:
+                self._open()
+            store = self._store
+            if store is not None:
+                try:
+                    self._recorder.flush(store)
+                    if self._clock() - last_prune >= PRUNE_EVERY:
+                        last_prune = self._clock()
+                        store.prune(self._clock() - self._retention, self._max_bytes)
+                    self._ok()
+                except Exception as error:  # a full disk, an I/O error: keep serving, retry
+                    self._failed(_describe(error))
+            if stopping:
+                break
+            self._wake.wait(self._interval if self._store is not None else max(self._interval, 5.0))
+            self._wake.clear()
+        if self._store is not None:
+            self._store.close()
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
