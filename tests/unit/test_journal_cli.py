@@ -226,3 +226,31 @@ def test_api_history_of_a_namespaced_server_shows_only_its_namespace(journal: st
     svc = service(journal)
     svc.namespace = "shop"
     assert get(svc, "/api/v1/history/hq-api")[0] == 404
+
+
+# -- completion ----------------------------------------------------------------------------------
+def bash_complete(words: list[str], tmp_path: Path) -> list[str]:
+    """COMPREPLY of the generated bash completion for ``words`` (the last one being completed)."""
+    import subprocess
+
+    from vethpeer.commands.completion import bash
+    from vethpeer.commands.parser import build_parser
+
+    script = tmp_path / "complete.bash"
+    script.write_text(bash(build_parser()))
+    array = " ".join(f"'{w}'" for w in words)
+    program = (
+        f"source {script}; COMP_WORDS=({array}); COMP_CWORD={len(words) - 1}; _vethpeer; "
+        "printf '%s\\n' \"${COMPREPLY[@]}\""
+    )
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_completion_of_the_new_commands(tmp_path: Path) -> None:
+    (tmp_path / "kern.log").write_text("")
+    assert "history" in bash_complete(["vethpeer", "hist"], tmp_path)
+    assert f"{tmp_path}/kern.log" in bash_complete(["vethpeer", "annotate", f"{tmp_path}/ke"], tmp_path)
+    assert "--journal" in bash_complete(["vethpeer", "which", "--jo"], tmp_path)
+    assert "--at" in bash_complete(["vethpeer", "which", "--a"], tmp_path)
+    assert {"--since", "--until"} <= set(bash_complete(["vethpeer", "history", "--"], tmp_path))
