@@ -3,6 +3,7 @@
     kubectl vethpeer which pod/NAME -n NS      kubectl vethpeer which NS/NAME
     kubectl vethpeer table --node NODE         kubectl vethpeer table -A
     kubectl vethpeer doctor --node NODE
+    kubectl vethpeer history NS/NAME           kubectl vethpeer which veth82eaaa7 --at -2h
 
 Exit status: 0 answered (nodes that did not answer are status lines on stderr), 1 error,
 2 usage, 3 pod not found, 7 no agent answered.
@@ -25,6 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..commands.options import moment
     from .fanout import AGENT_NAMESPACE, AGENT_SELECTOR
 
     common = _Parser(add_help=False)
@@ -50,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
         "which", parents=[common], help="a pod's interfaces, host-side veths and bridges"
     )
     which.add_argument("target", metavar="pod/NAME | NS/NAME | NAME")
+    which.add_argument(
+        "--at", type=moment, metavar="T", help="the binding at time T, from the agents' journals"
+    )
+    which.add_argument("--node", metavar="NODE", help="with --at: ask only this node's agent")
+    history = commands.add_parser(
+        "history", parents=[common], help="every binding a target had, from the journals"
+    )
+    history.add_argument("target", metavar="TARGET")
+    history.add_argument("--since", type=moment, metavar="T", help="only bindings alive at or after T")
+    history.add_argument("--until", type=moment, metavar="T", help="only bindings alive at or before T")
+    history.add_argument("--node", metavar="NODE", help="ask only this node's agent")
     for name, text in (
         ("table", "every workload interface of a node, or of every node"),
         ("doctor", "findings"),
@@ -83,6 +96,13 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     cluster = Cluster(args.kubeconfig, args.context)
     try:
         wide, as_json = args.output == "wide", args.output == "json"
+        if args.command == "history" or (args.command == "which" and args.at is not None):
+            from . import history
+
+            target = args.target
+            if target.startswith(("pod/", "pods/", "po/")):
+                target = "/".join(pod_target(target, args.namespace, cluster.namespace))
+            return history.run(cluster, args, target, env)
         if args.command == "which":
             namespace, name = pod_target(args.target, args.namespace, cluster.namespace)
             reply = cluster.get(pod_path(namespace, name), args.timeout)
@@ -141,7 +161,9 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     env = env or Environment()
     try:
-        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        from ..commands.options import split_argv
+
+        args = build_parser().parse_args(split_argv(sys.argv[1:] if argv is None else argv)[0])
         return int(run(args, env))
     except VethpeerError as error:
         hint = f" ({error.hint})" if error.hint else ""
