@@ -11,48 +11,70 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from ..errors import Ambiguous
-from .binding import Recorded, normal_ip
+from .binding import Binding, Recorded, normal_ip
 from .query import pick
 
 # A token: a run of bytes that are none of the separators log lines put around names.
 TOKEN = re.compile(rb"[^\s()\[\]<>{},;'\"=/@|]+")
 _TRAILING = b":.,"
+_MAYBE = re.compile(rb"[:.,-]|^[0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){5}$")  # a MAC, an IPv6, a trailing ":"
+_IPV6 = re.compile(rb"^[0-9a-fA-F:.]{2,45}$")
 
 
-@dataclass
+def tokens_of(b: Binding) -> set[str]:
+    """The strings of a binding a log line may carry: the host-side name, the MACs, the addresses."""
+    found = {b.host_name, b.host_mac, b.inner_mac, *(a.split("/")[0] for a in b.addresses)}
+    found.discard(None)
+    found.discard("00:00:00:00:00:00")
+    return {t for t in found if t}
+
+
 class Index:
-    """Every host-side name, MAC and address in the journal -> the bindings that had it."""
+    """Which tokens the journal knows (a set, loaded once), and their bindings (looked up when a
+    line has one, then kept in a bounded cache)."""
 
-    by_token: dict[bytes, list[Recorded]]
+    CACHE = 4096
+
+    def __init__(self, tokens: set[bytes], lookup: Callable[[str], list[Recorded]]) -> None:
+        self.tokens = tokens
+        self._lookup = lookup
+        self._cache: dict[bytes, list[Recorded]] = {}
 
     @classmethod
     def build(cls, records: Iterable[Recorded]) -> Index:
-        by_token: dict[bytes, list[Recorded]] = {}
+        """From bindings in memory (the tests, small journals)."""
+        by_token: dict[str, list[Recorded]] = {}
         for r in records:
-            b = r.binding
-            tokens = {b.host_name, b.host_mac, b.inner_mac, *(normal_ip(a) for a in b.addresses)}
-            tokens.discard(None)
-            tokens.discard("00:00:00:00:00:00")
-            for token in tokens:
-                assert token is not None
-                by_token.setdefault(token.encode("utf-8", "surrogateescape"), []).append(r)
-        return cls(by_token)
+            for token in tokens_of(r.binding):
+                by_token.setdefault(token, []).append(r)
+        return cls({t.encode("utf-8", "surrogateescape") for t in by_token}, lambda t: by_token.get(t, []))
+
+    def _hits(self, token: bytes) -> list[Recorded] | None:
+        if token not in self.tokens:
+            return None
+        hits = self._cache.get(token)
+        if hits is None:
+            text = token.decode("utf-8", "surrogateescape")
+            hits = [r for r in self._lookup(text) if text in tokens_of(r.binding)]
+            if len(self._cache) >= self.CACHE:
+                self._cache.clear()
+            self._cache[token] = hits
+        return hits or None
 
     def get(self, token: bytes) -> list[Recorded] | None:
-        hits = self.by_token.get(token)
+        hits = self._hits(token)
         if hits is not None or len(token) < 3:
             return hits
         if len(token) == 17 and token[2:3] in (b":", b"-"):  # a MAC in upper case or with dashes
-            return self.by_token.get(token.lower().replace(b"-", b":"))
-        if b":" in token:  # an IPv6 address written another way
+            return self._hits(token.lower().replace(b"-", b":"))
+        if token.count(b":") >= 2 and _IPV6.match(token):  # an IPv6 address written another way
             try:
                 ip = normal_ip(token.decode("ascii"))
             except UnicodeDecodeError:
                 return None
-            return self.by_token.get(ip.encode()) if ip else None
+            return self._hits(ip.encode()) if ip else None
         return None
 
 
@@ -72,9 +94,15 @@ def annotate_line(line: bytes, index: Index, when: Callable[[bytes], float], tol
     parts: list[bytes] | None = None
     last = 0
     moment: float | None = None
+    known = index.tokens
     for m in TOKEN.finditer(line):
         token, end = m.group(), m.end()
-        hits = index.get(token)
+        if token in known:
+            hits = index.get(token)
+        elif _MAYBE.search(token) is None:
+            continue  # the common case: a word the journal does not know, and no other spelling of one
+        else:
+            hits = index.get(token)
         if hits is None:
             stripped = token.rstrip(_TRAILING)
             if stripped == token or not stripped:

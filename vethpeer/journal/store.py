@@ -379,8 +379,21 @@ class Store:
         return found
 
     def every(self) -> list[Recorded]:
-        """Every binding (annotate's index)."""
+        """Every binding."""
         return [_recorded(r) for r in self._db.execute(f"SELECT {_COLUMNS} FROM bindings")]
+
+    def log_tokens(self) -> set[str]:
+        """Every host-side name, MAC and address (without its prefix length): what annotate looks for."""
+        found: set[str] = set()
+        for host_name, host_mac, inner_mac, addresses in self._db.execute(
+            "SELECT host_name, host_mac, inner_mac, addresses FROM bindings"
+        ):
+            found.update((host_name, host_mac, inner_mac))
+            found.update(a.split("/")[0] for a in json.loads(addresses))
+        found.discard(None)
+        found.discard("00:00:00:00:00:00")
+        found.discard("")
+        return found
 
     def data_version(self) -> int:
         """Changes when another connection (the writer) commits."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import BinaryIO, TextIO
 
 from .annotate import Index, annotate_line
+from .binding import Recorded
 from .store import Store
 from .times import boot_time, line_time
 
@@ -51,6 +52,11 @@ def _is_file(source: BinaryIO) -> bool:
         return True  # an in-memory stream: nothing to follow
 
 
+def _find(store: Store, token: str) -> list[Recorded]:
+    with store.snapshot():
+        return store.find([token])
+
+
 class Annotator:
     def __init__(
         self,
@@ -67,7 +73,7 @@ class Annotator:
         self._boot = boot_time()
         self._version = -1
         self._checked = float("-inf")
-        self.index = Index({})
+        self.index = Index(set(), lambda _t: [])
         self._reload()
 
     def _reload(self) -> None:
@@ -75,8 +81,10 @@ class Annotator:
             return
         version = self._store.data_version()
         if version != self._version:
-            with self._store.snapshot():
-                self.index = Index.build(self._store.every())
+            store = self._store
+            with store.snapshot():
+                tokens = {t.encode("utf-8", "surrogateescape") for t in store.log_tokens()}
+            self.index = Index(tokens, lambda token: _find(store, token))
             self._version = version
         self._checked = self._monotonic()
 
@@ -86,7 +94,7 @@ class Annotator:
         return now if moment is None else moment
 
     def line(self, line: bytes) -> bytes:
-        if not self.index.by_token:
+        if not self.index.tokens:
             return line
         return annotate_line(line, self.index, self.when, self._tolerance)
 
