@@ -78,7 +78,7 @@ def test_netns_bindings_are_recorded_and_answered_after_they_are_gone(lab: Journ
     past = cli("which", goes_veth, journal=journal)
     assert (
         past.returncode == 9
-        and "is not on this host now" in past.stdout
+        and "is bound to no workload on this host now" in past.stdout
         and f"netns/{goes.name}" in past.stdout
     )
     quiet = cli("which", "-q", goes_veth, journal=journal)

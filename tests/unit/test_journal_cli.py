@@ -117,7 +117,9 @@ def test_a_journal_from_a_newer_vethpeer_is_history_not_available(proc: FakeProc
 def test_which_a_gone_target_shows_its_last_binding_as_past(proc: FakeProc, journal: str) -> None:
     assert proc.main("which", "veth82eaaa7") == ExitStatus.GONE
     out = proc.out.getvalue()
-    assert out.startswith("veth82eaaa7 is not on this host now; its last binding, from the journal (past):")
+    assert out.startswith(
+        "veth82eaaa7 is bound to no workload on this host now; its last binding, from the journal (past):"
+    )
     assert "docker/hq-api" in out and rfc3339(GONE_AT) in out
 
 
@@ -254,3 +256,37 @@ def test_completion_of_the_new_commands(tmp_path: Path) -> None:
     assert "--journal" in bash_complete(["vethpeer", "which", "--jo"], tmp_path)
     assert "--at" in bash_complete(["vethpeer", "which", "--a"], tmp_path)
     assert {"--since", "--until"} <= set(bash_complete(["vethpeer", "history", "--"], tmp_path))
+
+
+def test_annotate_streams_line_by_line(journal: str) -> None:
+    """`dmesg -w | vethpeer annotate`: each line comes out before the next goes in."""
+    import os
+    import select
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "VETHPEER_JOURNAL": journal}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "vethpeer", "annotate"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=root,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        stamp = rfc3339(GONE_AT - 1).encode()
+        for line, wanted in [
+            (stamp + b" port 1(veth82eaaa7) entered disabled state\n", b"(veth82eaaa7 [docker/hq-api eth0])"),
+            (b"\xff\xfe nothing to name\n", b"\xff\xfe nothing to name\n"),
+        ]:
+            child.stdin.write(line)
+            child.stdin.flush()
+            ready, _, _ = select.select([child.stdout], [], [], 20)
+            assert ready, "no line out while the input stays open"
+            assert wanted in child.stdout.readline()
+    finally:
+        child.stdin.close()
+        assert child.wait(20) == 0

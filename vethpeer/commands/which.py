@@ -114,7 +114,7 @@ def gone(args: argparse.Namespace, env: Environment, error: NotFound) -> ExitSta
             history.document("which-past", args.target, records, path, present=False), records, env, True
         )
     else:
-        past = "is not on this host now; its last binding, from the journal (past):"
+        past = "is bound to no workload on this host now; its last binding, from the journal (past):"
         env.stdout.write(f"{history.clean(args.target)} {past}\n")
         history.write_table(records, env)
     return ExitStatus.GONE
