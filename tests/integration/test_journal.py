@@ -14,21 +14,13 @@ from typing import Any
 
 import pytest
 
-from tests.lab import docker_lab
+from tests.lab import docker_lab, journal_lab
 from tests.lab.journal_lab import JournalLab, cli, gone, history, kernel_lines, serving, temp_dir, wait_for
 from tests.lab.netlab import Ns
 from tests.policy import need, need_binary, need_files
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def lab() -> Iterator[JournalLab]:
-    need(os.geteuid() == 0, "needs root (real network namespaces)")
-    need_binary("ip")
-    need_binary("dmesg")
-    with JournalLab() as built:
-        yield built
+lab = journal_lab.lab  # the fixture: `ip netns` namespaces named vqf-*
 
 
 @pytest.fixture
@@ -50,6 +42,7 @@ def on_bridge(lab: JournalLab, stems: list[str]) -> tuple[list[Ns], list[str]]:
 
 def assert_annotated(journal: Path, veth: str, label: str) -> None:
     """The kernel's own "port N(veth) entered disabled state" line, through annotate, names ``label``."""
+    need_binary("dmesg")
     lines = kernel_lines(f"({veth})")
     assert b"entered disabled state" in lines, f"dmesg has no line for {veth}: {lines!r}"
     done = cli("annotate", journal=journal, stdin=lines)

@@ -19,19 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab import journal_lab
 from tests.lab.journal_lab import JournalLab, Run, cli, history, serving, temp_dir, wait_for
 from tests.lab.serve_lab import get
-from tests.policy import need, need_binary
+from tests.policy import need_binary
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def lab() -> Iterator[JournalLab]:
-    need(os.geteuid() == 0, "needs root (real network namespaces, a tmpfs)")
-    need_binary("ip")
-    with JournalLab() as built:
-        yield built
+lab = journal_lab.lab  # the fixture: `ip netns` namespaces named vqf-*
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
+
 from tests.lab import serve_lab
 from tests.lab.netlab import Lab
+from tests.policy import need, need_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "vqf"
 PORTS = range(21500, 21600)
-_handed_out: set[int] = set()
 
 
 class JournalLab(Lab):
@@ -34,18 +35,16 @@ class JournalLab(Lab):
 
 
 def free_port() -> int:
-    for port in PORTS:
-        if port in _handed_out:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    _handed_out.clear()
-    return free_port()
+    return serve_lab.free_port(PORTS.start, PORTS.stop - 1)
+
+
+@pytest.fixture
+def lab() -> Iterator[JournalLab]:
+    """A lab of `ip netns` namespaces named vqf-*, removed afterwards, pass or fail."""
+    need(os.geteuid() == 0, "needs root (real network namespaces)")
+    need_binary("ip")
+    with JournalLab() as built:
+        yield built
 
 
 @contextlib.contextmanager

@@ -81,6 +81,15 @@ def _local(year: int, month: int, day: int, hms: tuple[int, int, int], fraction:
         return None
 
 
+def _wall(fields: tuple[bytes, ...], year: int, fraction: float = 0.0) -> float | None:
+    """Local time from (month name, day, hours, minutes, seconds) as a regex matched them."""
+    month = MONTHS.get(fields[0].decode("ascii", "replace"))
+    if month is None:
+        return None
+    day, hours, minutes, seconds = (int(f) for f in fields[1:5])
+    return _local(year, month, day, (hours, minutes, seconds), fraction)
+
+
 def line_time(line: bytes, boot: float, now: float) -> float | None:
     """The Unix time a log line starts with, None if it carries none that is understood.
 
@@ -96,22 +105,14 @@ def line_time(line: bytes, boot: float, now: float) -> float | None:
         return _iso(m.group(1).decode("ascii").replace(",", "."))
     m = _DMESG_T.match(head)
     if m:
-        month = MONTHS.get(m.group(1).decode("ascii", "replace"))
-        if month is None:
-            return None
-        hms = (int(m.group(3)), int(m.group(4)), int(m.group(5)))
-        return _local(int(m.group(6)), month, int(m.group(2)), hms)
+        return _wall(m.groups()[:5], int(m.group(6)))
     m = _SYSLOG.match(head)
     if m:
-        month = MONTHS.get(m.group(1).decode("ascii", "replace"))
-        if month is None:
-            return None
-        hms = (int(m.group(3)), int(m.group(4)), int(m.group(5)))
         fraction = float(m.group(6)) if m.group(6) else 0.0
         year = time.localtime(now).tm_year
-        moment = _local(year, month, int(m.group(2)), hms, fraction)
+        moment = _wall(m.groups()[:5], year, fraction)
         if moment is not None and moment > now + 86400:
-            moment = _local(year - 1, month, int(m.group(2)), hms, fraction)
+            moment = _wall(m.groups()[:5], year - 1, fraction)
         return moment
     return None
 

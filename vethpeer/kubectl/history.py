@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 from ..environment import Environment
 from ..errors import ExitStatus, NotFound, SourceFailed
 from .cluster import Cluster
-from .fanout import NodeAnswer, agents, fan_out, node_names
+from .fanout import NodeAnswer, agents_and_nodes, fan_out
 from .render import cluster_document, write_json
 
 HEADER = ["NODE", "FIRST SEEN", "GONE", "WORKLOAD", "INTERFACE", "HOST SIDE", "ADDRESSES"]
@@ -57,12 +57,9 @@ def rows(answers: Sequence[NodeAnswer]) -> list[list[str]]:
 def run(cluster: Cluster, args: argparse.Namespace, target: str, env: Environment) -> ExitStatus:
     from ..render.tables import write_columns
 
-    if args.node is not None:
-        found = agents(cluster, args.agent_namespace, args.agent_selector, args.timeout, node=args.node)
-        nodes: Sequence[str] = [args.node]
-    else:
-        found = agents(cluster, args.agent_namespace, args.agent_selector, args.timeout)
-        nodes = node_names(cluster, args.timeout) or list(found)
+    found, nodes = agents_and_nodes(
+        cluster, args.agent_namespace, args.agent_selector, args.timeout, args.node
+    )
     answers = fan_out(cluster, found, nodes, path_for(args, target), args.timeout)
     failed = [a for a in answers if a.status != "ok" and not _nothing_there(a)]
     table = rows(answers)

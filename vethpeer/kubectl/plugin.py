@@ -88,7 +88,7 @@ def pod_target(target: str, namespace: str | None, default: str) -> tuple[str, s
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from .cluster import Cluster, pod_path
-    from .fanout import agents, fan_out, node_names
+    from .fanout import agents, agents_and_nodes, fan_out
     from .render import cluster_document, write_findings, write_json, write_table
 
     if args.timeout <= 0:
@@ -135,12 +135,9 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             raise UsageError(f"{args.command} needs --node NODE, or -A for every node")
         query = {"namespace": args.namespace} if args.namespace else {}
         path = f"api/v1/{args.command}" + (f"?{urlencode(query)}" if query else "")
-        if args.node is not None:
-            found = agents(cluster, args.agent_namespace, args.agent_selector, args.timeout, node=args.node)
-            nodes: Sequence[str] = [args.node]
-        else:
-            found = agents(cluster, args.agent_namespace, args.agent_selector, args.timeout)
-            nodes = node_names(cluster, args.timeout) or list(found)
+        found, nodes = agents_and_nodes(
+            cluster, args.agent_namespace, args.agent_selector, args.timeout, args.node
+        )
         answers = fan_out(cluster, found, nodes, path, args.timeout)
         if as_json:
             write_json(cluster_document(args.command, answers), env)
