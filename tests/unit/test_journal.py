@@ -158,7 +158,21 @@ def test_a_short_lived_binding_between_two_flushes_is_still_recorded(path: str) 
     recorder.observe_bindings(frozenset(), T0 + 1)
     recorder.flush(store)
     (r,) = store.find(["vethf"])
-    assert (r.first_seen, r.gone) == (T0, T0 + 1)
+    assert (r.first_seen, r.last_seen, r.gone) == (T0, T0, T0 + 1)
+
+
+def test_last_seen_is_the_last_observation_that_saw_it_even_between_writes(path: str) -> None:
+    store = writer_store(path)
+    recorder = Recorder()
+    one = b()
+    recorder.observe_bindings(frozenset({one}), T0)
+    recorder.flush(store)
+    recorder.observe_bindings(frozenset({one}), T0 + 1)
+    recorder.observe_bindings(frozenset({one}), T0 + 2)
+    recorder.observe_bindings(frozenset(), T0 + 3)  # one write for the three observations
+    recorder.flush(store)
+    (r,) = store.find(["veth0"])
+    assert (r.first_seen, r.last_seen, r.gone) == (T0, T0 + 2, T0 + 3)
 
 
 class Full(Exception):

@@ -67,10 +67,12 @@ class Recorder:
         self._lock = threading.Lock()
         self._written: dict[Binding, int] = {}  # open bindings on disk -> row id
         self._first: dict[Binding, float] = {}  # began, not yet on disk -> first seen
-        self._gone: dict[Binding, float] = {}  # ended, not yet on disk -> when seen gone
+        # ended, not yet on disk -> (seen gone, last seen: the observation before)
+        self._gone: dict[Binding, tuple[float, float]] = {}
         self._restored: dict[Binding, float] = {}  # open on disk from an earlier run -> its last seen
         self._current: frozenset[Binding] | None = None
-        self._seen_at: float | None = None
+        self._latest: float | None = None  # the latest observation
+        self._unwritten = False  # the latest observation's time is not on disk yet
 
     def observe(self, report: Report, at: float) -> None:
         """Record that ``report`` is how things stood at ``at`` (Unix time). Cheap; no I/O."""
@@ -79,16 +81,20 @@ class Recorder:
     def observe_bindings(self, current: frozenset[Binding], at: float) -> None:
         with self._lock:
             previous = self._current if self._current is not None else frozenset(self._written)
+            before = self._latest if self._latest is not None else at
             for b in current:
                 if b in self._gone:
                     del self._gone[b]  # back before its end was written: it never ended
                 elif b not in self._written and b not in self._first:
                     self._first[b] = at
             for b in previous - current:
-                self._gone.setdefault(b, self._restored.get(b, at))
+                if b not in self._gone:
+                    restored = self._restored.get(b)
+                    self._gone[b] = (at, before) if restored is None else (restored, restored)
             self._restored.clear()
             self._current = current
-            self._seen_at = at
+            self._latest = at
+            self._unwritten = True
 
     def restore(self, open_on_disk: Iterable[Recorded]) -> None:
         """Carry on with the bindings an earlier run left open (after the store is opened)."""
@@ -100,7 +106,7 @@ class Recorder:
                 if self._current is None:
                     self._restored[b] = r.last_seen
                 elif b not in self._current:
-                    self._gone.setdefault(b, r.last_seen)
+                    self._gone.setdefault(b, (r.last_seen, r.last_seen))
 
     @property
     def pending(self) -> int:
@@ -111,15 +117,16 @@ class Recorder:
         """Write what changed and the last-seen time; on failure everything stays for the next try."""
         with self._lock:
             gones = dict(self._gone)
-            seen_at = self._seen_at
-            starts = [
-                Start(b, first, seen_at if seen_at is not None else first, gones.get(b))
-                for b, first in self._first.items()
-            ]
-            ended = [(b, self._written[b], at) for b, at in gones.items() if b in self._written]
+            latest = self._latest
+            starts = []
+            for b, first in self._first.items():
+                gone, last = gones.get(b, (None, latest if latest is not None else first))
+                starts.append(Start(b, first, max(first, last), gone))
+            ended = [(b, self._written[b], end) for b, end in gones.items() if b in self._written]
+            seen_at = latest if self._unwritten else None
         if not starts and not ended and seen_at is None:
             return 0
-        ids = store.record(starts, [(id_, at) for _b, id_, at in ended], seen_at)
+        ids = store.record(starts, [(id_, gone, last) for _b, id_, (gone, last) in ended], seen_at)
         with self._lock:
             for start, new in zip(starts, ids, strict=True):
                 b = start.binding
@@ -128,22 +135,22 @@ class Recorder:
                 if start.gone is None:
                     self._written[b] = new
                 else:
-                    self._settle_end(b, start.gone)
-            for b, id_, at in ended:
+                    self._settle_end(b, gones[b])
+            for b, id_, end in ended:
                 if self._written.get(b) == id_:
                     del self._written[b]
-                self._settle_end(b, at)
-            if self._seen_at == seen_at:
-                self._seen_at = None
+                self._settle_end(b, end)
+            if self._latest == seen_at:
+                self._unwritten = False
         return len(starts) + len(ended)
 
-    def _settle_end(self, b: Binding, at: float) -> None:
+    def _settle_end(self, b: Binding, end: tuple[float, float]) -> None:
         """An end is on disk: forget it, unless the binding came back while it was written (then
         that return is a new binding)."""
-        if self._gone.get(b) == at:
+        if self._gone.get(b) == end:
             del self._gone[b]
         elif self._current is not None and b in self._current and b not in self._first:
-            self._first[b] = self._seen_at or at
+            self._first[b] = self._latest or end[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -250,10 +250,13 @@ class Store:
 
     # -- writing --------------------------------------------------------------------------
     def record(
-        self, started: Sequence[Start], ended: Iterable[tuple[int, float]], seen_at: float | None
+        self,
+        started: Sequence[Start],
+        ended: Iterable[tuple[int, float, float]],
+        seen_at: float | None,
     ) -> list[int]:
-        """One transaction: insert the bindings that began, mark those that ended gone, and set
-        last seen on every binding still open. The new rows' ids, in order."""
+        """One transaction: insert the bindings that began, mark those that ended gone (row id,
+        seen gone, last seen), and set last seen on every binding still open. The new rows' ids."""
         db = self._db
         ids = []
         db.execute("BEGIN IMMEDIATE")
@@ -269,7 +272,8 @@ class Store:
                     "INSERT OR IGNORE INTO keys VALUES (?, ?)", ((k, new) for k in keys_of(start.binding))
                 )
             db.executemany(
-                "UPDATE bindings SET gone = ? WHERE id = ? AND gone IS NULL", ((at, id_) for id_, at in ended)
+                "UPDATE bindings SET gone = ?, last_seen = max(last_seen, ?) WHERE id = ? AND gone IS NULL",
+                ((gone, last, id_) for id_, gone, last in ended),
             )
             if seen_at is not None:
                 db.execute(
