@@ -207,6 +207,7 @@ class Store:
             )  # before the first table: pruning can shrink the file
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA journal_size_limit = {4 * 1024 * 1024}")  # the WAL shrinks back after a burst
         for target in range(version + 1, SCHEMA_VERSION + 1):
             db.execute("BEGIN IMMEDIATE")
             try:
