@@ -13,7 +13,6 @@ from . import options
 
 if TYPE_CHECKING:
     from ..journal.record import JournalWriter
-    from ..model import Report
 
 NAME = "serve"
 HELP = "serve Prometheus metrics and the JSON documents over HTTP (read-only)"
@@ -149,14 +148,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     check_privilege(env.proc)  # fail now, not on the first scrape
     request = replace(options.request(args, fdb=True), stats=True)
     writer = None if args.no_journal else journal_writer(args, env)
-    observe = None
-    if writer is not None:
-        recorder = writer.recorder
-
-        def observe(report: Report, at: float) -> None:
-            recorder.observe(report, at)
-            writer.wake()
-
+    observe = writer.observe if writer is not None else None
     walker = Walker(request, env, env.warn, namespace=args.namespace, observe=observe)
     cache = WalkCache(walker, args.min_interval, then=walker.diagnose)
     service = Service(

@@ -1,6 +1,7 @@
 """Reports -> binding rows: what changed since the last observation, written in the background.
 
-:meth:`Recorder.observe` is the one entry point (serve's walk calls it; so can a live model):
+:meth:`Recorder.observe` is the one entry point (serve's walk calls it, through
+:meth:`JournalWriter.observe`, which also wakes the writer; so can a live model):
 it extracts the report's bindings (pure, :func:`bindings`), diffs them with the previous
 observation and remembers what began and what ended. It does no I/O and takes a lock only
 for the diff, so recording never slows serving. :class:`JournalWriter` is the thread that
@@ -113,8 +114,9 @@ class Recorder:
         with self._lock:
             return len(self._first) + len(self._gone)
 
-    def flush(self, store: Store) -> int:
-        """Write what changed and the last-seen time; on failure everything stays for the next try."""
+    def flush(self, store: Store, touch: bool = True) -> int:
+        """Write what changed, and the last-seen time (with ``touch``, or along with a change); on
+        failure everything stays for the next try."""
         with self._lock:
             gones = dict(self._gone)
             latest = self._latest
@@ -124,7 +126,7 @@ class Recorder:
                 starts.append(Start(b, first, max(first, last), gone))
             ended = [(b, self._written[b], end) for b, end in gones.items() if b in self._written]
             seen_at = latest if self._unwritten else None
-        if not starts and not ended and seen_at is None:
+        if not starts and not ended and (seen_at is None or not touch):
             return 0
         ids = store.record(starts, [(id_, gone, last) for _b, id_, (gone, last) in ended], seen_at)
         with self._lock:
@@ -196,6 +198,12 @@ class JournalWriter:
     def start(self) -> None:
         self._thread.start()
 
+    def observe(self, report: Report, at: float) -> None:
+        """The entry point for whoever keeps the present (serve's walk, a live model): the
+        recorder's diff (cheap, no I/O), then a nudge to write it now."""
+        self.recorder.observe(report, at)
+        self._wake.set()
+
     def wake(self) -> None:
         """Write now rather than at the next tick (after an observation with changes)."""
         self._wake.set()
@@ -244,7 +252,7 @@ class JournalWriter:
         self._ok()
 
     def _run(self) -> None:
-        last_prune = float("-inf")
+        last_prune = last_touch = float("-inf")
         while True:
             stopping = self._stop.is_set()
             if self._store is None and not self._refused:
@@ -252,7 +260,10 @@ class JournalWriter:
             store = self._store
             if store is not None:
                 try:
-                    self._recorder.flush(store)
+                    touch = self._clock() - last_touch >= self._interval or stopping
+                    self._recorder.flush(store, touch)
+                    if touch:
+                        last_touch = self._clock()
                     if self._clock() - last_prune >= PRUNE_EVERY:
                         last_prune = self._clock()
                         store.prune(self._clock() - self._retention, self._max_bytes)
