@@ -89,6 +89,7 @@ def test_history_outside_the_window(proc: FakeProc, journal: str) -> None:
         ("serve", "--journal-retention", "forever"),
         ("serve", "--journal-max-size", "1K"),
         ("serve", "--journal-max-size", "64Q"),
+        ("serve", "--journal", "/nonexistent/vqf.sqlite", "--no-journal"),
     ],
 )
 def test_usage_errors(proc: FakeProc, argv: tuple[str, ...]) -> None:

@@ -85,14 +85,12 @@ def add_output(parser: argparse.ArgumentParser, formats: Sequence[str] = ("table
     parser.add_argument("--json", dest="output", action="store_const", const="json", help="same as -o json")
 
 
-def add_journal(parser: argparse.ArgumentParser) -> None:
+def add_journal(parser: argparse.ArgumentParser, *, writes: bool = False) -> None:
     from ..journal import DEFAULT_PATH, ENV_VAR
 
+    what = "record every binding in this journal" if writes else "the journal `serve` writes, read-only"
     parser.add_argument(
-        "--journal",
-        metavar="PATH",
-        default=None,
-        help=f"the journal `serve` writes (default ${ENV_VAR}, else {DEFAULT_PATH}); read-only here",
+        "--journal", metavar="PATH", default=None, help=f"{what} (default ${ENV_VAR}, else {DEFAULT_PATH})"
     )
 
 

@@ -112,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-clients", type=int, default=128, metavar="N", help="connections served at once (default 128)"
     )
     parser.add_argument("--access-log", action="store_true", help="log every request on stderr")
-    options.add_journal(parser)
+    options.add_journal(parser, writes=True)
     parser.add_argument("--no-journal", action="store_true", help="record nothing")
     parser.add_argument(
         "--journal-retention",
@@ -145,6 +145,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 
     if args.max_clients < 1:
         raise UsageError("--max-clients must be at least 1")
+    if args.no_journal and args.journal:
+        raise UsageError("--journal and --no-journal: choose one")
     check_privilege(env.proc)  # fail now, not on the first scrape
     request = replace(options.request(args, fdb=True), stats=True)
     writer = None if args.no_journal else journal_writer(args, env)
