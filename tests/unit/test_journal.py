@@ -64,6 +64,28 @@ def test_bindings_of_a_report_are_the_workload_interfaces_with_their_host_side()
     assert found[0].addresses == ("10.0.0.2/24",) and found[0].workload_id == "abc00000"
 
 
+def test_a_walk_with_a_failed_source_does_not_rename_bindings(path: str) -> None:
+    from vethpeer.model import SourceState, SourceStatus
+
+    report = cri_pods()
+    store = writer_store(path)
+    recorder = Recorder()
+    recorder.observe(report, T0)
+    renamed = {
+        key: tuple(replace(w, name=f"net:[{key.ino}]", kind=w.kind.__class__("netns")) for w in ws)
+        for key, ws in report.workloads.items()
+    }
+    rows = tuple(replace(r, end=replace(r.end, workload=renamed[r.end.ns.key][0])) for r in report.rows)
+    failed = replace(report, rows=rows, sources=(SourceStatus("cri", SourceState.TIMEOUT, "3 s"),))
+    recorder.observe(failed, T0 + 5)
+    recorder.flush(store)
+    assert {r.binding.label for r in store.every()} == {"pod/shop/web", "pod/blog/web", "pod/shop/db"}
+    healthy = replace(failed, sources=(SourceStatus("cri", SourceState.OK),))
+    recorder.observe(healthy, T0 + 10)  # the names given when every source answered are news
+    recorder.flush(store)
+    assert len(store.every()) == 6
+
+
 # -- the store -----------------------------------------------------------------------------------
 def test_a_new_journal_is_0600_in_wal_mode_at_the_schema_version(path: str) -> None:
     store = writer_store(path)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from ..model import Relation, Report, Row, WorkloadKind
+from ..model import Relation, Report, Row, SourceState, SourceStatus, WorkloadKind
 from .binding import Binding, Recorded
 from .store import JournalTooNew, Start, Store
 
@@ -61,6 +61,30 @@ def bindings(report: Report) -> frozenset[Binding]:
     return frozenset(b for b in map(binding_of, report.rows) if b is not None)
 
 
+def _interface(b: Binding) -> tuple[object, ...]:
+    """A binding without its workload: the interfaces, their addresses and namespaces."""
+    return (b.netns, b.inner_ifindex, b.inner_name, b.inner_mac, b.addresses, b.host_name, b.host_ifindex,
+            b.host_mac, b.host_netns, b.bridge)  # fmt: skip
+
+
+def steady(previous: Iterable[Binding], current: frozenset[Binding]) -> frozenset[Binding]:
+    """``current``, where an interface that is unchanged keeps the workload ``previous`` named it
+    by (pure). For a walk in which a source failed: a container the Docker source would have
+    named is named only by its cgroup then, and that is not a new binding."""
+    before = {_interface(b): b for b in previous}
+    return frozenset(before.get(_interface(b), b) for b in current)
+
+
+def degraded(before: Mapping[str, SourceState], after: Iterable[SourceStatus]) -> bool:
+    """A source failed in this walk (timed out, erred, or went away after answering)."""
+    for status in after:
+        if status.state in (SourceState.TIMEOUT, SourceState.ERROR):
+            return True
+        if status.state is SourceState.UNAVAILABLE and before.get(status.name) is SourceState.OK:
+            return True
+    return False
+
+
 class Recorder:
     """The diff between observations, kept until the writer has them on disk."""
 
@@ -74,10 +98,17 @@ class Recorder:
         self._current: frozenset[Binding] | None = None
         self._latest: float | None = None  # the latest observation
         self._unwritten = False  # the latest observation's time is not on disk yet
+        self._sources: dict[str, SourceState] = {}  # each source's state in the latest good walk
 
     def observe(self, report: Report, at: float) -> None:
         """Record that ``report`` is how things stood at ``at`` (Unix time). Cheap; no I/O."""
-        self.observe_bindings(bindings(report), at)
+        found = bindings(report)
+        if degraded(self._sources, report.sources):
+            with self._lock:
+                found = steady(self._current if self._current is not None else self._written, found)
+        else:
+            self._sources = {s.name: s.state for s in report.sources}
+        self.observe_bindings(found, at)
 
     def observe_bindings(self, current: frozenset[Binding], at: float) -> None:
         with self._lock:
