@@ -219,17 +219,21 @@ def scoped(report: Report, namespace: str | None) -> Report:
     ``None`` (``-A``): the report itself. The one filter behind every command's ``-n``."""
     if namespace is None:
         return report
-
-    def inside(w: Workload) -> bool:
-        return w.namespace == namespace
-
-    claims = {key: tuple(w for w in found if inside(w)) for key, found in report.workloads.items()}
+    claims = {
+        key: tuple(w for w in found if in_scope(w, namespace)) for key, found in report.workloads.items()
+    }
     return replace(
         report,
-        rows=tuple(row for row in report.rows if inside(row.end.workload)),
+        rows=tuple(row for row in report.rows if in_scope(row.end.workload, namespace)),
         workloads={key: found for key, found in claims.items() if found},
-        host_network=tuple(w for w in report.host_network if inside(w)),
+        host_network=tuple(w for w in report.host_network if in_scope(w, namespace)),
     )
+
+
+def in_scope(workload: Workload, namespace: str | None) -> bool:
+    """Whether ``-n NAMESPACE`` keeps this workload (``None``, ``-A``: every one). :func:`scoped`
+    applies it to a report; `watch` to each event's workload."""
+    return namespace is None or workload.namespace == namespace
 
 
 def resolve(report: Report, target: str, *, namespace: str | None = None, proc: str = "/proc") -> Match:

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     writer = None if args.no_journal else journal_writer(args, env)
     observe = writer.observe if writer is not None else None
     walker = Walker(request, env, env.warn, namespace=args.namespace, observe=observe)
-    cache = WalkCache(walker, args.min_interval, then=walker.diagnose)
+    cache = WalkCache(walker, args.min_interval, then=walker.diagnose, log=env.warn, debug=request.debug)
     service = Service(
         cache,
         wait=args.max_wait,
@@ -170,6 +170,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             env.warn,
             max_clients=args.max_clients,
             access_log=args.access_log,
+            debug=request.debug,
         )
     except OSError as error:
         raise ServeFailed(f"cannot listen on {host}:{port}: {error.strerror or error}") from None

@@ -52,18 +52,15 @@ def _request(args: argparse.Namespace) -> Request:
 def select_rows(
     found: Sequence[Rates], report: Report, args: argparse.Namespace, env: Environment
 ) -> list[Rates]:
-    """TARGET's interfaces (resolved like `which`, again each round) and the -n filter."""
-    from ..targets import resolve
+    """TARGET's interfaces (resolved like `which`, again each round), or the rows -n keeps."""
+    from ..targets import resolve, scoped
 
     if args.target:
-        keys = {
-            (r.end.ns.key, r.end.link.index)
-            for r in resolve(report, args.target, namespace=args.namespace, proc=env.proc).rows
-        }
-        found = [r for r in found if (r.row.end.ns.key, r.row.end.link.index) in keys]
-    elif args.namespace:
-        found = [r for r in found if r.row.end.workload.namespace == args.namespace]
-    return list(found)
+        rows = resolve(report, args.target, namespace=args.namespace, proc=env.proc).rows
+    else:
+        rows = scoped(report, args.namespace).rows
+    keys = {(r.end.ns.key, r.end.link.index) for r in rows}
+    return [r for r in found if (r.row.end.ns.key, r.row.end.link.index) in keys]
 
 
 def measure(walker: Walker, older: Sample) -> tuple[Report, Sample, list[Rates]]:

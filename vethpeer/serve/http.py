@@ -8,7 +8,8 @@
   second for a slot, then is answered 503 and closed, so a flood cannot stall the walk or
   pile up threads;
 * one request per connection (``Connection: close``); bodies are never read;
-* a handler's failure is a 500 and a log line, never a dead server.
+* a handler's failure is a 500 and a log line (with its traceback when ``debug``), never a
+  dead server.
 
 Shutdown: :meth:`Server.stop` returns within the poll interval; handler threads are
 daemons and are not waited for.
@@ -24,6 +25,7 @@ import socket
 import socketserver
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -154,7 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = self.server.router(self.command, self.path, _headers(self.headers))
         except Exception as error:  # the bug guard: a 500 and a log line, the server lives on
-            self.server.log(f"vethpeer serve: internal error on {self.command} {self.path!r}: {error!r}")
+            what = f"{self.command} {self.path!r}: {type(error).__name__}: {error}"
+            line = f"vethpeer serve: internal error on {what}"
+            self.server.log(line + ("\n" + traceback.format_exc().rstrip() if self.server.debug else ""))
             response = Response(500, b"internal error\n")
         self._send(response)
 
@@ -203,10 +207,12 @@ class Server(ThreadingHTTPServer):
         header_time: float = 5.0,
         io_timeout: float = 10.0,
         access_log: bool = False,
+        debug: bool = False,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.router, self.log = router, log
         self.header_time, self.io_timeout, self.access_log = header_time, io_timeout, access_log
+        self.debug = debug  # tracebacks in the log lines of handlers' bugs
         self.slots = threading.BoundedSemaphore(max_clients)
         self.reaper = _Reaper()
         super().__init__(address, _Handler)
@@ -230,7 +236,8 @@ class Server(ThreadingHTTPServer):
             self.slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        self.log(f"vethpeer serve: error serving {client_address}")
+        trace = "\n" + traceback.format_exc().rstrip() if self.debug else ""
+        self.log(f"vethpeer serve: error serving {client_address}{trace}")
 
     def stop(self) -> None:
         self.shutdown()
