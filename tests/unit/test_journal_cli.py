@@ -67,6 +67,11 @@ def test_history_text(proc: FakeProc, journal: str) -> None:
     assert lines[0].split()[:3] == ["FIRST", "SEEN", "GONE"] and "docker/hq-api" in lines[1]
 
 
+def test_history_with_n_sees_only_that_kubernetes_namespace(proc: FakeProc, journal: str) -> None:
+    assert proc.main("history", "hq-api", "-n", "shop") == ExitStatus.NOT_FOUND  # a Docker container
+    one_line(proc)
+
+
 def test_history_not_in_the_journal(proc: FakeProc, journal: str) -> None:
     assert proc.main("history", "nope") == ExitStatus.NOT_FOUND
     assert "nothing named 'nope' in the journal" in one_line(proc)

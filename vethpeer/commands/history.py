@@ -45,7 +45,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         env.warn(f"vethpeer: history not available ({why}); showing the host as it is now")
         return live(args, env, quiet=False)
     try:
-        records = history(store, args.target, args.since, args.until)
+        records = history(store, args.target, args.since, args.until, args.namespace)
     finally:
         store.close()
     if not records:

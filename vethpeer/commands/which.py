@@ -102,7 +102,7 @@ def gone(args: argparse.Namespace, env: Environment, error: NotFound) -> ExitSta
     except JournalError as why:
         raise NotFound(str(error), hint=f"history not available: {why}") from None
     try:
-        records = last_binding(store, args.target)
+        records = last_binding(store, args.target, args.namespace)
     except NotFound:
         raise NotFound(str(error), hint=f"not in the journal {path} either") from None
     finally:
@@ -134,7 +134,7 @@ def at(args: argparse.Namespace, env: Environment) -> ExitStatus:
         env.warn(f"vethpeer: history not available ({why}); answering from the host as it is now")
         return live(args, env, args.quiet)
     try:
-        records = at_moment(store, args.target, args.at)
+        records = at_moment(store, args.target, args.at, namespace=args.namespace)
     finally:
         store.close()
     when = rfc3339(args.at)

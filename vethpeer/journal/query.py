@@ -31,11 +31,14 @@ def keys_for(target: str) -> tuple[list[str], str | None]:
     return keys, target if _ID_PREFIX.match(target) else None
 
 
-def _lookup(store: Store, target: str) -> list[Recorded]:
+def _lookup(store: Store, target: str, namespace: str | None) -> list[Recorded]:
+    """The target's bindings; with ``namespace`` (``-n NS``), only those of Kubernetes namespace NS."""
     keys, prefix = keys_for(target)
     found = store.find(keys)
     if not found and prefix is not None:
         found = [r for r in store.find((), prefix) if _has_id_prefix(r, prefix)]
+    if namespace is not None:
+        found = [r for r in found if r.binding.kube_namespace == namespace]
     return found
 
 
@@ -49,11 +52,16 @@ def _until(r: Recorded) -> float:
 
 
 def history(
-    store: Store, target: str, since: float | None = None, until: float | None = None
+    store: Store,
+    target: str,
+    since: float | None = None,
+    until: float | None = None,
+    namespace: str | None = None,
 ) -> list[Recorded]:
-    """Every binding the target had whose lifetime overlaps [since, until], newest first."""
+    """Every binding the target had whose lifetime overlaps [since, until], newest first; with
+    ``namespace`` (``-n NS``), only bindings of Kubernetes namespace NS."""
     with store.snapshot():
-        found = _lookup(store, target)
+        found = _lookup(store, target, namespace)
     if since is not None:
         found = [r for r in found if _until(r) >= since]
     if until is not None:
@@ -61,14 +69,20 @@ def history(
     return sorted(found, key=lambda r: (r.first_seen, r.id), reverse=True)
 
 
-def at(store: Store, target: str, moment: float, tolerance: float = DEFAULT_TOLERANCE) -> list[Recorded]:
+def at(
+    store: Store,
+    target: str,
+    moment: float,
+    tolerance: float = DEFAULT_TOLERANCE,
+    namespace: str | None = None,
+) -> list[Recorded]:
     """The bindings of one workload the target named at ``moment``.
 
     Bindings alive at the moment win; failing those, the ones within ``tolerance`` of it, the
     closest first. Empty: nothing then. Two workloads at once: :class:`Ambiguous`.
     """
     with store.snapshot():
-        found = _lookup(store, target)
+        found = _lookup(store, target, namespace)
     return pick(found, moment, tolerance, target)
 
 
@@ -88,9 +102,9 @@ def pick(found: Sequence[Recorded], moment: float, tolerance: float, target: str
     return sorted(alive, key=lambda r: (r.binding.inner_name, r.id))
 
 
-def last_binding(store: Store, target: str) -> list[Recorded]:
+def last_binding(store: Store, target: str, namespace: str | None = None) -> list[Recorded]:
     """The target's most recent binding(s) (one workload's), for a target gone from the host."""
-    found = history(store, target)
+    found = history(store, target, namespace=namespace)
     if not found:
         raise NotFound(f"nothing named {target!r} in the journal either")
     newest = max(found, key=_until)

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from ..errors import NotFound, UsageError
-from ..journal.binding import Recorded
 from ..journal.query import at, history
 from ..journal.store import Store
 from ..journal.times import parse_when, rfc3339
@@ -28,17 +27,11 @@ def _moment(params: dict[str, str], name: str) -> float | None:
         raise UsageError(f"{name}: {error}") from None
 
 
-def _scoped(records: list[Recorded], namespace: str | None) -> list[Recorded]:
-    if namespace is None:
-        return records
-    return [r for r in records if r.binding.kube_namespace == namespace]
-
-
 def history_route(path: str, target: str, params: dict[str, str], namespace: str | None) -> dict[str, Any]:
     since, until = _moment(params, "since"), _moment(params, "until")
     store = Store.open_reader(path)
     try:
-        records = _scoped(history(store, target, since, until), namespace)
+        records = history(store, target, since, until, namespace)
     finally:
         store.close()
     if not records:
@@ -57,7 +50,7 @@ def which_at(path: str, target: str, params: dict[str, str], namespace: str | No
         raise UsageError("at: empty")
     store = Store.open_reader(path)
     try:
-        records = _scoped(at(store, target, moment), namespace)
+        records = at(store, target, moment, namespace=namespace)
     finally:
         store.close()
     if not records:
