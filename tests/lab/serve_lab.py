@@ -217,7 +217,13 @@ def serve(
     """
     tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-serve-"))
     err = tmp / "stderr"
-    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    # Each server keeps its journal in its own folder unless the test names one.
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "VETHPEER_JOURNAL": str(tmp / "journal.sqlite"),
+        **(env or {}),
+    }
     for _attempt in range(5):
         chosen = port or free_port()
         with err.open("wb") as stderr:

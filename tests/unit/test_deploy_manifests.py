@@ -127,8 +127,16 @@ def test_the_daemonset_is_least_privilege() -> None:
     assert mounts["runtime"]["readOnly"] is True
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["runtime"]["hostPath"]["type"] == "Socket"
-    assert all(m.get("readOnly") for m in container["volumeMounts"] if "hostPath" in volumes[m["name"]])
+    written = [
+        m["name"]
+        for m in container["volumeMounts"]
+        if "hostPath" in volumes[m["name"]] and not m.get("readOnly")
+    ]
+    assert written == ["journal"], "the journal is the only host path written"
+    assert volumes["journal"]["hostPath"] == {"path": "/var/lib/vethpeer", "type": "DirectoryOrCreate"}
+    assert mounts["journal"]["mountPath"] == "/var/lib/vethpeer"
     assert container["args"][:2] == ["--listen", "$(POD_IP):10098"]
+    assert container["args"][container["args"].index("--journal") + 1] == "/var/lib/vethpeer/journal.sqlite"
 
 
 def test_rbac_reads_pods_only() -> None:

@@ -84,6 +84,16 @@ def node_names(cluster: Cluster, timeout: float) -> list[str] | None:
     return sorted(n["metadata"]["name"] for n in document.get("items", []))
 
 
+def agents_and_nodes(
+    cluster: Cluster, namespace: str, selector: str, timeout: float, node: str | None
+) -> tuple[dict[str, Agent], Sequence[str]]:
+    """The agents to ask and the nodes to answer for: ``node``'s, or every node's."""
+    if node is not None:
+        return agents(cluster, namespace, selector, timeout, node=node), [node]
+    found = agents(cluster, namespace, selector, timeout)
+    return found, node_names(cluster, timeout) or list(found)
+
+
 def ask(cluster: Cluster, agent: Agent, path: str, timeout: float) -> NodeAnswer:
     """One agent's JSON document, through the API server's pod proxy."""
     try:

@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from .. import __version__
 from ..checks import Severity
+from ..journal.record import JournalHealth
 from ..model import End, Relation, Report, Row, SourceState, Workload, WorkloadKind
 from .cache import Answer, CacheStats
 from .engine import Observation
@@ -162,6 +163,7 @@ class Health:
     stats: CacheStats
     now: float  # monotonic clock, like Walk.finished
     auth: tuple[str, Mapping[str, int]] | None = None  # (mode, decisions by result) when requests are checked
+    journal: JournalHealth | None = None  # None: serve --no-journal
 
 
 def _gauge(name: str, doc: str, value: float, labels: Mapping[str, str] | None = None) -> Metric:
@@ -193,6 +195,17 @@ def health_families(health: Health) -> list[Metric]:
     ]
     if health.auth is not None:
         families.append(auth_family(*health.auth))
+    if health.journal is not None:
+        families += [
+            _gauge(
+                "vethpeer_journal_up",
+                "1 when the journal is open and its latest write succeeded (0: full disk, refused, ...).",
+                1 if health.journal.up else 0,
+            ),
+            _counter(
+                "vethpeer_journal_errors", "Journal opens and writes that failed.", health.journal.errors
+            ),
+        ]
     if walk is None:
         return families
     report = walk.value.report
