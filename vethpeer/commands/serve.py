@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+from pathlib import Path
 
 from ..environment import Environment
 from ..errors import ExitStatus, UsageError, VethpeerError
@@ -69,7 +70,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-clients", type=int, default=128, metavar="N", help="connections served at once (default 128)"
     )
+    parser.add_argument(
+        "--max-per-client",
+        type=int,
+        default=None,
+        metavar="N",
+        help="connections one client address may hold (default an eighth of --max-clients, at least 4)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request on stderr")
+    parser.add_argument(
+        "--web-config-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="TLS and basic auth: the exporter-toolkit web configuration file, as node_exporter's "
+        "--web.config.file (re-read when it or its certificates change)",
+    )
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
@@ -81,12 +97,19 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 
     from ..collect import check_privilege
     from ..serve.api import Service, route
+    from ..serve.auth import AuthCounts
     from ..serve.cache import WalkCache
     from ..serve.engine import Walker
     from ..serve.http import Server, serve_in_thread
+    from ..serve.secure import front, open_web_config, web_authenticator
 
     if args.max_clients < 1:
         raise UsageError("--max-clients must be at least 1")
+    if args.max_per_client is not None and args.max_per_client < 1:
+        raise UsageError("--max-per-client must be at least 1")
+    web = None
+    if args.web_config_file is not None:
+        web = open_web_config(args.web_config_file, env.warn, kube_auth=getattr(args, "kube_auth", False))
     check_privilege(env.proc)  # fail now, not on the first scrape
     request = replace(options.request(args, fdb=True), stats=True)
     walker = Walker(request, env, env.warn, namespace=args.namespace)
@@ -96,10 +119,12 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     try:
         server = Server(
             (host, port),
-            partial(route, service),
+            front(partial(route, service), web, web_authenticator(web), AuthCounts(), env.warn),
             env.warn,
             max_clients=args.max_clients,
+            per_client=args.max_per_client,
             access_log=args.access_log,
+            tls=web.listener if web is not None and web.tls else None,
         )
     except OSError as error:
         raise ServeFailed(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
@@ -114,7 +139,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         serve_in_thread(server)
         shown = f"[{host}]" if ":" in host else host
         scope = f" (only Kubernetes namespace {args.namespace})" if args.namespace else ""
-        env.warn(f"vethpeer serve: listening on http://{shown}:{server.server_address[1]}/{scope}")
+        scheme = "https" if web is not None and web.tls else "http"
+        env.warn(f"vethpeer serve: listening on {scheme}://{shown}:{server.server_address[1]}/{scope}")
         while not stop.wait(0.5):
             pass
     finally:

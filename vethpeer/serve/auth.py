@@ -67,3 +67,30 @@ class AuthCounts:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
+
+
+def guard(
+    router: Router, authenticator: Authenticator, counts: AuthCounts, log: Callable[[str], None]
+) -> Router:
+    """``router`` behind ``authenticator``: the probe paths always answered (status and "ok" /
+    "not ok", nothing more), the others only when allowed; every decision counted, refusals
+    logged at most once per ten seconds per mode."""
+    from .throttle import ThrottledLog
+
+    throttled = ThrottledLog(log)
+
+    def guarded(method: str, path: str, headers: Mapping[str, str]) -> Response:
+        if path.partition("?")[0] in OPEN_PATHS:
+            status = router(method, path, headers).status
+            return Response(status, b"ok\n" if status < 400 else b"not ok\n")
+        decision = authenticator.check(method, path, headers)
+        counts.add(decision.result)
+        if decision.allowed:
+            return router(method, path, headers)
+        throttled(authenticator.name, f"vethpeer serve: refused {method} {path!r}: {decision.reason}")
+        status = decision.status
+        body = {401: b"unauthorized\n", 403: b"forbidden\n"}.get(status, b"cannot authenticate now\n")
+        extra = {"WWW-Authenticate": decision.challenge} if status == 401 and decision.challenge else {}
+        return Response(status, body, headers=extra)
+
+    return guarded
