@@ -23,11 +23,13 @@ import pytest
 
 from tests.lab.serve_lab import PYTHON, ROOT, BridgeLab, Served, free_port, get, raw, serve
 from tests.lab.tls_lab import (
+    PORTS,
     Pki,
     basic,
     client_context,
     htpasswd_hash,
     pki,
+    secured,
     stalled_handshake,
     tls_get,
 )
@@ -35,7 +37,7 @@ from tests.policy import need_binary, need_root
 
 pytestmark = pytest.mark.integration
 
-PORTS = (21100, 21199)
+
 PASSWORD = "s3cret-vqb"
 
 
@@ -49,34 +51,6 @@ def web_config(made: Pki, **tls: Any) -> dict[str, Any]:
         "basic_auth_users": {"prometheus": htpasswd_hash("prometheus", PASSWORD)},
         "http_server_config": {"headers": {"X-Frame-Options": "deny"}},
     }
-
-
-@contextlib.contextmanager
-def secured(
-    made: Pki, config: dict[str, Any], *args: str, name: str = "web.yml", client: str | None = None
-) -> Iterator[Served]:
-    """A server with this web config; ready once /readyz answers over TLS (as ``client``, if given)."""
-    path = made.write_config(config, name)
-    with serve("--no-kube", "--web-config-file", str(path), *args, port=port(), ready=False) as served:
-        ca = made.path("ca.crt")
-        context = (
-            client_context(ca, made.path(f"{client}.crt"), made.path(f"{client}.key")) if client else None
-        )
-        wait_ready_tls(served, context or client_context(ca))
-        yield served
-        assert served.process.poll() is None, "the server stays up: " + served.stderr()
-
-
-def wait_ready_tls(served: Served, context: ssl.SSLContext, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if served.process.poll() is not None:
-            raise RuntimeError(f"vethpeer serve exited {served.process.returncode}: {served.stderr()}")
-        with contextlib.suppress(OSError):
-            if tls_get(served.port, "/readyz", context, timeout=2).status == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"not ready over TLS within {timeout} s: {served.stderr()}")
 
 
 @pytest.fixture(scope="module")

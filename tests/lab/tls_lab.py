@@ -19,15 +19,17 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.lab.serve_lab import Reply
+from tests.lab.serve_lab import Reply, Served, free_port, serve
 from tests.policy import need_binary
 
 PREFIX = "vqb"
+PORTS = (21100, 21199)  # this lab's loopback ports
 EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
 
 
@@ -133,3 +135,32 @@ def stalled_handshake(port: int, host: str = "127.0.0.1") -> socket.socket:
     sock = socket.create_connection((host, port), timeout=10)
     sock.sendall(bytes.fromhex("160301"))  # a TLS record header, and no more
     return sock
+
+
+@contextlib.contextmanager
+def secured(
+    made: Pki, config: dict[str, Any], *args: str, name: str = "web.yml", client: str | None = None
+) -> Iterator[Served]:
+    """A server with this web config; ready once /readyz answers over TLS (as ``client``, if given)."""
+    path = made.write_config(config, name)
+    argv = ("--no-kube", "--web-config-file", str(path), *args)
+    with serve(*argv, port=free_port(*PORTS), ready=False) as served:
+        ca = made.path("ca.crt")
+        context = (
+            client_context(ca, made.path(f"{client}.crt"), made.path(f"{client}.key")) if client else None
+        )
+        wait_ready_tls(served, context or client_context(ca))
+        yield served
+        assert served.process.poll() is None, "the server stays up: " + served.stderr()
+
+
+def wait_ready_tls(served: Served, context: ssl.SSLContext, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if served.process.poll() is not None:
+            raise RuntimeError(f"vethpeer serve exited {served.process.returncode}: {served.stderr()}")
+        with contextlib.suppress(OSError):
+            if tls_get(served.port, "/readyz", context, timeout=2).status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"not ready over TLS within {timeout} s: {served.stderr()}")
