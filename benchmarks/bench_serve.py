@@ -135,11 +135,13 @@ def tls_phase(interval: float, repeat: int) -> tuple[float, float, float]:
                         raw = socket.create_connection(("127.0.0.1", served.port), timeout=30)
                         conn.sock = context.wrap_socket(raw, server_hostname="127.0.0.1", session=session[0])
                     conn.request("GET", "/metrics", headers=headers)
+                    sock = conn.sock  # http.client lets go of it when the server closes
+                    assert isinstance(sock, ssl.SSLSocket)
                     response = conn.getresponse()
                     assert response.status == 200, response.status
+                    assert not resume or sock.session_reused, "the server resumed the session"
+                    session[0] = sock.session  # before the body: http.client closes the socket after it
                     response.read()
-                    assert not resume or conn.sock.session_reused, "the server resumed the session"
-                    session[0] = conn.sock.session
                 finally:
                     conn.close()
 
