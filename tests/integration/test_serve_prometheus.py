@@ -158,8 +158,8 @@ def prometheus_lab() -> Iterator[tuple[BridgeLab, int]]:
         yield lab, prom_port
 
 
-def test_the_join_returns_one_series_per_lab_veth(prometheus_lab: tuple[BridgeLab, int]) -> None:
-    lab, port = prometheus_lab
+def one_series_per_lab_veth(lab: BridgeLab, port: int) -> list[dict[str, Any]]:
+    """The join restricted to the lab's veths, once it has one series for each (asserted)."""
     devices = "|".join(m.host_veth for m in lab.members)
     restricted = JOIN.replace(
         "node_network_receive_bytes_total", f'node_network_receive_bytes_total{{device=~"{devices}"}}'
@@ -167,6 +167,12 @@ def test_the_join_returns_one_series_per_lab_veth(prometheus_lab: tuple[BridgeLa
     result = wait_for(port, restricted, len(lab.members))
     assert sorted(r["metric"]["device"] for r in result) == sorted(m.host_veth for m in lab.members)
     assert all(r["metric"]["instance"] == NODE for r in result)
+    return result
+
+
+def test_the_join_returns_one_series_per_lab_veth(prometheus_lab: tuple[BridgeLab, int]) -> None:
+    lab, port = prometheus_lab
+    result = one_series_per_lab_veth(lab, port)
     assert all(float(r["value"][1]) > 0 for r in result), "traffic flowed through every host veth"
     # The query exactly as users write it works too (no many-to-many error on this node).
     whole = query(port, JOIN)
@@ -231,10 +237,4 @@ def test_the_join_over_tls_with_basic_auth_returns_one_series_per_lab_veth(
 ) -> None:
     lab, port = prometheus_tls_lab
     assert wait_for(port, 'up{job="vethpeer"} == 1', 1), "Prometheus scrapes over TLS with basic auth"
-    devices = "|".join(m.host_veth for m in lab.members)
-    restricted = JOIN.replace(
-        "node_network_receive_bytes_total", f'node_network_receive_bytes_total{{device=~"{devices}"}}'
-    )
-    result = wait_for(port, restricted, len(lab.members))
-    assert sorted(r["metric"]["device"] for r in result) == sorted(m.host_veth for m in lab.members)
-    assert all(r["metric"]["instance"] == NODE for r in result)
+    one_series_per_lab_veth(lab, port)
