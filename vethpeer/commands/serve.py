@@ -20,7 +20,8 @@ DESCRIPTION = (
     "/readyz. One walk serves every request that arrives while it runs; its result is reused for "
     f"--min-interval. Listens on {DEFAULT_LISTEN} unless told otherwise: exposing it is a choice. "
     "-n NS serves only Kubernetes namespace NS: its pods' series and findings, its rows in the API "
-    "(?namespace= may repeat NS; another namespace gets a 403)."
+    "(?namespace= may repeat NS; another namespace gets a 403). --web-config-file adds TLS and basic "
+    "auth, in the exporter-toolkit format node_exporter reads; /healthz and /readyz need no credentials."
 )
 LONG_RUNNING = True
 
