@@ -76,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="connections one client address may hold (default an eighth of --max-clients, at least 4)",
+        help="connections one client address may have waiting for their request (handshake, headers); "
+        "default an eighth of --max-clients, at least 4",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request on stderr")
     parser.add_argument(

@@ -7,8 +7,10 @@
 * at most ``max_clients`` connections are served at once; one more waits a quarter of a
   second for a slot, then is answered 503 and closed, so a flood cannot stall the walk or
   pile up threads;
-* at most ``per_client`` of them from one client address: one more is refused at once (a 503,
-  or a close on a TLS port), so slow clients from one address cannot starve the others;
+* at most ``per_client`` connections from one client address may be waiting for their request
+  (handshake and headers not complete yet); one more is refused at once (a 503, or a close on a
+  TLS port), so slow clients from one address cannot starve the others. Connections whose
+  request has arrived do not count: a burst of quick scrapes from one address is served;
 * with ``tls`` (a callable giving the current :class:`~.tls.Listener`, asked per connection so
   rotated certificates take effect at once) the handshake runs in the handler thread under the
   same header deadline: a handshake that never completes costs one thread for ``header_time``
@@ -132,6 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
         return "vethpeer"
 
     def setup(self) -> None:
+        self._accepted = self.request  # the socket as accepted (TLS wraps it into another)
         self.request.settimeout(self.server.io_timeout)  # each read and write; the reaper bounds the whole
         self._tls = self.server.tls() if self.server.tls is not None else None
         if self._tls is not None:  # no I/O yet: the handshake is handle()'s, under the deadline
@@ -199,6 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not self.server.reaper.release(self._token):
             return  # cut off while dripping its headers: what was parsed is not a request
+        self.server.request_arrived(self._accepted)
         try:
             response = self.server.router(self.command, self.path, _headers(self.headers))
         except Exception as error:  # the bug guard: a 500 and a log line, the server lives on
@@ -261,8 +265,9 @@ class Server(ThreadingHTTPServer):
         self.header_time, self.io_timeout, self.access_log = header_time, io_timeout, access_log
         self.slots = threading.BoundedSemaphore(max_clients)
         self.per_client = per_client or default_per_client(max_clients)
-        self.by_client: dict[str, int] = {}
-        self.by_client_lock = threading.Lock()
+        self.waiting: dict[str, int] = {}  # client address -> its connections still waiting for a request
+        self.waiting_for: dict[int, str] = {}  # id of an accepted socket still waiting -> its client
+        self.waiting_lock = threading.Lock()
         self.throttled = ThrottledLog(log)
         self.reaper = _Reaper()
         super().__init__(address, _Handler)
@@ -270,26 +275,27 @@ class Server(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         client = client_address[0]
-        with self.by_client_lock:
-            count = self.by_client.get(client, 0)
+        with self.waiting_lock:
+            count = self.waiting.get(client, 0)
             if count < self.per_client:
-                self.by_client[client] = count + 1
+                self.waiting[client] = count + 1
+                self.waiting_for[id(request)] = client
         if count >= self.per_client:
             self.throttled(
                 "per-client",
-                f"vethpeer serve: more than {self.per_client} connections from {client}, refusing",
+                f"vethpeer serve: more than {self.per_client} connections from {client} waiting, refusing",
             )
             self._refuse(request)
             return
         if not self.slots.acquire(timeout=SLOT_WAIT):
-            self._forget(client)
+            self.request_arrived(request)
             self._refuse(request)
             return
         try:
             super().process_request(request, client_address)
         except Exception:
             self.slots.release()
-            self._forget(client)
+            self.request_arrived(request)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -297,13 +303,16 @@ class Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.slots.release()
-            self._forget(client_address[0])
+            self.request_arrived(request)
 
-    def _forget(self, client: str) -> None:
-        with self.by_client_lock:
-            left = self.by_client.pop(client, 1) - 1
-            if left > 0:
-                self.by_client[client] = left
+    def request_arrived(self, accepted: object) -> None:
+        """The connection accepted as ``accepted`` waits no more (its request is in, or it is gone)."""
+        with self.waiting_lock:
+            client = self.waiting_for.pop(id(accepted), None)
+            if client is not None:
+                left = self.waiting.pop(client, 1) - 1
+                if left > 0:
+                    self.waiting[client] = left
 
     def _refuse(self, request: socket.socket) -> None:
         if self.tls is None:  # on a TLS port a plaintext 503 would be garbage: just close
