@@ -308,7 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     print(row("/metrics over TLS + basic auth, from cache", tls_full, "ms", plain, TARGETS["tls"]))
     print("    baseline: the plain-HTTP scrape above; each a new connection and full TLS 1.3 handshake")
     print(row("  the same, resuming a TLS session", tls_resumed, "ms", plain, TARGETS["tls"]))
-    print(f"    the first authenticated scrape (bcrypt cost 10, not cached yet): {tls_first * 1000:.1f} ms")
+    print(
+        f"    the TLS server's first scrape (bcrypt cost 10 not cached yet, its page not yet rendered): "
+        f"{tls_first * 1000:.1f} ms"
+    )
     print(row("100 concurrent scrapes, cached", conc_cached, "s", target=TARGETS["concurrent"]))
     print(row("100 concurrent scrapes, one walk due", conc_fresh, "s", target=TARGETS["concurrent"]))
     print(row("idle CPU (fraction of one core)", idle, "", target=0.01))
