@@ -418,3 +418,24 @@ def test_slowhttptest_from_one_address_does_not_deny_another() -> None:
             probes, _report = attack_and_probe(served, slowhttptest)
             assert any(status != 200 or seconds >= 2.0 for status, seconds in probes), probes
             assert served.process.poll() is None
+
+
+def test_tls_connections_good_and_bad_leave_no_file_descriptors_behind(made: Pki, server: Served) -> None:
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{server.process.pid}/fd"))
+
+    good = client_context(made.path("ca.crt"))
+    stranger = client_context(made.path("ca.crt"), made.path("stranger.crt"), made.path("stranger.key"))
+    tls_get(server.port, "/metrics", good, basic("prometheus", PASSWORD))
+    time.sleep(0.5)
+    before = fds()
+    for _ in range(30):
+        assert tls_get(server.port, "/metrics", good, basic("prometheus", PASSWORD)).status == 200
+        assert tls_get(server.port, "/metrics", good, basic("prometheus", "wrong")).status == 401
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            tls_get(server.port, "/healthz", stranger)
+        raw(server.port, b"GET / HTTP/1.1\r\n\r\n")
+        raw(server.port, b"\x16\x03\x01\x00\x07garbage")  # a whole record, not a handshake
+    time.sleep(1.0)
+    assert fds() <= before + 2, (before, fds())
+    alive(server)

@@ -316,3 +316,52 @@ def test_the_throttled_log_counts_what_it_held_back() -> None:
 def test_client_allowed_sans(sans: tuple[tuple[str, str], ...], allowed: set[str], expected: bool) -> None:
     assert peer_allowed({"subjectAltName": sans}, frozenset(allowed)) is expected
     assert peer_allowed(None, frozenset(allowed)) is False
+
+
+# --- the file, re-read when it changes; headers and rate limit around the routes -------------------
+
+
+def _write(path: Path, text: str) -> None:
+    """Write as an editor or the kubelet does: a new file renamed over the old (a new inode)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def test_users_added_later_are_asked_for_and_a_broken_file_keeps_the_last_good(tmp_path: Path) -> None:
+    path, logged = tmp_path / "web.yml", []
+    _write(path, "")
+    web = webfile.WebFile(path, logged.append)
+    auth = BasicAuth(lambda: web.current().config.users)
+    assert _auth(None, auth=auth).allowed
+    _write(path, f"basic_auth_users: {{alice: '{ALICE}'}}")
+    assert not _auth(None, auth=auth).allowed and "reloaded" in logged[-1]
+    _write(path, "basic_auth_users: {alice: plain}")
+    for _ in range(3):
+        assert _auth(_basic("alice", "wonderland"), auth=auth).allowed
+    assert sum("keeping the last good one" in line for line in logged) == 1
+
+
+def test_tls_cannot_be_switched_on_by_a_reload(tmp_path: Path) -> None:
+    path, logged = tmp_path / "web.yml", []
+    _write(path, "")
+    web = webfile.WebFile(path, logged.append)
+    shutil.copy(DATA / "server.crt", tmp_path)
+    shutil.copy(DATA / "server.key", tmp_path)
+    _write(path, "tls_server_config: {cert_file: server.crt, key_file: server.key}")
+    assert web.current().tls is None and "without a restart" in logged[-1]
+
+
+def test_headers_on_every_answer_and_the_rate_limit_spares_the_probes(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    _write(
+        path, "rate_limit: {interval: 1s, burst: 2}\nhttp_server_config: {headers: {X-Frame-Options: deny}}"
+    )
+    now = [0.0]
+    fronted = webfile.with_web_config(_router(200), webfile.WebFile(path, print), clock=lambda: now[0])  # type: ignore[arg-type]
+    statuses = [fronted("GET", "/metrics", {}).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert fronted("GET", "/healthz", {}).status == 200
+    assert fronted("GET", "/metrics", {}).headers["X-Frame-Options"] == "deny"  # the 429 too
+    now[0] = 1.0
+    assert fronted("GET", "/metrics", {}).status == 200
