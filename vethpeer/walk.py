@@ -159,7 +159,10 @@ def peer_namespace(discovery: Discovery, host_ifname: str, proc: str = "/proc") 
         return None
     os.close(host_fd)
     try:
-        link = sock.link(host_ifname)
+        try:
+            link = sock.link(host_ifname)
+        except OSError:  # EPERM, a bad reply, ...: the caller walks everything and says why
+            return None
         if link is None or link.link_netnsid is None:
             return None
         for ns in discovery.namespaces:

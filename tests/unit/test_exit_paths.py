@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import io
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,8 +43,23 @@ def one_line(fake: FakeProc) -> str:
 
 
 def test_success(proc: FakeProc) -> None:
+    """What a recorded tree gives: its namespaces are plain files, so none can be entered and
+    no link is read (no interface rows), but discovery and the kernel and cgroup sources run
+    for real and name every namespace's workloads."""
+    pid = proc.container(ID_A)
     assert proc.main("table", "--json") == ExitStatus.SUCCESS
-    assert '"schema_version":1' in proc.out.getvalue()
+    document = json.loads(proc.out.getvalue())
+    assert document["schema_version"] == 1
+    assert document["interfaces"] == []
+    host, theirs = (os.stat(proc.root / f"{p}/ns/net").st_ino for p in (1, pid))
+    assert document["host_netns"]["inode"] == host
+    assert sorted(u["inode"] for u in document["namespaces"]["unreadable"]) == sorted((host, theirs))
+    named = {
+        (w["netns"]["inode"], w["workload"]["label"], w["workload"]["source"]) for w in document["workloads"]
+    }
+    assert named == {(theirs, f"docker/{ID_A[:12]}", "cgroup"), (theirs, f"pid/{pid} (sleep)", "kernel")}
+    states = {s["name"]: s["status"] for s in document["sources"]}
+    assert states["kernel"] == states["cgroup"] == "ok" and states["kube"] == "skipped"
 
 
 def test_usage(proc: FakeProc) -> None:

@@ -175,8 +175,10 @@ def targets(env: Environment) -> Iterator[str]:
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     if args.list_targets:
         try:
-            for name in targets(env):
-                env.stdout.write(name + "\n")
+            from ..render.safe import shown
+
+            for name in targets(env):  # one line a candidate: a newline in a name is shown, not kept
+                env.stdout.write(shown(name) + "\n")
         except Exception:
             pass
         return ExitStatus.SUCCESS

@@ -45,6 +45,15 @@ def listen_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _network(text: str) -> str:
+    """argparse type: an IP network (``10.0.0.0/8``, ``192.0.2.1``)."""
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP network: {text!r} (e.g. 10.0.0.1/32)") from None
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen",
@@ -88,44 +97,88 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TLS and basic auth: the exporter-toolkit web configuration file, as node_exporter's "
         "--web.config.file (re-read when it or its certificates change)",
     )
+    kube = parser.add_argument_group("Kubernetes authentication (docs/cluster.md#security)")
+    kube.add_argument(
+        "--kube-auth",
+        action="store_true",
+        help="require a bearer token, checked with a TokenReview, and a SubjectAccessReview for what "
+        "is asked (get /metrics; get nodes/proxy on this node for /api/v1/...); /healthz and /readyz "
+        "stay open",
+    )
+    kube.add_argument(
+        "--kube-auth-kubeconfig",
+        metavar="FILE",
+        help="the API server for the reviews (default: the pod's service account, else $KUBECONFIG)",
+    )
+    kube.add_argument(
+        "--kube-auth-proxy-cidr",
+        action="append",
+        default=[],
+        type=_network,
+        metavar="CIDR",
+        help="the API server's address(es): requests from there without credentials are its pod "
+        "proxy (kubectl vethpeer), allowed for /api/v1/... only (repeatable; default none)",
+    )
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     import signal
     import threading
     import time
+    from collections.abc import Callable, Mapping
     from dataclasses import replace
     from functools import partial
 
     from ..collect import check_privilege
-    from ..serve.api import Service, route
-    from ..serve.auth import AuthCounts
+    from ..serve.api import Response, Service, route
+    from ..serve.auth import AuthCounts, Authenticator, guard
     from ..serve.cache import WalkCache
     from ..serve.engine import Walker
     from ..serve.http import Server, serve_in_thread
-    from ..serve.secure import front, open_web_config, web_authenticator
+    from ..serve.secure import open_web_config, web_authenticator
+    from ..serve.webfile import with_web_config
 
     if args.max_clients < 1:
         raise UsageError("--max-clients must be at least 1")
     if args.max_per_client is not None and args.max_per_client < 1:
         raise UsageError("--max-per-client must be at least 1")
-    web = None
-    if args.web_config_file is not None:
-        web = open_web_config(args.web_config_file, env.warn, kube_auth=getattr(args, "kube_auth", False))
+    if not args.kube_auth and (args.kube_auth_kubeconfig or args.kube_auth_proxy_cidr):
+        raise UsageError("--kube-auth-kubeconfig and --kube-auth-proxy-cidr go with --kube-auth")
+    web = (
+        open_web_config(args.web_config_file, env.warn, kube_auth=args.kube_auth)
+        if args.web_config_file
+        else None
+    )
     check_privilege(env.proc)  # fail now, not on the first scrape
     request = replace(options.request(args, fdb=True), stats=True)
     walker = Walker(request, env, env.warn, namespace=args.namespace)
-    cache = WalkCache(walker, args.min_interval, then=walker.diagnose)
+    cache = WalkCache(walker, args.min_interval, then=walker.diagnose, log=env.warn, debug=request.debug)
     service = Service(cache, wait=args.max_wait, proc=env.proc, namespace=args.namespace, now=time.monotonic)
+    router: Callable[[str, str, Mapping[str, str]], Response] = partial(route, service)
+    authenticator: Authenticator | None = web_authenticator(web) if web is not None else None
+    if args.kube_auth:  # with a web config: its TLS, and Kubernetes authentication
+        from ..serve.kubeauth import from_options
+
+        try:
+            authenticator = from_options(args.kube_auth_kubeconfig, args.kube_auth_proxy_cidr, env.environ)
+        except ValueError as error:
+            raise ServeFailed(str(error)) from None
+    if authenticator is not None:
+        counts = AuthCounts()
+        service.auth = (authenticator.name, counts.snapshot)
+        router = guard(router, authenticator, counts, env.warn)
+    if web is not None:
+        router = with_web_config(router, web)
     host, port = args.listen
     try:
         server = Server(
             (host, port),
-            front(partial(route, service), web, web_authenticator(web), AuthCounts(), env.warn),
+            router,
             env.warn,
             max_clients=args.max_clients,
             per_client=args.max_per_client,
             access_log=args.access_log,
+            debug=request.debug,
             tls=web.listener if web is not None and web.tls else None,
         )
     except OSError as error:
@@ -142,7 +195,9 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         shown = f"[{host}]" if ":" in host else host
         scope = f" (only Kubernetes namespace {args.namespace})" if args.namespace else ""
         scheme = "https" if web is not None and web.tls else "http"
-        env.warn(f"vethpeer serve: listening on {scheme}://{shown}:{server.server_address[1]}/{scope}")
+        checked = " (--kube-auth)" if args.kube_auth else " (--web-config-file)" if web is not None else ""
+        where = f"{scheme}://{shown}:{server.server_address[1]}/"
+        env.warn(f"vethpeer serve: listening on {where}{scope}{checked}")
         while not stop.wait(0.5):
             pass
     finally:

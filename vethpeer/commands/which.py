@@ -35,6 +35,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..render import OutputFormat
     from ..render import json as jsonrender
     from ..render import tables as tablerender
+    from ..render.safe import shown
     from ..targets import host_sides, resolve
 
     output = OutputFormat(args.output)
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             why = "it shares the host network namespace" if match.host_network else "no peer is in the host"
             raise NotFound(f"{args.target} has no host-side veth ({why})")
         for name in names:
-            out.write(name + "\n")
+            out.write(shown(name) + "\n")
     elif output is OutputFormat.JSON:
         jsonrender.write(jsonrender.report_json(report, match.rows, namespace=args.namespace), env)
     else:
@@ -57,12 +58,16 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
                 report, env, match.rows, wide=output is OutputFormat.WIDE, host_network=()
             )
             for line in tablerender.evidence(report, match.rows):  # the bridge's MAC table, a second witness
-                out.write(line + "\n")
+                out.write(shown(line) + "\n")
         for w in match.host_network:
             if w.kind.value == "host":
-                out.write(f"{args.target} is in the host network namespace: it has no veth of its own\n")
+                out.write(
+                    shown(f"{args.target} is in the host network namespace: it has no veth of its own") + "\n"
+                )
             else:
-                out.write(f"{w.label} shares the host network namespace: it has no veth of its own\n")
+                out.write(
+                    shown(f"{w.label} shares the host network namespace: it has no veth of its own") + "\n"
+                )
         if not match.rows and not match.host_network:
-            out.write(f"{args.target}: its network namespace has no interfaces\n")
+            out.write(shown(f"{args.target}: its network namespace has no interfaces") + "\n")
     return ExitStatus.SUCCESS

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from urllib.parse import quote, urlencode
 
 from ..environment import Environment
-from ..errors import ExitStatus, NotFound, SourceFailed, UsageError, VethpeerError
+from ..errors import ExitStatus, NotFound, SourceFailed, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--context", metavar="NAME", help="kubeconfig context")
     common.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table")
     common.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per node (default 5)")
+    common.add_argument("--debug", action="store_true", help="tracebacks instead of one-line errors")
     common.add_argument(
         "--agent-namespace", default=AGENT_NAMESPACE, metavar="NS", help=f"default {AGENT_NAMESPACE}"
     )
@@ -74,6 +75,7 @@ def pod_target(target: str, namespace: str | None, default: str) -> tuple[str, s
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    from ..render.safe import shown
     from .cluster import Cluster, pod_path
     from .fanout import agents, fan_out, node_names
     from .render import cluster_document, write_findings, write_json, write_table
@@ -97,9 +99,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             if not node:
                 raise NotFound(f"pod {namespace}/{name} is not scheduled on a node yet")
             if pod["spec"].get("hostNetwork"):
-                env.stdout.write(
-                    f"pod {namespace}/{name} on node {node} uses the host network: it has no veth\n"
-                )
+                line = f"pod {namespace}/{name} on node {node} uses the host network: it has no veth"
+                env.stdout.write(shown(line) + "\n")
                 return ExitStatus.SUCCESS
             found = agents(cluster, args.agent_namespace, args.agent_selector, args.timeout, node=node)
             path = (
@@ -139,22 +140,16 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    from ..cli import Outcome, finish
+
     env = env or Environment()
-    try:
+
+    def action(outcome: Outcome) -> int:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        outcome.debug = args.debug
         return int(run(args, env))
-    except VethpeerError as error:
-        hint = f" ({error.hint})" if error.hint else ""
-        env.warn(f"kubectl vethpeer: {error}{hint}")
-        return int(error.status)
-    except KeyboardInterrupt:
-        env.warn("kubectl vethpeer: interrupted")
-        return int(ExitStatus.INTERRUPTED)
-    except BrokenPipeError:
-        return int(ExitStatus.SUCCESS)
-    except Exception as error:
-        env.warn(f"kubectl vethpeer: internal error: {type(error).__name__}: {error}")
-        return int(ExitStatus.ERROR)
+
+    return finish("kubectl vethpeer", env, action)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,23 @@ class Service:
     namespace: str | None = None  # `serve -n`: the only Kubernetes namespace served (the walks are cut to it)
     now: Callable[[], float] = field(default=lambda: 0.0)  # monotonic clock, as the cache's
     page: MetricsPage = field(default_factory=MetricsPage)
-    table: dict[tuple[int, bool], bytes] = field(default_factory=dict)  # (walk, gzipped) -> the whole table
+    table: TableBodies | None = None  # the latest walk's whole table, replaced whole
+    auth: tuple[str, Callable[[], Mapping[str, int]]] | None = None  # (mode, decisions by result) if guarded
+
+
+@dataclass(frozen=True, slots=True)
+class TableBodies:
+    """One walk's whole ``/api/v1/table`` body, plain and (once asked for) gzipped.
+
+    Request handlers run in threads: they read :attr:`Service.table` once and publish a new
+    value by one assignment, so none ever sees another's half-made change."""
+
+    walk: int
+    raw: bytes
+    gzipped: bytes | None = None
+
+    def body(self, compress: bool) -> bytes | None:
+        return self.gzipped if compress else self.raw
 
 
 def _json(status: int, document: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
@@ -111,7 +127,8 @@ def _route_for(path: str) -> Callable[[Service, str, dict[str, str], Mapping[str
 
 def _metrics(service: Service, _path: str, _params: dict[str, str], headers: Mapping[str, str]) -> Response:
     answer = service.cache.get(_wait_for(service, headers))
-    health = Health(answer, service.cache.stats(), service.now())
+    auth = (service.auth[0], service.auth[1]()) if service.auth else None
+    health = Health(answer, service.cache.stats(), service.now(), auth)
     compress = accepts_gzip(headers.get("accept-encoding", ""))
     body, content_type = service.page.build(health, headers.get("accept", ""), compress)
     extra = _stale_headers(answer, health.now)
@@ -169,17 +186,18 @@ def _table(service: Service, _path: str, params: dict[str, str], headers: Mappin
     walk = service.cache.latest()
     number = walk.number if walk is not None and walk.value is observation else None
     compress = accepts_gzip(headers.get("accept-encoding", ""))
-    body = service.table.get((number, compress)) if number is not None else None
+    cached = service.table  # one read: other handlers may publish a newer one meanwhile
+    if cached is None or cached.walk != number:
+        cached = None
+    body = cached.body(compress) if cached is not None else None
     if body is None:  # the whole table, built once per walk (a cluster-wide `table -A` asks every node)
-        raw = service.table.get((number, False)) if number is not None else None
-        if raw is None:
-            raw = _json(200, jsonrender.report_json(report)).body
-        body = gzip.compress(raw, compresslevel=1, mtime=0) if compress else raw
+        raw = cached.raw if cached is not None else _json(200, jsonrender.report_json(report)).body
+        gzipped = gzip.compress(raw, compresslevel=1, mtime=0) if compress else None
+        body = gzipped if gzipped is not None else raw
         if number is not None:
-            if any(key[0] != number for key in service.table):
-                service.table.clear()
-            service.table[(number, False)] = raw
-            service.table[(number, compress)] = body
+            latest = service.table
+            if latest is None or latest.walk <= number:  # never put an older walk's table back
+                service.table = TableBodies(number, raw, gzipped or (cached.gzipped if cached else None))
     if compress:
         extra = {**extra, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
     return Response(200, body, JSON_TYPE, extra)

@@ -21,6 +21,9 @@ from .api import Response
 Router = Callable[[str, str, Mapping[str, str]], Response]
 # kubelet probes: no credentials, and they say only ok / not ok
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# the client's address, as the listener adds it to the headers: no header a client sends can
+# have this name (a header line ":peer: x" parses as an empty name)
+PEER_HEADER = ":peer"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..checks import Diagnosis
-from ..collect import Request, gather
+from ..collect import Inflight, Request, gather
 from ..environment import Environment
 from ..model import Report, SourceState, SourceStatus
 from ..targets import scoped
@@ -69,7 +69,8 @@ class Walker:
         *,
         namespace: str | None = None,
     ) -> None:
-        self._request = request
+        # a source still hung from an earlier walk is reported, not started again (collect.Inflight)
+        self._request = request if request.inflight is not None else replace(request, inflight=Inflight())
         self._env = env
         self._log = log
         self._walk = walk_call

@@ -18,7 +18,8 @@
   sent an HTTP request to an HTTPS server."); failed handshakes are logged at most once per
   ten seconds;
 * one request per connection (``Connection: close``); bodies are never read;
-* a handler's failure is a 500 and a log line, never a dead server.
+* a handler's failure is a 500 and a log line (with its traceback when ``debug``), never a
+  dead server.
 
 Shutdown: :meth:`Server.stop` returns within the poll interval; handler threads are
 daemons and are not waited for.
@@ -35,12 +36,14 @@ import socketserver
 import ssl
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from .api import Response
+from .auth import PEER_HEADER
 from .throttle import ThrottledLog
 from .tls import Listener
 
@@ -204,9 +207,13 @@ class _Handler(BaseHTTPRequestHandler):
             return  # cut off while dripping its headers: what was parsed is not a request
         self.server.request_arrived(self._accepted)
         try:
-            response = self.server.router(self.command, self.path, _headers(self.headers))
+            headers = _headers(self.headers)
+            headers[PEER_HEADER] = str(self.client_address[0])  # for an Authenticator that asks where from
+            response = self.server.router(self.command, self.path, headers)
         except Exception as error:  # the bug guard: a 500 and a log line, the server lives on
-            self.server.log(f"vethpeer serve: internal error on {self.command} {self.path!r}: {error!r}")
+            what = f"{self.command} {self.path!r}: {type(error).__name__}: {error}"
+            line = f"vethpeer serve: internal error on {what}"
+            self.server.log(line + ("\n" + traceback.format_exc().rstrip() if self.server.debug else ""))
             response = Response(500, b"internal error\n")
         self._send(response)
 
@@ -258,11 +265,13 @@ class Server(ThreadingHTTPServer):
         header_time: float = 5.0,
         io_timeout: float = 10.0,
         access_log: bool = False,
+        debug: bool = False,
         tls: Callable[[], Listener] | None = None,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.router, self.log, self.tls = router, log, tls
         self.header_time, self.io_timeout, self.access_log = header_time, io_timeout, access_log
+        self.debug = debug  # tracebacks in the log lines of handlers' bugs
         self.slots = threading.BoundedSemaphore(max_clients)
         self.per_client = per_client or default_per_client(max_clients)
         self.waiting: dict[str, int] = {}  # client address -> its connections still waiting for a request
@@ -320,7 +329,8 @@ class Server(ThreadingHTTPServer):
         self.shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        self.log(f"vethpeer serve: error serving {client_address}")
+        trace = "\n" + traceback.format_exc().rstrip() if self.debug else ""
+        self.log(f"vethpeer serve: error serving {client_address}{trace}")
 
     def stop(self) -> None:
         self.shutdown()
