@@ -348,7 +348,8 @@ def test_no_web_config_is_plain_http_without_auth_as_before() -> None:
     need_root()
     with serve("--no-kube", port=port()) as served:
         assert get(served.port, "/metrics").status == 200
-        assert (get(served.port, "/healthz").body, get(served.port, "/readyz").body) == (b"ok\n", b"ok\n")
+        assert (get(served.port, "/healthz").status, get(served.port, "/readyz").status) == (200, 200)
+        assert "(--web-config-file)" not in served.stderr() and "listening on http://" in served.stderr()
 
 
 # --- slow clients, with Debian's slowhttptest -----------------------------------------------------
@@ -439,3 +440,25 @@ def test_tls_connections_good_and_bad_leave_no_file_descriptors_behind(made: Pki
     time.sleep(1.0)
     assert fds() <= before + 2, (before, fds())
     alive(server)
+
+
+def test_tls_from_the_web_config_with_kube_auth(made: Pki, context: ssl.SSLContext) -> None:
+    """The contract between the modes: a web config with only TLS and --kube-auth is TLS, then a
+    bearer token checked by the (stand-in) API server; the probes stay open, the counts say kube."""
+    from tests.lab.kube_api import api_server, kubeconfig_file, service_account
+
+    prometheus = service_account("monitoring", "prometheus-k8s")
+    with api_server(port=port()) as api, kubeconfig_file(api.url, "vqb-agent", "vqb") as kubeconfig:
+        api.reviews.tokens["prom"] = prometheus
+        api.reviews.grant(prometheus.username, "get /metrics")
+        config = {"tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"}}
+        argv = ("--kube-auth", "--kube-auth-kubeconfig", kubeconfig)
+        with secured(made, config, *argv, name="tls-kube.yml") as served:
+            scrape = tls_get(served.port, "/metrics", context, {"Authorization": "Bearer prom"})
+            assert scrape.status == 200
+            assert 'vethpeer_auth_requests_total{mode="kube",result="allowed"}' in scrape.body.decode()
+            refused = tls_get(served.port, "/metrics", context, basic("prometheus", PASSWORD))
+            assert refused.status == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+            assert tls_get(served.port, "/readyz", context).body == b"ok\n"
+            assert raw(served.port, b"GET /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 400")
+            assert "listening on https://" in served.stderr() and "(--kube-auth)" in served.stderr()

@@ -200,3 +200,12 @@ def test_a_bad_web_config_is_one_line_exit_2(tmp_path: Path) -> None:
     fake = FakeProc(tmp_path / "proc", caps="0000000000000000")
     assert fake.main("serve", "--web-config-file", str(config)) == ExitStatus.USAGE
     assert "unknown field 'cert_filse'" in one_line(fake)
+
+
+def test_basic_auth_users_with_kube_auth_is_one_line_exit_2(tmp_path: Path) -> None:
+    """One request has one identity: a web config with users and --kube-auth do not go together."""
+    config = tmp_path / "web.yml"
+    config.write_text("basic_auth_users:\n  prometheus: $2y$10$" + "a" * 53 + "\n")
+    fake = FakeProc(tmp_path / "proc", caps="0000000000000000")
+    assert fake.main("serve", "--kube-auth", "--web-config-file", str(config)) == ExitStatus.USAGE
+    assert "basic_auth_users cannot be combined with --kube-auth" in one_line(fake)
