@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.lab.serve_lab import BridgeLab, Served, free_port, serve
+from tests.lab.tls_lab import PORTS, htpasswd_hash, pki, secured
 from tests.policy import need_binary
 
 pytestmark = pytest.mark.integration
@@ -157,8 +158,8 @@ def prometheus_lab() -> Iterator[tuple[BridgeLab, int]]:
         yield lab, prom_port
 
 
-def test_the_join_returns_one_series_per_lab_veth(prometheus_lab: tuple[BridgeLab, int]) -> None:
-    lab, port = prometheus_lab
+def one_series_per_lab_veth(lab: BridgeLab, port: int) -> list[dict[str, Any]]:
+    """The join restricted to the lab's veths, once it has one series for each (asserted)."""
     devices = "|".join(m.host_veth for m in lab.members)
     restricted = JOIN.replace(
         "node_network_receive_bytes_total", f'node_network_receive_bytes_total{{device=~"{devices}"}}'
@@ -166,6 +167,12 @@ def test_the_join_returns_one_series_per_lab_veth(prometheus_lab: tuple[BridgeLa
     result = wait_for(port, restricted, len(lab.members))
     assert sorted(r["metric"]["device"] for r in result) == sorted(m.host_veth for m in lab.members)
     assert all(r["metric"]["instance"] == NODE for r in result)
+    return result
+
+
+def test_the_join_returns_one_series_per_lab_veth(prometheus_lab: tuple[BridgeLab, int]) -> None:
+    lab, port = prometheus_lab
+    result = one_series_per_lab_veth(lab, port)
     assert all(float(r["value"][1]) > 0 for r in result), "traffic flowed through every host veth"
     # The query exactly as users write it works too (no many-to-many error on this node).
     whole = query(port, JOIN)
@@ -196,3 +203,38 @@ def test_node_exporter_is_what_it_joins_with(prometheus_lab: tuple[BridgeLab, in
     lab, port = prometheus_lab
     devices = {r["metric"]["device"] for r in wait_for(port, "node_network_receive_bytes_total", 1)}
     assert {m.host_veth for m in lab.members} <= devices
+
+
+# --- the same join, with the agent secured: TLS and basic auth (serve --web-config-file) -----------
+
+PASSWORD = "vqb-prometheus-password"
+
+
+@pytest.fixture(scope="module")
+def prometheus_tls_lab() -> Iterator[tuple[BridgeLab, int]]:
+    """Prometheus scrapes vethpeer with ``scheme: https``, ``tls_config.ca_file`` and
+    ``basic_auth``; the hash in the web config is htpasswd's."""
+    with pki() as made, BridgeLab(3, prefix="vqb") as lab:
+        config = {
+            "tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
+            "basic_auth_users": {"prometheus": htpasswd_hash("prometheus", PASSWORD)},
+        }
+        client = {
+            "scheme": "https",
+            "tls_config": {"ca_file": str(made.path("ca.crt"))},
+            "basic_auth": {"username": "prometheus", "password": PASSWORD},
+        }
+        with (
+            secured(made, config, "--min-interval", "1") as served,
+            prometheus_scraping(served, lab, client, ports=PORTS) as prom_port,
+        ):
+            yield lab, prom_port
+            assert "refused" not in served.stderr(), served.stderr()  # every scrape authenticated
+
+
+def test_the_join_over_tls_with_basic_auth_returns_one_series_per_lab_veth(
+    prometheus_tls_lab: tuple[BridgeLab, int],
+) -> None:
+    lab, port = prometheus_tls_lab
+    assert wait_for(port, 'up{job="vethpeer"} == 1', 1), "Prometheus scrapes over TLS with basic auth"
+    one_series_per_lab_veth(lab, port)

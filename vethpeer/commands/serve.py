@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..environment import Environment
@@ -26,7 +27,9 @@ DESCRIPTION = (
     "-n NS serves only Kubernetes namespace NS: its pods' series and findings, its rows in the API "
     "(?namespace= may repeat NS; another namespace gets a 403). It records every binding it sees in a "
     "journal (--journal, default /var/lib/vethpeer/journal.sqlite; --no-journal for none), which "
-    "`history`, `which --at`, `annotate` and /api/v1/history/TARGET read."
+    "`history`, `which --at`, `annotate` and /api/v1/history/TARGET read. "
+    "--web-config-file adds TLS and basic auth, in the exporter-toolkit format node_exporter reads; "
+    "/healthz and /readyz need no credentials."
 )
 LONG_RUNNING = True
 
@@ -120,6 +123,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-clients", type=int, default=128, metavar="N", help="connections served at once (default 128)"
     )
+    parser.add_argument(
+        "--max-per-client",
+        type=int,
+        default=None,
+        metavar="N",
+        help="connections one client address may have waiting for their request (handshake, headers); "
+        "default an eighth of --max-clients, at least 4",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request on stderr")
     options.add_journal(parser, writes=True)
     parser.add_argument("--no-journal", action="store_true", help="record nothing")
@@ -136,6 +147,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=64 * 1024 * 1024,
         metavar="SIZE",
         help="prune the oldest bindings past this size (default 64M)",
+    )
+    parser.add_argument(
+        "--web-config-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="TLS and basic auth: the exporter-toolkit web configuration file, as node_exporter's "
+        "--web.config.file (re-read when it or its certificates change)",
     )
     kube = parser.add_argument_group("Kubernetes authentication (docs/cluster.md#security)")
     kube.add_argument(
@@ -171,16 +190,26 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 
     from ..collect import check_privilege
     from ..serve.api import Response, Service, route
+    from ..serve.auth import AuthCounts, Authenticator, guard
     from ..serve.cache import WalkCache
     from ..serve.engine import Walker
     from ..serve.http import Server, serve_in_thread
+    from ..serve.secure import open_web_config, web_authenticator
+    from ..serve.webfile import with_web_config
 
     if args.max_clients < 1:
         raise UsageError("--max-clients must be at least 1")
+    if args.max_per_client is not None and args.max_per_client < 1:
+        raise UsageError("--max-per-client must be at least 1")
     if not args.kube_auth and (args.kube_auth_kubeconfig or args.kube_auth_proxy_cidr):
         raise UsageError("--kube-auth-kubeconfig and --kube-auth-proxy-cidr go with --kube-auth")
     if args.no_journal and args.journal:
         raise UsageError("--journal and --no-journal: choose one")
+    web = (
+        open_web_config(args.web_config_file, env.warn, kube_auth=args.kube_auth)
+        if args.web_config_file
+        else None
+    )
     check_privilege(env.proc)  # fail now, not on the first scrape
     request = replace(options.request(args, fdb=True), stats=True)
     writer = None if args.no_journal else journal_writer(args, env)
@@ -197,17 +226,20 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         journal=writer.health if writer is not None else None,
     )
     router: Callable[[str, str, Mapping[str, str]], Response] = partial(route, service)
-    if args.kube_auth:
-        from ..serve.auth import AuthCounts, guard
+    authenticator: Authenticator | None = web_authenticator(web) if web is not None else None
+    if args.kube_auth:  # with a web config: its TLS, and Kubernetes authentication
         from ..serve.kubeauth import from_options
 
         try:
             authenticator = from_options(args.kube_auth_kubeconfig, args.kube_auth_proxy_cidr, env.environ)
         except ValueError as error:
             raise ServeFailed(str(error)) from None
+    if authenticator is not None:
         counts = AuthCounts()
         service.auth = (authenticator.name, counts.snapshot)
         router = guard(router, authenticator, counts, env.warn)
+    if web is not None:
+        router = with_web_config(router, web)
     host, port = args.listen
     try:
         server = Server(
@@ -215,8 +247,10 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             router,
             env.warn,
             max_clients=args.max_clients,
+            per_client=args.max_per_client,
             access_log=args.access_log,
             debug=request.debug,
+            tls=web.listener if web is not None and web.tls else None,
         )
     except OSError as error:
         raise ServeFailed(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
@@ -233,8 +267,10 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         serve_in_thread(server)
         shown = f"[{host}]" if ":" in host else host
         scope = f" (only Kubernetes namespace {args.namespace})" if args.namespace else ""
-        checked = " (--kube-auth)" if args.kube_auth else ""
-        env.warn(f"vethpeer serve: listening on http://{shown}:{server.server_address[1]}/{scope}{checked}")
+        scheme = "https" if web is not None and web.tls else "http"
+        checked = " (--kube-auth)" if args.kube_auth else " (--web-config-file)" if web is not None else ""
+        where = f"{scheme}://{shown}:{server.server_address[1]}/"
+        env.warn(f"vethpeer serve: listening on {where}{scope}{checked}")
         if writer is not None:
             env.warn(f"vethpeer serve: recording bindings in {writer.path}")
         while not stop.wait(min(0.5, args.min_interval)):

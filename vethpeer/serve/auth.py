@@ -84,8 +84,10 @@ def guard(
 
     def guarded(method: str, path: str, headers: Mapping[str, str]) -> Response:
         if path.partition("?")[0] in OPEN_PATHS:
-            status = router(method, path, headers).status
-            return Response(status, b"ok\n" if status < 400 else b"not ok\n")
+            answer = router(method, path, headers)
+            return Response(
+                answer.status, b"ok\n" if answer.status < 400 else b"not ok\n", headers=answer.headers
+            )
         decision = authenticator.check(method, path, headers)
         counts.add(decision.result)
         if decision.allowed:
