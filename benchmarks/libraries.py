@@ -17,6 +17,7 @@ hand-written clients in the tests (docs/development.md, "Protocols spoken by han
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -114,7 +115,7 @@ class SdkLocalApi:
     def __init__(self, path: str, remaining: Callable[[], float]) -> None:
         from vethpeer.sources.docker_api import SdkApi
 
-        self.sdk = SdkApi(f"unix://{path}", remaining())
+        self.sdk = SdkApi(f"unix://{path}", remaining(), os.environ)
 
     def containers(self, timeout: float) -> list[dict[str, Any]]:
         return self.sdk.containers(timeout)
@@ -182,9 +183,9 @@ def swap(libraries: set[str]) -> None:
 
         walk.RtnlSocket = focus.RtnlSocket = Pyroute2Socket  # type: ignore[misc,assignment]
     if "docker" in libraries:
-        from vethpeer.sources import docker, docker_sandboxes
+        from vethpeer.sources import docker, docker_api
 
-        docker.LocalApi = docker_sandboxes.LocalApi = SdkLocalApi  # type: ignore[misc,assignment]
+        docker.LocalApi = docker_api.LocalApi = SdkLocalApi  # type: ignore[misc,assignment]
     if "grpcio" in libraries:
         from vethpeer.cri import client
 

@@ -4,7 +4,11 @@ The sources (daemons, sockets, OVSDB) run in daemon threads while this thread wa
 the kernel, under one deadline and one bug guard: a source that raises becomes an
 ``error`` status, one that hangs costs at most ``--timeout`` (plus a short grace) and
 becomes ``timeout`` — its thread is abandoned, never joined, and cannot keep the
-process alive. Then the pure correlator joins everything into a :class:`Report`.
+process alive. A caller that gathers again and again (`serve`, `top`, `watch`) passes
+:class:`Inflight` on its Request: a source whose thread of an earlier walk is still running
+is not started again (that would leak a thread and a socket per walk) but reported
+``timeout``, "still running from an earlier walk". Then the pure correlator joins
+everything into a :class:`Report`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,26 @@ GRACE = 0.5  # seconds a source may overrun its deadline before it is abandoned
 PREPARE_LIMIT = 20.0  # seconds a source's client library may take to import (a loaded node)
 CAP_SYS_PTRACE = 19
 CAP_SYS_ADMIN = 21
+STILL_RUNNING = "still running from an earlier walk"
 T = TypeVar("T")
+
+
+class Inflight:
+    """The sources' threads of one caller's walks, by source name: those still running are not
+    started again. Kept by a caller that walks repeatedly (one per server or screen), never global."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, threading.Thread] = {}
+
+    def running(self, name: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(name)
+            return job is not None and job.is_alive()
+
+    def started(self, name: str, job: threading.Thread) -> None:
+        with self._lock:
+            self._jobs[name] = job
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +72,7 @@ class Request:
     debug: bool = False  # tracebacks in the statuses of sources that raised
     sources: Sequence[Source] | None = None  # None: all_sources()
     ovs: bool = True
+    inflight: Inflight | None = field(default=None, compare=False)  # walks again and again: see Inflight
 
 
 def check_privilege(proc: str = "/proc") -> None:
@@ -99,7 +123,8 @@ class _Job(threading.Thread, Generic[T]):
         self.result = guarded(self.source_name, self.work, self.failed, self.debug)
 
     def outcome(self, deadline: Deadline, seconds: float) -> T:
-        self.join(deadline.left(0.0))
+        if self.result is None and self.is_alive():
+            self.join(deadline.left(0.0))
         while self.result is None and self.is_alive():  # still importing, or its budget began late
             ready = self.ready_at
             end = self.started_at + PREPARE_LIMIT if ready is None else ready + seconds + GRACE
@@ -151,29 +176,39 @@ class _Naming:
 
     def __init__(self, discovery: Discovery, request: Request, env: Environment) -> None:
         self.request = request
-        self.context = Context(discovery.host, discovery.namespaces, request.options, proc=env.proc)
+        self.context = Context(
+            discovery.host, discovery.namespaces, request.options, proc=env.proc, environ=env.environ
+        )
         chosen = all_sources() if request.sources is None else list(request.sources)
         self.inline = [s for s in chosen if s.name == "kernel"]  # cheap: no thread
         self.jobs = [
-            _Job(
-                s.name,
-                partial(s.collect, self.context),
-                _failed_source,
-                request.debug,
-                _prepare(s, self.context),
-            )
+            self._start(s.name, partial(s.collect, self.context), _failed_source, _prepare(s, self.context))
             for s in chosen
             if s.name != "kernel"
         ]
         self.ovs_job = (
-            _Job(ovs.NAME, partial(ovs.collect, request.options.timeout), _failed_ovs, request.debug)
+            self._start(ovs.NAME, partial(ovs.collect, request.options.timeout), _failed_ovs)
             if request.ovs
             else None
         )
-        for job in self.jobs:
-            job.start()
-        if self.ovs_job is not None:
-            self.ovs_job.start()
+
+    def _start(
+        self,
+        name: str,
+        work: Callable[[], T],
+        failed: Callable[[SourceStatus], T],
+        prepare: Callable[[], object] | None = None,
+    ) -> _Job[T]:
+        """The source's job, started; or, while its job of an earlier walk still runs, its status."""
+        job = _Job(name, work, failed, self.request.debug, prepare)
+        inflight = self.request.inflight
+        if inflight is not None and inflight.running(name):
+            job.result = failed(SourceStatus(name, SourceState.TIMEOUT, STILL_RUNNING))
+            return job
+        job.start()
+        if inflight is not None:
+            inflight.started(name, job)
+        return job
 
     def finish(self) -> Naming:
         request, timeout = self.request, self.request.options.timeout

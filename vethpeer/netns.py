@@ -25,11 +25,12 @@ import os
 import re
 import resource
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from .errors import NamespaceGone, NoPrivilege
 from .model import Namespace, NsKey
+from .sources import procfs
 
 CLONE_NEWNET = 0x40000000
 
@@ -89,23 +90,10 @@ def _host_key(proc: str) -> tuple[NsKey, str]:
         return key_of(f"{proc}/1/ns/net"), "pid 1"
     except PermissionError:
         pass
-    try:
-        with open(f"{proc}/2/stat", encoding="ascii", errors="replace") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        is_kthreadd = fields[1] == "0" and int(fields[6]) & 0x00200000  # ppid 0, PF_KTHREAD
-        if is_kthreadd:
+    if _is_kthreadd(proc):
+        with suppress(OSError):
             return key_of(f"{proc}/2/ns/net"), "kthreadd (pid 2)"
-    except (OSError, IndexError, ValueError):
-        pass
     raise NoPrivilege(f"cannot read the host's network namespace ({proc}/1/ns/net)")
-
-
-def _comm(pid: int, proc: str) -> str | None:
-    try:
-        with open(f"{proc}/{pid}/comm", encoding="utf-8", errors="replace") as comm:
-            return comm.read().rstrip("\n")
-    except OSError:
-        return None
 
 
 def _read(path: str) -> str | None:
@@ -217,7 +205,7 @@ def discover(proc: str = "/proc") -> Discovery:
                 if any(p != r for p, r in found.items())
                 else (),
                 pids=tuple(members),
-                comm=_comm(members[0], proc) if members and key != host else None,
+                comm=procfs.comm(members[0], proc) if members and key != host else None,
             )
         )
     return Discovery(host, via, tuple(namespaces), unreadable, vanished)

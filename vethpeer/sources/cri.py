@@ -28,7 +28,6 @@ imported only once a socket is known to exist.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, procfs
-from .cri_endpoints import ENV, EndpointError, candidates, discover
+from .cri_endpoints import EndpointError, candidates, discover, given
 
 if TYPE_CHECKING:
     from ..cri import api_pb2
@@ -313,9 +312,9 @@ def _statuses(
 def fetch(context: Context) -> Fetch:
     """Ask the runtime for its ready pods; every failure is a status."""
     options = context.options
-    explicit = bool(options.runtime_endpoint or os.environ.get(ENV))
+    explicit = given(context)[0] is not None
     try:
-        found, why_none = candidates(options, discovered=() if explicit else discover(context))
+        found, why_none = candidates(context, discovered=() if explicit else discover(context))
     except EndpointError as error:
         return Fetch(_status(SourceState.ERROR, str(error)))
     if not found:
