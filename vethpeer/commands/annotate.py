@@ -21,7 +21,7 @@ LONG_RUNNING = True  # it may follow a stream for days
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..journal.query import DEFAULT_TOLERANCE
+    from ..journal import DEFAULT_TOLERANCE  # not .query: every command builds this parser
 
     parser.add_argument(
         "files", nargs="*", metavar="FILE", help="log files to read (default stdin; - is stdin)"

@@ -9,3 +9,4 @@ for its defaults, and `vethpeer --version` must stay cheap.
 
 DEFAULT_PATH = "/var/lib/vethpeer/journal.sqlite"
 ENV_VAR = "VETHPEER_JOURNAL"  # overrides the default path (the tests point it at their own file)
+DEFAULT_TOLERANCE = 10.0  # seconds either side of a lifetime (see docs/history.md)

@@ -12,12 +12,12 @@ import re
 from collections.abc import Sequence
 
 from ..errors import Ambiguous, NotFound
+from . import DEFAULT_TOLERANCE
 from .binding import Recorded, normal_ip, normal_mac
 from .store import Store
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
 _ID_PREFIX = re.compile(r"^[0-9a-f]{3,64}$")
-DEFAULT_TOLERANCE = 10.0  # seconds either side of a lifetime (see docs/history.md)
 
 
 def keys_for(target: str) -> tuple[list[str], str | None]:
