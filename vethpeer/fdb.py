@@ -91,6 +91,7 @@ class _Tables:
 
     def __init__(self, view: NsView) -> None:
         self.links = {link.index: link for link in view.links}
+        self.port_names = view.port_names
         self.read: set[int] = set()  # bridges whose table was read
         self.by_mac: dict[tuple[int, str], list[FdbEntry]] = {}
         for entry in view.fdb:
@@ -100,7 +101,7 @@ class _Tables:
 
     def name(self, index: int) -> str:
         link = self.links.get(index)
-        return link.name if link is not None else f"if{index}"
+        return link.name if link is not None else self.port_names.get(index, f"if{index}")
 
 
 def _is_local(entry: FdbEntry) -> bool:

@@ -133,6 +133,8 @@ class NsView:
     nsids: Mapping[int, NsKey] = field(default_factory=dict)
     fdb: tuple[FdbEntry, ...] = ()
     error: str | None = None  # why it could not be read (vanished, ...)
+    # names of FDB ports that are not among ``links`` (a focused read has only some of the host's)
+    port_names: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

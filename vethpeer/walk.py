@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from . import nsids
 from .errors import NamespaceGone
@@ -32,6 +32,7 @@ class _Open:
     sock: RtnlSocket
     links: tuple[Link, ...] = ()
     fdb: tuple[FdbEntry, ...] = ()
+    port_names: dict[int, str] = field(default_factory=dict)
 
 
 def with_addresses(links: Iterable[Link], sock: RtnlSocket) -> tuple[Link, ...]:
@@ -54,6 +55,13 @@ def _some_links(sock: RtnlSocket, names: Collection[str | int], stats: bool = Fa
     masters = {link.master for link in found if link.master} - {link.index for link in found}
     found += [link for link in (sock.link(index=i, stats=stats) for i in sorted(masters)) if link is not None]
     return found
+
+
+def _port_names(sock: RtnlSocket, fdb: Iterable[FdbEntry], links: Iterable[Link]) -> dict[int, str]:
+    """The names of the FDB's ports that are not among ``links`` (RTM_GETLINK by ifindex)."""
+    known = {link.index for link in links}
+    asked = (sock.link(index=i) for i in sorted({e.port for e in fdb} - known))
+    return {link.index: link.name for link in asked if link is not None}
 
 
 def socket_in(ns: Namespace, home_fd: int, proc: str = "/proc") -> tuple[int, RtnlSocket]:
@@ -81,6 +89,8 @@ def _read(
         opened = _Open(ns, fd, sock, with_addresses(links, sock))
         if fdb and any(link.kind == "bridge" for link in opened.links):
             opened.fdb = tuple(sock.fdb())
+            if only is not None:  # where a MAC was learned is named by its port, read or not
+                opened.port_names = _port_names(sock, opened.fdb, opened.links)
     except OSError:
         sock.close()
         os.close(fd)
@@ -134,7 +144,9 @@ def _snapshot(
 
         links = {key: o.links for key, o in opened.items()}
         resolved = nsids.resolve(links, discovery.host, ask)
-        views = [NsView(o.ns, o.links, resolved[key], o.fdb) for key, o in opened.items()]
+        views = [
+            NsView(o.ns, o.links, resolved[key], o.fdb, port_names=o.port_names) for key, o in opened.items()
+        ]
     finally:
         for o in opened.values():
             o.sock.close()
