@@ -70,9 +70,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-clients", type=int, default=128, metavar="N", help="connections served at once (default 128)"
     )
     parser.add_argument("--access-log", action="store_true", help="log every request on stderr")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="answer from a model kept current by the kernel's events (one full walk at start, then "
+        "only what changed); counters are read every --min-interval while requests come",
+    )
+    parser.add_argument(
+        "--resync",
+        type=options.positive_seconds,
+        default=300.0,
+        metavar="S",
+        help="with --live: a full walk this often checks the model (default 300)",
+    )
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    import io
     import signal
     import threading
     import time
@@ -80,17 +94,22 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from functools import partial
 
     from ..collect import check_privilege
+    from ..live.model import LiveModel
     from ..serve.api import Service, route
     from ..serve.cache import WalkCache
-    from ..serve.engine import Walker
+    from ..serve.engine import Observation, Walker
     from ..serve.http import Server, serve_in_thread
+    from ..serve.live import LiveCache
 
     if args.max_clients < 1:
         raise UsageError("--max-clients must be at least 1")
     check_privilege(env.proc)  # fail now, not on the first scrape
     request = replace(options.request(args, fdb=True), stats=True)
     walker = Walker(request, env, env.warn, namespace=args.namespace)
-    cache = WalkCache(walker, args.min_interval, then=walker.diagnose)
+    cache: WalkCache[Observation] | LiveCache = WalkCache(walker, args.min_interval, then=walker.diagnose)
+    if args.live:
+        model = LiveModel(request, env.replace(stderr=io.StringIO()), env.warn, resync=args.resync)
+        cache = LiveCache(model, walker, env.warn, args.min_interval, namespace=args.namespace)
     service = Service(cache, wait=args.max_wait, proc=env.proc, namespace=args.namespace, now=time.monotonic)
     host, port = args.listen
     try:
@@ -119,6 +138,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             pass
     finally:
         server.stop()
+        if isinstance(cache, LiveCache):
+            cache.model.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     env.warn("vethpeer serve: stopped")

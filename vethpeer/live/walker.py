@@ -42,7 +42,7 @@ from ..collect import Naming, Request, check_privilege, check_sources, name_name
 from ..correlate import correlate
 from ..environment import Environment
 from ..errors import NamespaceGone
-from ..model import Link, Namespace, NsKey, NsView, Report, Snapshot
+from ..model import FdbEntry, Link, Namespace, NsKey, NsView, Report, Snapshot
 from ..netlink import NetlinkError, RtnlSocket
 from ..netns import Discovery, discover, home_fd, inside, raise_fd_limit
 from ..sources import Context
@@ -54,6 +54,11 @@ T = TypeVar("T")
 NAMING_MIN = 2.0  # seconds: the runtimes' sources are asked at most this often when namespaces churn
 
 
+def _shape(links: tuple[Link, ...]) -> tuple[Link, ...]:
+    """The links without their counters (what a change of the kernel's state is about)."""
+    return tuple(replace(link, stats=None) if link.stats is not None else link for link in links)
+
+
 @dataclass(slots=True)
 class _Kept:
     """A namespace held open between rounds: its fd, a socket made inside it, its last dump."""
@@ -62,6 +67,7 @@ class _Kept:
     fd: int
     sock: RtnlSocket
     links: tuple[Link, ...] = ()
+    fdb: tuple[FdbEntry, ...] = ()  # its bridges' MAC tables, when the request asks (read with the links)
     read_at: float = 0.0  # time.monotonic() of the last dump or counters read
 
 
@@ -138,8 +144,13 @@ class Walker:
         """Have the next round ask the sources again (a runtime said something changed)."""
         self._named_at = float("-inf")
 
-    def round(self, dirty: Collection[NsKey] | None = None, *, rediscover: bool = True) -> Report:
-        """One walk: every namespace re-dumped, or only ``dirty`` ones (and new ones)."""
+    def round(
+        self, dirty: Collection[NsKey] | None = None, *, rediscover: bool = True, full: bool = False
+    ) -> Report:
+        """One walk: every namespace re-dumped, or only ``dirty`` ones (and new ones).
+
+        ``full``: every namespace's links again even when ``links_every`` would read counters only.
+        """
         if threading.get_ident() != self._thread:
             raise RuntimeError("a Walker must be used from the thread that made it (setns is per thread)")
         if rediscover or self.discovery is None:
@@ -149,6 +160,7 @@ class Walker:
         now = self.clock()
         counters_only = (
             dirty is None
+            and not full
             and self.request.stats
             and self.links_every is not None
             and now - self._links_at < self.links_every
@@ -182,6 +194,22 @@ class Walker:
         self.report = report
         return report
 
+    def reread(self, keys: Collection[NsKey]) -> set[NsKey]:
+        """Dump ``keys`` again; those whose links (beyond their counters) or MAC tables changed."""
+        changed = set()
+        resolved = self._resolved
+        for key in keys:
+            kept = self._kept.get(key)
+            if kept is None:
+                continue
+            before = (_shape(kept.links), kept.fdb)
+            self._dump(kept)
+            if key not in self._kept or (_shape(kept.links), kept.fdb) != before:
+                changed.add(key)
+        if not changed:
+            self._resolved = resolved  # the same links: the peers found before still hold
+        return changed
+
     def _open(self, ns: Namespace) -> None:
         try:
             fd, sock = socket_in(ns, self._home, self.env.proc)
@@ -201,9 +229,15 @@ class Walker:
         try:
             links = kept.sock.links(self.request.stats)
             kept.links = with_addresses(links, kept.sock) if self.addresses else tuple(links)
+            kept.fdb = self._fdb(kept)
         except OSError as error:
             self._drop(kept.ns.key)
             self._errors[kept.ns.key] = f"cannot read: {error.strerror or error}"
+
+    def _fdb(self, kept: _Kept) -> tuple[FdbEntry, ...]:
+        if not self.request.fdb or not any(link.kind == "bridge" for link in kept.links):
+            return ()
+        return tuple(kept.sock.fdb())
 
     def _repair(self, host: NsKey) -> nsids.Resolved | None:
         """After a partial round: re-dump the namespaces where a veth's peer is missing or stale.
@@ -244,10 +278,11 @@ class Walker:
                 if kept.ns.key not in self._kept:
                     return
                 read_at, counters = time.monotonic(), kept.sock.stats()
+            fdb = self._fdb(kept)  # a bridge learns without telling anyone: read as often as the counters
         except OSError:
             self._dump(kept)
             return
-        kept.read_at = read_at
+        kept.read_at, kept.fdb = read_at, fdb
         kept.links = tuple(  # most links are idle: only those whose counters moved are rebuilt
             replace(link, stats=counters[link.index])
             if link.index in counters and link.stats != counters[link.index]
@@ -275,7 +310,7 @@ class Walker:
             links = {key: kept.links for key, kept in self._kept.items()}
             resolved = nsids.resolve(links, discovery.host, self._ask)
         self._resolved = resolved
-        views = [NsView(kept.ns, kept.links, resolved[key]) for key, kept in self._kept.items()]
+        views = [NsView(kept.ns, kept.links, resolved[key], kept.fdb) for key, kept in self._kept.items()]
         by_key = {ns.key: ns for ns in discovery.namespaces}
         views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]
         views.sort(key=lambda view: view.ns.key)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import select
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from types import TracebackType
 
 from ..model import NsKey
@@ -54,20 +54,29 @@ class Watcher:
     """Events since the previous call, from one walker (its thread only)."""
 
     def __init__(
-        self, walker: Walker, clock: Callable[[], float] = time.monotonic, rcvbuf: int = RCVBUF
+        self,
+        walker: Walker,
+        clock: Callable[[], float] = time.monotonic,
+        rcvbuf: int = RCVBUF,
+        *,
+        wake: int | None = None,
     ) -> None:
-        self.walker, self.clock = walker, clock
+        """``wake``: a readable fd (a pipe) that ends :meth:`wait` early; the caller drains it."""
+        self.walker, self.clock, self.wake = walker, clock, wake
         self.report = walker.round()
-        self.sock = walker.in_host(lambda: EventSocket(rcvbuf))
+        self.sock = walker.in_host(lambda: EventSocket(rcvbuf, fdb=walker.request.fdb))
         self._mounts = open(f"{walker.env.proc}/self/mountinfo", "rb")  # noqa: SIM115  (polled while we run)
         self._mounts.read()
         self._poll = select.poll()
         self._poll.register(self.sock.fileno(), select.POLLIN)
         self._poll.register(self._mounts.fileno(), select.POLLPRI | select.POLLERR)
+        if wake is not None:
+            self._poll.register(wake, select.POLLIN)
         self._nsids = walker.host_nsids()
         self._rescan_at = clock() + RESCAN
         self._held = process_namespaces(walker.env.proc)
         self._renames: list[float] = []
+        self.overflows = 0  # ENOBUFS seen (each answered by a full walk)
 
     def __enter__(self) -> Watcher:
         return self
@@ -105,18 +114,68 @@ class Watcher:
             batch = self.sock.drain()
         now = self.clock()
         rescan = now >= self._rescan_at
+        deaf: set[NsKey] = set()
         if rescan:
             self._rescan_at = now + RESCAN
             # the mount table is polled: only the processes' namespaces need a look each second
             held = process_namespaces(self.walker.env.proc)
             rescan, self._held = held != self._held, held
+            deaf = self.walker.reread(self._deaf())
         rename = any(t <= now for t in self._renames)
         if rename:
             self._renames = [t for t in self._renames if t > now]
             self.walker.rename()
-        return self._look(batch, rediscover=mounts or rescan, rename=rename)
+        return self._look(batch, rediscover=mounts or rescan, rename=rename, deaf=deaf)
 
-    def _look(self, batch: Batch, *, rediscover: bool, rename: bool) -> list[Event]:
+    def _deaf(self) -> set[NsKey]:
+        """The namespaces held open that the host has no nsid for: their events never reach the
+        socket (nothing here assigns an nsid), so they are read again at each rescan instead."""
+        if self.walker.discovery is None:
+            return set()
+        heard = {*self._nsids.values(), self.walker.discovery.host}
+        return {key for key in self.walker.read_times() if key not in heard}
+
+    @property
+    def pending(self) -> bool:
+        """Whether the sources are still to be asked again about namespaces that appeared."""
+        return bool(self._renames)
+
+    def settle(self) -> list[Event]:
+        """Everything pending looked at now, the processes rescanned too (before a resync)."""
+        self._rescan_at = float("-inf")
+        self._held = frozenset()  # a rescan that finds the same processes still rediscovers
+        return self.wait(0.0)
+
+    def pending_changes(self) -> tuple[Batch, bool]:
+        """What the kernel said since the last look, taken off the socket but not yet looked at
+        (hand it to :meth:`apply`), and whether the mount table changed meanwhile."""
+        ready = dict(self._poll.poll(0))
+        mounts = self._mounts.fileno() in ready
+        if mounts:
+            self._mounts.seek(0)
+            self._mounts.read()
+        return self.sock.drain(), mounts
+
+    def apply(self, batch: Batch, mounts: bool) -> list[Event]:
+        """Look where ``batch`` (from :meth:`pending_changes`) points."""
+        held = process_namespaces(self.walker.env.proc)
+        rescan, self._held = held != self._held, held
+        return self._look(batch, rediscover=mounts or rescan, rename=False)
+
+    def namespace_of(self, nsid: int | None) -> NsKey | None:
+        """The namespace an event came from, as far as the walker knows it."""
+        if self.walker.discovery is None:
+            return None
+        return self._namespace_of(nsid, self.walker.discovery.host)
+
+    def resync(self) -> list[Event]:
+        """A full walk now, the sources asked again; its diff from the report kept, marked resync."""
+        self.walker.rename()
+        return self._resync()
+
+    def _look(
+        self, batch: Batch, *, rediscover: bool, rename: bool, deaf: Collection[NsKey] = ()
+    ) -> list[Event]:
         walker = self.walker
         unknown = any(e.nsid is not None and e.nsid not in self._nsids for e in batch.events)
         if unknown:  # an nsid assigned since we last asked: maybe a namespace not found yet
@@ -129,18 +188,20 @@ class Watcher:
             now = self.clock()
             self._renames = sorted({*self._renames, *(now + delay for delay in RENAME_AFTER)})
         if batch.overflow:
+            self.overflows += 1
             return self._resync()
-        if not (batch.events or changed or rename):
+        if not (batch.events or changed or rename or deaf):
             return []
         # The kernel queues a move's RTM_DELLINK before the device shows up in its new namespace:
         # reading the socket again now means any move the dumps below can see comes with its hint.
         more = self.sock.drain()
         batch = Batch(batch.events + more.events, more.overflow)
         if batch.overflow:
+            self.overflows += 1
             return self._resync()
         assert walker.discovery is not None
         host = walker.discovery.host
-        dirty: set[NsKey] = {host}
+        dirty: set[NsKey] = {host, *deaf}
         moves = []
         for event in batch.events:
             key = self._namespace_of(event.nsid, host)
@@ -160,7 +221,7 @@ class Watcher:
     def _resync(self) -> list[Event]:
         """Events were lost (ENOBUFS): a full walk, and whatever its diff shows, marked resync."""
         self.walker.rediscover()
-        new = self.walker.round(rediscover=False)
+        new = self.walker.round(rediscover=False, full=True)
         events = diff(self.report, new, resync=True)
         self.report = new
         self._nsids = self.walker.host_nsids()
