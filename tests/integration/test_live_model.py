@@ -4,7 +4,8 @@ Namespaces are created and removed, veths moved between namespaces, renamed, set
 re-addressed, enslaved and released, held by a process only; Docker containers started and
 removed. At many points, once the model has settled (nothing pending, its generation quiet
 for 0.5 s), ``/api/v1/table`` must equal a fresh ``vethpeer table --json``, and the resyncs'
-drift counter must stay 0. Everything made here carries the ``vqg`` prefix.
+drift counter must stay 0 (a resync every 2 s repairs the model, so a missed event is
+caught by one or the other). Everything made here carries the ``vqg`` prefix.
 """
 
 from __future__ import annotations
@@ -141,7 +142,9 @@ def churn(lab: VqgLab, served: Served, rounds: int, seed: int) -> None:
     for _ in range(3):
         fresh_ns()
     for step in range(rounds):
-        action = rng.choice(["add", "add", "remove", "move", "rename", "down", "addr", "release", "process"])
+        action = rng.choice(
+            ["add", "add", "remove", "move", "rename", "down", "addr", "release", "process", "lonely"]
+        )
         if action == "add" or len(alive) < 3:
             fresh_ns()
         elif action == "remove":
@@ -174,9 +177,18 @@ def churn(lab: VqgLab, served: Served, rounds: int, seed: int) -> None:
                     ip("-n", str(ns.name), "addr", "add", lab.ip4(2, 1 + step % 250), "dev", n)
                     break
         elif action == "release":
-            ports = [link for link in lab.host_links if link.startswith(lab.link_name("h"))]
+            ports = [
+                link for link in lab.host_links if link.startswith(lab.link_name("h")) and _has(HOST, link)
+            ]
             if ports:
                 ip("link", "set", rng.choice(ports), "nomaster")
+        elif action == "lonely":  # two namespaces the host has no nsid for: their events never reach us
+            counter += 1
+            x, y = lab.netns_many([f"x{counter}", f"y{counter}"])
+            lab.veth(x, "a0", y, "b0")
+            ip("-n", str(x.name), "link", "set", "a0", "down")
+            ip("-n", str(x.name), "link", "set", "a0", "name", "a1")
+            ip("-n", str(y.name), "addr", "add", lab.ip4(3, 1 + step % 250), "dev", "b0")
         elif action == "process":
             ns = fresh_ns()
             lab.hold_by_fd_only(ns)  # the bind mount goes: only a process holds it now
@@ -187,7 +199,8 @@ def churn(lab: VqgLab, served: Served, rounds: int, seed: int) -> None:
 
 
 def _has(ns: Ns, name: str) -> bool:
-    done = subprocess.run(["ip", "-n", str(ns.name), "link", "show", name], capture_output=True, check=False)
+    where = [] if ns.is_host else ["-n", str(ns.name)]
+    done = subprocess.run(["ip", *where, "link", "show", name], capture_output=True, check=False)
     return done.returncode == 0
 
 
@@ -219,6 +232,11 @@ def test_live_model_follows_docker_containers(lab: VqgLab) -> None:
             if i % 2:
                 client.containers.get(f"{PREFIX}-{lab.tag}-c{i - 1}").remove(force=True)
             check_same(served, f"container {i}")
+        # no namespace comes or goes: only Docker's event stream tells the model
+        client.containers.get(f"{PREFIX}-{lab.tag}-c3").rename(f"{PREFIX}-{lab.tag}-renamed")
+        check_same(served, "a rename")
+        table = get(served.port, "/api/v1/table").json()
+        assert f"{PREFIX}-{lab.tag}-renamed" in {w["workload"]["name"] for w in table["workloads"]}
         docker_lab.cleanup(client, PREFIX)
         check_same(served, "all removed")
         assert drift_total(served) == 0, served.stderr()

@@ -37,12 +37,14 @@ class Excused:
     """What changed while the walk ran: whole namespaces, single devices, or everything.
 
     ``churned``: namespaces came or went meanwhile (the mount table or the processes changed),
-    so one that only the model or only the walk has is excused too.
+    so one that only the model or only the walk has is excused too. ``names``: a runtime said
+    something changed (or namespaces appeared) and the model has yet to ask it again.
     """
 
     namespaces: frozenset[NsKey] = frozenset()
     devices: frozenset[Key] = frozenset()
     churned: bool = False
+    names: bool = False  # the model is about to ask the runtimes again: workloads are not compared
     all: bool = False
 
     def covers(self, row: Row) -> bool:
@@ -61,13 +63,13 @@ def _ns(ns: Namespace) -> tuple[object, ...]:
     return (ns.key, ns.is_host, ns.mounts, ns.pids[:1])
 
 
-def _end(end: End) -> tuple[object, ...]:
-    return (_ns(end.ns), end.workload, _link(end.link), end.master)
+def _end(end: End, names: bool) -> tuple[object, ...]:
+    return (_ns(end.ns), end.workload if names else None, _link(end.link), end.master)
 
 
-def _row(row: Row) -> tuple[object, ...]:
-    peer = _end(row.peer) if row.peer is not None else None
-    return (_end(row.end), row.relation, peer, row.unresolved)
+def _row(row: Row, names: bool = True) -> tuple[object, ...]:
+    peer = _end(row.peer, names) if row.peer is not None else None
+    return (_end(row.end, names), row.relation, peer, row.unresolved)
 
 
 def _name(key: Key, row: Row) -> str:
@@ -92,19 +94,22 @@ def drift(model: Report, walk: Report, excused: Excused = Excused()) -> list[Dri
             found.append(Drift("interface-extra", _name(key, mine[key])))
     for key in sorted(mine.keys() & theirs.keys()):
         old, new = mine[key], theirs[key]
-        if _row(old) != _row(new) and not (excused.covers(old) or excused.covers(new)):
+        if _row(old, not excused.names) != _row(new, not excused.names) and not (
+            excused.covers(old) or excused.covers(new)
+        ):
             found.append(Drift("interface-changed", _name(key, new)))
-    found += _namespaces(model, walk, excused.namespaces)
+    found += _namespaces(model, walk, excused.namespaces, excused.names)
     return found
 
 
-def _namespaces(model: Report, walk: Report, excused: Collection[NsKey]) -> list[Drift]:
+def _namespaces(model: Report, walk: Report, excused: Collection[NsKey], names: bool) -> list[Drift]:
     found = []
-    for key in sorted((model.workloads.keys() | walk.workloads.keys()) - set(excused)):
-        if model.workloads.get(key, ()) != walk.workloads.get(key, ()):
-            found.append(Drift("workload", f"netns {key.ino}"))
-    if model.host_network != walk.host_network:
-        found.append(Drift("workload", "the host's network"))
+    if not names:
+        for key in sorted((model.workloads.keys() | walk.workloads.keys()) - set(excused)):
+            if model.workloads.get(key, ()) != walk.workloads.get(key, ()):
+                found.append(Drift("workload", f"netns {key.ino}"))
+        if model.host_network != walk.host_network:
+            found.append(Drift("workload", "the host's network"))
     mine = {v.ns.key: (_ns(v.ns), v.error is None) for v in model.snapshot.views}
     theirs = {v.ns.key: (_ns(v.ns), v.error is None) for v in walk.snapshot.views}
     for key in sorted((mine.keys() | theirs.keys()) - set(excused)):

@@ -32,12 +32,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..collect import Request
 from ..environment import Environment
 from ..errors import VethpeerError
 from ..model import NsKey, Report
+from . import docker_events
 from .drift import Drift, Excused, counts, drift
 from .events import RCVBUF, Batch
 from .walker import Walker
@@ -46,6 +47,7 @@ from .watcher import Watcher
 Subscriber = Callable[[Report, float], None]
 RESYNC = 300.0  # seconds between full walks that check the model
 NAMING_EVERY = 30.0  # seconds between the sources' answers when nothing changes
+RENAME_GAP = 0.5  # seconds: a burst of a runtime's events asks the sources once
 QUIET = 0.5  # seconds without a change before the model counts as settled
 LOGGED_DRIFTS = 10  # differences logged one by one per resync (then a count)
 
@@ -85,8 +87,10 @@ class LiveModel:
         naming_every: float = NAMING_EVERY,
         rcvbuf: int = RCVBUF,
         clock: Callable[[], float] = time.monotonic,
+        follow_docker: bool = True,
     ) -> None:
         self.request, self.env, self.log = request, env, log
+        self.follow_docker = follow_docker
         self.resync_every, self.naming_every, self.rcvbuf, self.clock = resync, naming_every, rcvbuf, clock
         self._lock = threading.Condition()
         self._state: State | None = None
@@ -96,6 +100,7 @@ class LiveModel:
         self._resyncs = 0
         self._overflows = 0
         self._pending = True
+        self._rename_due = math.inf  # monotonic: when the sources are to be asked again (a runtime's event)
         self._error: str | None = None
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -105,6 +110,12 @@ class LiveModel:
 
     def start(self) -> None:
         self._thread.start()
+        if self.follow_docker:
+            docker_events.follow(self.request.options.docker_host, self.renamed, lambda: self._stopping)
+
+    def renamed(self) -> None:
+        """A runtime said a container or network changed: have the sources asked again."""
+        self._ask("rename")
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True
@@ -192,9 +203,11 @@ class LiveModel:
 
     def _loop(self, watcher: Watcher) -> None:
         due = self.clock() + self.resync_every
+        renamed = float("-inf")
         while not self._stopping:
             before = watcher.report
-            watcher.wait(max(0.0, due - self.clock()))
+            wake = min(due, self._rename_due)
+            watcher.wait(max(0.0, wake - self.clock()))
             started = self.clock()
             with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_r, 4096)
@@ -203,12 +216,18 @@ class LiveModel:
             if watcher.overflows:
                 self._overflows, watcher.overflows = self._overflows + watcher.overflows, 0
                 self.log("vethpeer: netlink events were lost (ENOBUFS): the model was walked again")
+            if "rename" in asks:  # a runtime's event: its answers again, at most every RENAME_GAP s
+                self._rename_due = min(self._rename_due, max(self.clock(), renamed + RENAME_GAP))
             if "resync" in asks or self.clock() >= due:
                 self._check(watcher)
                 due = self.clock() + self.resync_every
+            elif self.clock() >= self._rename_due:
+                self._rename_due, renamed = math.inf, self.clock()
+                watcher.walker.rename()
+                watcher.report = watcher.walker.round(set(), rediscover=False)
             elif "refresh" in asks:
                 watcher.report = watcher.walker.round(rediscover=False)  # counters and MAC tables
-            self._pending = watcher.pending
+            self._pending = watcher.pending or self._rename_due < math.inf
             if watcher.report is not before:
                 self._publish(watcher.report, self.clock() - started)
 
@@ -216,9 +235,11 @@ class LiveModel:
         """A resync: the model brought up to date, a full walk, their differences counted."""
         watcher.settle()
         model = watcher.report
+        self._pending = watcher.pending or self._rename_due < math.inf
         watcher.resync()
         batch, mounts = watcher.pending_changes()
-        found = drift(model, watcher.report, self._excused(watcher, batch, mounts))
+        excused = replace(self._excused(watcher, batch, mounts), names=watcher.pending or self._pending)
+        found = drift(model, watcher.report, excused)
         watcher.apply(batch, mounts)
         self._resyncs += 1
         self._count(found)

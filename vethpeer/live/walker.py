@@ -54,6 +54,16 @@ T = TypeVar("T")
 NAMING_MIN = 2.0  # seconds: the runtimes' sources are asked at most this often when namespaces churn
 
 
+Face = tuple[NsKey, bool, tuple[str, ...], tuple[str, ...], tuple[int, ...], str | None]
+
+
+def faces(discovery: Discovery) -> frozenset[Face]:
+    """What a discovery says of each namespace that a report shows or names it by."""
+    return frozenset(
+        (ns.key, ns.is_host, ns.mounts, ns.reachable, ns.pids[:1], ns.comm) for ns in discovery.namespaces
+    )
+
+
 def _shape(links: tuple[Link, ...]) -> tuple[Link, ...]:
     """The links without their counters (what a change of the kernel's state is about)."""
     return tuple(replace(link, stats=None) if link.stats is not None else link for link in links)
@@ -96,7 +106,7 @@ class Walker:
         self._errors: dict[NsKey, str] = {}
         self._asked: dict[tuple[NsKey, NsKey], int] = {}
         self._naming: Naming | None = None
-        self._named: frozenset[NsKey] = frozenset()
+        self._named: frozenset[Face] = frozenset()
         self._named_at = 0.0
         self.discovery: Discovery | None = None
         self.report: Report | None = None
@@ -130,15 +140,16 @@ class Walker:
     # ---------------------------------------------------------------- rounds
 
     def rediscover(self) -> bool:
-        """Find the namespaces again; close what went away. True if the set changed."""
-        before = frozenset(ns.key for ns in self.discovery.namespaces) if self.discovery else None
+        """Find the namespaces again; close what went away. True if any changed (came, went, or
+        was mounted, unmounted, or is held by another first process now)."""
+        before = faces(self.discovery) if self.discovery else None
         self.discovery = discover(self.env.proc)
         now = frozenset(ns.key for ns in self.discovery.namespaces)
         for key in set(self._kept) - now:
             self._drop(key)
         for key in set(self._errors) - now:
             del self._errors[key]
-        return before != now
+        return before != faces(self.discovery)
 
     def rename(self) -> None:
         """Have the next round ask the sources again (a runtime said something changed)."""
@@ -324,15 +335,16 @@ class Walker:
 
     def _naming_for(self, discovery: Discovery) -> Naming:
         keys = frozenset(ns.key for ns in discovery.namespaces)
+        seen = faces(discovery)  # a new mount or first process names a namespace anew, as a new one
         now = self.clock()
-        if self._naming is not None and keys != self._named and now - self._named_at < NAMING_MIN:
+        if self._naming is not None and seen != self._named and now - self._named_at < NAMING_MIN:
             # namespaces come and go faster than the daemons should be asked: the kernel's own
             # names (ip netns, mounts, processes) now, the runtimes' at most every NAMING_MIN s
             return self._kernel_names(discovery, self._naming)
-        if self._naming is None or keys != self._named or now - self._named_at >= self.naming_every:
+        if self._naming is None or seen != self._named or now - self._named_at >= self.naming_every:
             fresh = name_namespaces(discovery, self.request, self.env)
             self._naming = fresh if self._naming is None else remember(self._naming, fresh, keys)
-            self._named, self._named_at = keys, now
+            self._named, self._named_at = seen, now
             statuses = [r.status for r in self._naming.results]
             if self._naming.ovs is not None:
                 statuses.append(self._naming.ovs.status)

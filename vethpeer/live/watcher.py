@@ -37,17 +37,20 @@ COALESCE = 0.01  # seconds to let a burst of notifications arrive before looking
 RENAME_AFTER = (1.0, 3.0)  # ask the sources again this long after namespaces appeared
 
 
-def process_namespaces(proc: str) -> frozenset[tuple[int, int]]:
-    """The namespaces processes are in, as (st_dev, st_ino): a /proc scan, no mount table."""
-    found = set()
+def process_namespaces(proc: str) -> dict[tuple[int, int], int]:
+    """The namespaces processes are in, as (st_dev, st_ino), each with its lowest PID (a report
+    shows it): a /proc scan, no mount table."""
+    found: dict[tuple[int, int], int] = {}
     for entry in os.scandir(proc):
         if entry.name.isdigit():
             try:
                 st = os.stat(f"{proc}/{entry.name}/ns/net")
             except OSError:
                 continue
-            found.add((st.st_dev, st.st_ino))
-    return frozenset(found)
+            pid, key = int(entry.name), (st.st_dev, st.st_ino)
+            if pid < found.get(key, pid + 1):
+                found[key] = pid
+    return found
 
 
 class Watcher:
@@ -143,7 +146,7 @@ class Watcher:
     def settle(self) -> list[Event]:
         """Everything pending looked at now, the processes rescanned too (before a resync)."""
         self._rescan_at = float("-inf")
-        self._held = frozenset()  # a rescan that finds the same processes still rediscovers
+        self._held = {}  # a rescan that finds the same processes still rediscovers
         return self.wait(0.0)
 
     def pending_changes(self) -> tuple[Batch, bool]:
