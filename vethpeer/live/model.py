@@ -47,6 +47,7 @@ from .watcher import Watcher
 Subscriber = Callable[[Report, float], None]
 RESYNC = 300.0  # seconds between full walks that check the model
 NAMING_EVERY = 30.0  # seconds between the sources' answers when nothing changes
+GAP = 0.25  # seconds at least between two looks: a burst of events costs one
 RENAME_GAP = 0.5  # seconds: a burst of a runtime's events asks the sources once
 QUIET = 0.5  # seconds without a change before the model counts as settled
 LOGGED_DRIFTS = 10  # differences logged one by one per resync (then a count)
@@ -187,7 +188,12 @@ class LiveModel:
     def _run(self) -> None:
         try:
             walker = Walker(self.request, self.env, naming_every=self.naming_every, links_every=math.inf)
-            with walker, Watcher(walker, self.clock, self.rcvbuf, wake=self._wake_r) as watcher:
+            with (
+                walker,
+                Watcher(
+                    walker, self.clock, self.rcvbuf, wake=self._wake_r, changes=False, gap=GAP
+                ) as watcher,
+            ):
                 self._publish(watcher.report, 0.0)
                 self._loop(watcher)
         except VethpeerError as error:

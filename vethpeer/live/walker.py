@@ -108,6 +108,7 @@ class Walker:
         self._naming: Naming | None = None
         self._named: frozenset[Face] = frozenset()
         self._named_at = 0.0
+        self._stale = False  # a runtime said something changed: ask the sources again
         self.discovery: Discovery | None = None
         self.report: Report | None = None
         self.read_at = 0.0  # time.monotonic() when the last round read the counters: a Sample's time
@@ -151,9 +152,21 @@ class Walker:
             del self._errors[key]
         return before != faces(self.discovery)
 
-    def rename(self) -> None:
-        """Have the next round ask the sources again (a runtime said something changed)."""
-        self._named_at = float("-inf")
+    def rename(self, *, now: bool = False) -> None:
+        """Have a round ask the sources again (a runtime said something changed): the next one,
+        or the first one ``NAMING_MIN`` s after the sources were last asked (see :meth:`naming_due`);
+        ``now``: the next one, whenever they were last asked."""
+        self._stale = True
+        if now:
+            self._named_at = float("-inf")
+
+    def naming_due(self) -> float | None:
+        """When a round should ask the sources again (clock time), None: no need."""
+        if self._naming is None or self.discovery is None:
+            return None
+        if self._stale or faces(self.discovery) != self._named:
+            return self._named_at + NAMING_MIN
+        return None
 
     def round(
         self, dirty: Collection[NsKey] | None = None, *, rediscover: bool = True, full: bool = False
@@ -272,6 +285,11 @@ class Walker:
                 other = indexes[target].get(link.link)
                 if other is None or other.link != link.index:
                     stale.add(target)
+                elif other.link_netnsid is not None and resolved[target].get(other.link_netnsid) not in (
+                    key,
+                    None,
+                ):
+                    stale.add(target)  # the other end still points where this one was before a move
         for key in stale:
             self._dump(self._kept[key])
         return None if stale else resolved  # what the snapshot needs, unless links were read again
@@ -337,11 +355,13 @@ class Walker:
         keys = frozenset(ns.key for ns in discovery.namespaces)
         seen = faces(discovery)  # a new mount or first process names a namespace anew, as a new one
         now = self.clock()
-        if self._naming is not None and seen != self._named and now - self._named_at < NAMING_MIN:
+        wanted = seen != self._named or self._stale
+        if self._naming is not None and wanted and now - self._named_at < NAMING_MIN:
             # namespaces come and go faster than the daemons should be asked: the kernel's own
             # names (ip netns, mounts, processes) now, the runtimes' at most every NAMING_MIN s
-            return self._kernel_names(discovery, self._naming)
-        if self._naming is None or seen != self._named or now - self._named_at >= self.naming_every:
+            return self._kernel_names(discovery, self._naming) if seen != self._named else self._naming
+        if self._naming is None or wanted or now - self._named_at >= self.naming_every:
+            self._stale = False
             fresh = name_namespaces(discovery, self.request, self.env)
             self._naming = fresh if self._naming is None else remember(self._naming, fresh, keys)
             self._named, self._named_at = seen, now

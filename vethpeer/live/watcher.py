@@ -63,9 +63,14 @@ class Watcher:
         rcvbuf: int = RCVBUF,
         *,
         wake: int | None = None,
+        changes: bool = True,
+        gap: float = 0.0,
     ) -> None:
-        """``wake``: a readable fd (a pipe) that ends :meth:`wait` early; the caller drains it."""
-        self.walker, self.clock, self.wake = walker, clock, wake
+        """``wake``: a readable fd (a pipe) that ends :meth:`wait` early; the caller drains it.
+        ``changes``: compute the events (False: only keep ``report`` current, as the live model
+        does). ``gap``: at least this many seconds between two looks (a burst is one look)."""
+        self.walker, self.clock, self.wake, self.changes, self.gap = walker, clock, wake, changes, gap
+        self._looked = float("-inf")
         self.report = walker.round()
         self.sock = walker.in_host(lambda: EventSocket(rcvbuf, fdb=walker.request.fdb))
         self._mounts = open(f"{walker.env.proc}/self/mountinfo", "rb")  # noqa: SIM115  (polled while we run)
@@ -102,7 +107,8 @@ class Watcher:
 
     def wait(self, limit: float | None = None) -> list[Event]:
         """Sleep until something may have changed (at most ``limit`` s), look, return what did."""
-        due = min([self._rescan_at, *self._renames])
+        naming = self.walker.naming_due()
+        due = min([self._rescan_at, *self._renames, *((naming,) if naming is not None else ())])
         timeout = max(0.0, due - self.clock())
         if limit is not None:
             timeout = min(timeout, limit)
@@ -111,10 +117,6 @@ class Watcher:
         if mounts:
             self._mounts.seek(0)
             self._mounts.read()  # re-arms the mount table's poll
-        batch = Batch(())
-        if self.sock.fileno() in ready:
-            time.sleep(COALESCE)
-            batch = self.sock.drain()
         now = self.clock()
         rescan = now >= self._rescan_at
         deaf: set[NsKey] = set()
@@ -124,7 +126,14 @@ class Watcher:
             held = process_namespaces(self.walker.env.proc)
             rescan, self._held = held != self._held, held
             deaf = self.walker.reread(self._deaf())
-        rename = any(t <= now for t in self._renames)
+        batch = Batch(())
+        if self.sock.fileno() in ready:
+            time.sleep(max(COALESCE, self._looked + self.gap - self.clock()))
+        if self.sock.fileno() in ready or deaf:
+            # after the rereads: a move seen there was announced (RTM_DELLINK) before, so is in this batch
+            batch = self.sock.drain()
+        now = self.clock()
+        rename = any(t <= now for t in self._renames) or (naming is not None and naming <= now)
         if rename:
             self._renames = [t for t in self._renames if t > now]
             self.walker.rename()
@@ -141,7 +150,7 @@ class Watcher:
     @property
     def pending(self) -> bool:
         """Whether the sources are still to be asked again about namespaces that appeared."""
-        return bool(self._renames)
+        return bool(self._renames) or self.walker.naming_due() is not None
 
     def settle(self) -> list[Event]:
         """Everything pending looked at now, the processes rescanned too (before a resync)."""
@@ -173,7 +182,7 @@ class Watcher:
 
     def resync(self) -> list[Event]:
         """A full walk now, the sources asked again; its diff from the report kept, marked resync."""
-        self.walker.rename()
+        self.walker.rename(now=True)
         return self._resync()
 
     def _look(
@@ -204,7 +213,9 @@ class Watcher:
             return self._resync()
         assert walker.discovery is not None
         host = walker.discovery.host
-        dirty: set[NsKey] = {host, *deaf}
+        # The host (a thousand links) only when it is named, or namespaces came or went; but for
+        # events, always: its side of a pair shows a change elsewhere in the same diff
+        dirty: set[NsKey] = {*deaf, *((host,) if changed or rename or self.changes else ())}
         moves = []
         for event in batch.events:
             key = self._namespace_of(event.nsid, host)
@@ -216,8 +227,10 @@ class Watcher:
                 if target is not None:
                     dirty.add(target)
                 moves.append(Move(key, event.index, target, event.new_index))
+                dirty.add(host)  # the peer left behind (often the host's) gets no event of its own
+        self._looked = self.clock()
         new = walker.round(dirty, rediscover=False)
-        events = diff(self.report, new, moves)
+        events = diff(self.report, new, moves) if self.changes else []
         self.report = new
         return events
 
@@ -225,7 +238,7 @@ class Watcher:
         """Events were lost (ENOBUFS): a full walk, and whatever its diff shows, marked resync."""
         self.walker.rediscover()
         new = self.walker.round(rediscover=False, full=True)
-        events = diff(self.report, new, resync=True)
+        events = diff(self.report, new, resync=True) if self.changes else []
         self.report = new
         self._nsids = self.walker.host_nsids()
         return events
