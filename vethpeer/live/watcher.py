@@ -213,9 +213,9 @@ class Watcher:
             return self._resync()
         assert walker.discovery is not None
         host = walker.discovery.host
-        # The host (a thousand links) only when it is named, or namespaces came or went; but for
-        # events, always: its side of a pair shows a change elsewhere in the same diff
-        dirty: set[NsKey] = {*deaf, *((host,) if changed or rename or self.changes else ())}
+        # The host (a thousand links) only when it is named (its own links send their own events);
+        # but for `watch`'s events always: its side of a pair shows a change elsewhere in the same diff
+        dirty: set[NsKey] = {*deaf, *((host,) if self.changes else ())}
         moves = []
         for event in batch.events:
             key = self._namespace_of(event.nsid, host)
