@@ -24,7 +24,7 @@ from ..targets import scoped
 from .cache import Answer, CacheStats, Walk
 from .engine import Observation, Walker, source_changes
 
-DEMAND = 120.0  # seconds after the last request during which counters and checks are kept fresh
+DEMAND = 30.0  # seconds after the last request during which counters and checks are kept fresh
 
 
 @dataclass(frozen=True, slots=True)
