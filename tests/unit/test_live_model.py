@@ -88,3 +88,20 @@ def test_the_model_families_count_drift_by_kind() -> None:
         for s in f.samples
     }
     assert failed["vethpeer_model_up"] == 0
+
+
+def test_findings_about_a_veth_gone_go_with_it() -> None:
+    from vethpeer.checks import Diagnosis
+    from vethpeer.checks.base import Finding, Severity
+    from vethpeer.serve.live import still_there
+
+    before = report({5: pod_pair(5, 10), 6: pod_pair(6, 11)})
+    found = tuple(
+        Finding("peer-down", Severity.WARNING, row.end, "down", peer=row.peer) for row in before.rows
+    )
+    diagnosis = Diagnosis(found, interfaces=2, namespaces=3)
+    after = report({5: pod_pair(5, 10)})
+    kept = still_there(diagnosis, after)
+    assert kept is not None and [f.end.ns.key for f in kept.findings] == [POD5]
+    assert still_there(diagnosis, before) is diagnosis
+    assert still_there(None, after) is None

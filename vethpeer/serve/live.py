@@ -16,8 +16,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..checks import Diagnosis
 from ..live.model import LiveModel, ModelStats, State
 from ..model import Report, SourceStatus
 from ..targets import scoped
@@ -87,7 +88,7 @@ class LiveCache:
             else:
                 report = scoped(state.report, self._namespace)
                 previous = diagnosed.observation.diagnosis if diagnosed is not None else None
-                observation, complete = Observation(report, previous), False
+                observation, complete = Observation(report, still_there(previous, report)), False
             walk = Walk(
                 observation,
                 state.generation,
@@ -142,3 +143,17 @@ class LiveCache:
             with self._lock:
                 self._diagnosed = _Diagnosed(fresh.generation, observation)
             time.sleep(max(0.0, started + self._min_interval - self._clock()))
+
+
+def still_there(diagnosis: Diagnosis | None, report: Report) -> Diagnosis | None:
+    """The earlier checks' findings about interfaces this report still has (a veth gone since
+    takes its findings with it, rather than keeping them until the next checks run)."""
+    if diagnosis is None:
+        return None
+    present = {(end.ns.key, end.link.index) for row in report.rows for end in (row.end, row.peer) if end}
+    kept = tuple(
+        f
+        for f in diagnosis.findings
+        if all((e.ns.key, e.link.index) in present for e in (f.end, f.peer) if e is not None)
+    )
+    return diagnosis if len(kept) == len(diagnosis.findings) else replace(diagnosis, findings=kept)
