@@ -11,6 +11,10 @@ on 127.0.0.1 (port 19400-19499), and measures:
 * 100 concurrent scrapes (all must be 200), total wall time, cached and right after expiry;
 * idle CPU of `serve` over --idle seconds without requests (utime+stime from /proc);
 * RSS after 100 scrapes and after --scrapes (default 10,000);
+* ``/metrics`` from the cache over TLS with basic auth (``--web-config-file``: an ECDSA P-256
+  certificate, an ``htpasswd -B`` cost-10 hash), each scrape a new connection and a full
+  handshake as our server closes every connection; beside it, plain HTTP from the same run
+  (the figure above), and the same scrape resuming a TLS session (a client that caches them);
 * `kubectl vethpeer table -A` across --nodes (default 50) simulated nodes: a stand-in API server
   (tests/lab/kube_cluster.py; no kube-apiserver can run here) whose pod proxy forwards to one
   real `vethpeer serve` per node; baseline: the same plugin asking one node (`--node`).
@@ -26,6 +30,7 @@ import contextlib
 import http.client
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -43,7 +48,7 @@ if str(ROOT) not in sys.path:
 from tests.lab.serve_lab import BridgeLab, free_port, ip_batch, serve, wait_ready  # noqa: E402
 from vethpeer.serve.live import DEMAND  # noqa: E402
 
-TARGETS = {"fresh": 0.5, "cached": 0.020, "concurrent": 2.0, "plugin": 3.0}
+TARGETS = {"fresh": 0.5, "cached": 0.020, "concurrent": 2.0, "plugin": 3.0, "tls": 0.030}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -107,6 +112,46 @@ def node_exporter() -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def tls_phase(interval: float, repeat: int) -> tuple[float, float, float]:
+    """(median full-handshake scrape, median resumed scrape, first scrape: bcrypt not cached yet)."""
+    import ssl
+
+    from tests.lab.tls_lab import basic, client_context, htpasswd_hash, pki, secured
+
+    with pki() as made:
+        config = {
+            "tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
+            "basic_auth_users": {"prometheus": htpasswd_hash("prometheus", "bench", cost=10)},
+        }
+        headers = {**PROMETHEUS_HEADERS, **basic("prometheus", "bench")}
+        context = client_context(made.path("ca.crt"))
+        with secured(made, config, "--min-interval", str(interval * 1000), "--no-kube") as served:
+            session: list[ssl.SSLSession | None] = [None]
+
+            def tls_scrape(resume: bool = False) -> None:
+                conn = http.client.HTTPSConnection("127.0.0.1", served.port, context=context, timeout=30)
+                try:
+                    if resume and session[0] is not None:  # what http.client's connect() does, resuming
+                        raw = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+                        conn.sock = context.wrap_socket(raw, server_hostname="127.0.0.1", session=session[0])
+                    conn.request("GET", "/metrics", headers=headers)
+                    sock = conn.sock  # http.client lets go of it when the server closes
+                    assert isinstance(sock, ssl.SSLSocket)
+                    response = conn.getresponse()
+                    assert response.status == 200, response.status
+                    assert not resume or sock.session_reused, "the server resumed the session"
+                    session[0] = sock.session  # before the body: http.client closes the socket after it
+                    response.read()
+                finally:
+                    conn.close()
+
+            first = timed(tls_scrape)
+            full = [timed(tls_scrape) for _ in range(repeat * 4)]
+            tls_scrape()
+            resumed = [timed(lambda: tls_scrape(resume=True)) for _ in range(repeat * 4)]
+    return statistics.median(full), statistics.median(resumed), first
 
 
 def concurrent(port: int, count: int = 100) -> tuple[float, list[int]]:
@@ -405,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         scrape(port)
         cached = [timed(lambda: scrape(port)) for _ in range(args.repeat * 4)]
         node = [timed(lambda: scrape(node_port)) for _ in range(args.repeat * 4)]
+        tls_full, tls_resumed, tls_first = tls_phase(interval, args.repeat)
         conc_cached, statuses = concurrent(port)
         assert statuses == [200] * 100, statuses
         time.sleep(interval + 0.1)
@@ -445,6 +491,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print("    baseline: node_exporter /metrics (netdev collector) on the same host")
+    plain = statistics.median(cached)
+    print(row("/metrics over TLS + basic auth, from cache", tls_full, "ms", plain, TARGETS["tls"]))
+    print("    baseline: the plain-HTTP scrape above; each a new connection and full TLS 1.3 handshake")
+    print(row("  the same, resuming a TLS session", tls_resumed, "ms", plain, TARGETS["tls"]))
+    print(
+        f"    the TLS server's first scrape (bcrypt cost 10 not cached yet, its page not yet rendered): "
+        f"{tls_first * 1000:.1f} ms"
+    )
     print(row("100 concurrent scrapes, cached", conc_cached, "s", target=TARGETS["concurrent"]))
     print(row("100 concurrent scrapes, one walk due", conc_fresh, "s", target=TARGETS["concurrent"]))
     print(row("idle CPU (fraction of one core)", idle, "", target=0.01))

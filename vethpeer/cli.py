@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import __version__, commands
 from .commands.options import split_argv
@@ -35,45 +36,73 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     return commands.load(args.command).run(args, env)
 
 
-def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
-    """Parse, run one command, and turn every outcome into an exit status."""
-    env = env or Environment()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv == ["--version"]:  # what argparse would print, without building every command's parser
-        env.stdout.write(f"vethpeer {__version__}\n")
-        return int(ExitStatus.SUCCESS)
-    debug = False
-    gc_was_on = gc.isenabled()
+class Outcome:
+    """What the outcome handling needs to know from the run: whether --debug was given.
+    (A plain class: ``dataclasses`` would cost `vethpeer --version` its import.)"""
+
+    __slots__ = ("debug",)
+
+    def __init__(self) -> None:
+        self.debug = False
+
+
+def finish(prog: str, env: Environment, action: Callable[[Outcome], int]) -> int:
+    """Run ``action`` and turn every way it can end into an exit status and at most one line on
+    stderr (``prog: message``); with ``--debug`` (set on the Outcome) errors raise instead.
+    Shared by ``vethpeer`` and ``kubectl-vethpeer``."""
+    outcome = Outcome()
     try:
-        args = parse(argv)
-        debug = args.debug
-        if not commands.load(args.command).LONG_RUNNING:
-            # A short run building thousands of acyclic values: the cyclic collector would
-            # only re-scan them (about 5% of a large table's time). Restored on the way out.
-            gc.disable()
-        return int(run(args, env))
+        status = action(outcome)
+        env.stdout.flush()  # a reader that has gone (`| head -0`) is found here, not at exit
+        return status
     except VethpeerError as error:
-        if debug:
+        if outcome.debug:
             raise
         hint = f" ({error.hint})" if error.hint else ""
-        env.warn(f"vethpeer: {error}{hint}")
+        env.warn(f"{prog}: {error}{hint}")
         return int(error.status)
     except KeyboardInterrupt:
-        env.warn("vethpeer: interrupted")
+        env.warn(f"{prog}: interrupted")
         return int(ExitStatus.INTERRUPTED)
     except BrokenPipeError:  # `vethpeer table | head`
-        try:
+        try:  # what is still buffered goes nowhere, instead of "Exception ignored" at exit
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, env.stdout.fileno())
         except (OSError, ValueError, AttributeError):
             pass
         return int(ExitStatus.SUCCESS)
     except Exception as error:
-        if debug:
+        if outcome.debug:
             raise
         name = type(error).__name__
-        env.warn(f"vethpeer: internal error: {name}: {error} (run again with --debug for the traceback)")
+        env.warn(f"{prog}: internal error: {name}: {error} (run again with --debug for the traceback)")
         return int(ExitStatus.ERROR)
+
+
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    """Parse, run one command, and turn every outcome into an exit status."""
+    if env is None:
+        env = Environment()
+        for stream in (env.stdout, env.stderr):  # a terminal that is not UTF-8: "\\u65e5", not a crash
+            if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+                stream.reconfigure(errors="backslashreplace")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # what argparse would print, without building every command's parser
+        env.stdout.write(f"vethpeer {__version__}\n")
+        return int(ExitStatus.SUCCESS)
+    gc_was_on = gc.isenabled()
+
+    def action(outcome: Outcome) -> int:
+        args = parse(argv)
+        outcome.debug = args.debug
+        if not commands.load(args.command).LONG_RUNNING:
+            # A short run building thousands of acyclic values: the cyclic collector would
+            # only re-scan them (about 5% of a large table's time). Restored on the way out.
+            gc.disable()
+        return int(run(args, env))
+
+    try:
+        return finish("vethpeer", env, action)
     finally:
         if gc_was_on:
             gc.enable()

@@ -4,12 +4,18 @@ The sources (daemons, sockets, OVSDB) run in daemon threads while this thread wa
 the kernel, under one deadline and one bug guard: a source that raises becomes an
 ``error`` status, one that hangs costs at most ``--timeout`` (plus a short grace) and
 becomes ``timeout`` — its thread is abandoned, never joined, and cannot keep the
-process alive. Then the pure correlator joins everything into a :class:`Report`.
+process alive. A caller that gathers again and again (`serve`, `top`, `watch`) passes
+:class:`Inflight` on its Request: a source whose thread of an earlier walk is still running
+is not started again (that would leak a thread and a socket per walk) but reported
+``timeout``, "still running from an earlier walk". Then the pure correlator joins
+everything into a :class:`Report`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,15 +27,36 @@ from .correlate import correlate
 from .deadline import Deadline
 from .environment import Environment
 from .errors import NoPrivilege, SourceFailed
+from .focus import locate
 from .model import Report, Snapshot, SourceResult, SourceState, SourceStatus
 from .netns import Discovery, discover
 from .sources import Context, Options, Source, all_sources
-from .walk import peer_namespace, snapshot
+from .walk import snapshot
 
 GRACE = 0.5  # seconds a source may overrun its deadline before it is abandoned
+PREPARE_LIMIT = 20.0  # seconds a source's client library may take to import (a loaded node)
 CAP_SYS_PTRACE = 19
 CAP_SYS_ADMIN = 21
+STILL_RUNNING = "still running from an earlier walk"
 T = TypeVar("T")
+
+
+class Inflight:
+    """The sources' threads of one caller's walks, by source name: those still running are not
+    started again. Kept by a caller that walks repeatedly (one per server or screen), never global."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, threading.Thread] = {}
+
+    def running(self, name: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(name)
+            return job is not None and job.is_alive()
+
+    def started(self, name: str, job: threading.Thread) -> None:
+        with self._lock:
+            self._jobs[name] = job
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,12 +66,13 @@ class Request:
     options: Options = field(default_factory=Options)
     fdb: bool = False  # read the bridges' MAC tables too
     stats: bool = False  # read every link's IFLA_STATS64 counters too (Link.stats)
-    host_ifname: str | None = None  # `which vethXXXX`: read that host link and its peer's namespace only
+    target: str | None = None  # `which TARGET`: read only what it names, when it says where (focus.py)
     host_only: bool = False  # read the host's links only (the sources still name every namespace)
     strict: bool = False  # a present source that did not answer is a failure (exit 7)
     debug: bool = False  # tracebacks in the statuses of sources that raised
     sources: Sequence[Source] | None = None  # None: all_sources()
     ovs: bool = True
+    inflight: Inflight | None = field(default=None, compare=False)  # walks again and again: see Inflight
 
 
 def check_privilege(proc: str = "/proc") -> None:
@@ -67,18 +95,43 @@ def check_privilege(proc: str = "/proc") -> None:
 
 
 class _Job(threading.Thread, Generic[T]):
-    """One source in a daemon thread; whatever happens, ``result`` ends up a value."""
+    """One source in a daemon thread; whatever happens, ``result`` ends up a value.
 
-    def __init__(self, name: str, work: Callable[[], T], failed: Callable[[SourceStatus], T], debug: bool):
+    ``prepare`` (importing a client library) runs first and is not on the clock of ``--timeout``:
+    the source's own budget starts when it is done (within PREPARE_LIMIT)."""
+
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[], T],
+        failed: Callable[[SourceStatus], T],
+        debug: bool,
+        prepare: Callable[[], object] | None = None,
+    ):
         super().__init__(name=f"vethpeer-{name}", daemon=True)
         self.source_name, self.work, self.failed, self.debug = name, work, failed, debug
+        self.prepare = prepare
         self.result: T | None = None
+        self.started_at = time.monotonic()
+        self.ready_at: float | None = None if prepare is not None else self.started_at
 
     def run(self) -> None:
+        if self.prepare is not None:
+            with contextlib.suppress(Exception):  # the work itself meets the same failure and says so
+                self.prepare()
+            self.ready_at = time.monotonic()
         self.result = guarded(self.source_name, self.work, self.failed, self.debug)
 
     def outcome(self, deadline: Deadline, seconds: float) -> T:
-        self.join(deadline.left(0.0))
+        if self.result is None and self.is_alive():
+            self.join(deadline.left(0.0))
+        while self.result is None and self.is_alive():  # still importing, or its budget began late
+            ready = self.ready_at
+            end = self.started_at + PREPARE_LIMIT if ready is None else ready + seconds + GRACE
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self.join(min(left, 0.05) if ready is None else left)
         if self.result is None:
             status = SourceStatus(self.source_name, SourceState.TIMEOUT, f"no answer within {seconds:g} s")
             return self.failed(status)
@@ -112,28 +165,50 @@ class Naming:
     ovs: ovs.OvsResult | None = None
 
 
+def _prepare(source: Source, context: Context) -> Callable[[], object] | None:
+    """A source's ``prepare(context)`` (importing its client), if it has one."""
+    prepare = getattr(source, "prepare", None)
+    return partial(prepare, context) if prepare is not None else None
+
+
 class _Naming:
     """The sources of one discovery, started in their threads; ``finish()`` waits for them."""
 
     def __init__(self, discovery: Discovery, request: Request, env: Environment) -> None:
         self.request = request
-        self.context = Context(discovery.host, discovery.namespaces, request.options, proc=env.proc)
+        self.context = Context(
+            discovery.host, discovery.namespaces, request.options, proc=env.proc, environ=env.environ
+        )
         chosen = all_sources() if request.sources is None else list(request.sources)
         self.inline = [s for s in chosen if s.name == "kernel"]  # cheap: no thread
         self.jobs = [
-            _Job(s.name, partial(s.collect, self.context), _failed_source, request.debug)
+            self._start(s.name, partial(s.collect, self.context), _failed_source, _prepare(s, self.context))
             for s in chosen
             if s.name != "kernel"
         ]
         self.ovs_job = (
-            _Job(ovs.NAME, partial(ovs.collect, request.options.timeout), _failed_ovs, request.debug)
+            self._start(ovs.NAME, partial(ovs.collect, request.options.timeout), _failed_ovs)
             if request.ovs
             else None
         )
-        for job in self.jobs:
-            job.start()
-        if self.ovs_job is not None:
-            self.ovs_job.start()
+
+    def _start(
+        self,
+        name: str,
+        work: Callable[[], T],
+        failed: Callable[[SourceStatus], T],
+        prepare: Callable[[], object] | None = None,
+    ) -> _Job[T]:
+        """The source's job, started; or, while its job of an earlier walk still runs, its status."""
+        job = _Job(name, work, failed, self.request.debug, prepare)
+        inflight = self.request.inflight
+        if inflight is not None and inflight.running(name):
+            job.result = failed(SourceStatus(name, SourceState.TIMEOUT, STILL_RUNNING))
+            return job
+        job.start()
+        if inflight is not None:
+            inflight.started(name, job)
+        return job
 
     def finish(self) -> Naming:
         request, timeout = self.request, self.request.options.timeout
@@ -177,25 +252,39 @@ def check_sources(statuses: Sequence[SourceStatus], request: Request, env: Envir
 
 
 def gather(request: Request, env: Environment) -> Report:
-    """Everything, or with ``host_ifname`` only the host link and its peer's namespace.
+    """Everything, or with ``target`` only what it names when it says where (`which`).
 
-    The focused walk is for `which vethXXXX`; if the peer cannot be located quickly
-    it falls back to the full walk. Sources that were expected to answer and did not
-    are warned about on stderr; with ``strict`` they make this raise SourceFailed.
+    The focused walk reads the target's namespace, the host links and other namespaces its
+    peers are, and asks the sources about those namespaces only; a target that names no
+    namespace by itself (a workload, an IP) gets the full walk. Sources that were expected
+    to answer and did not are warned about on stderr; with ``strict`` they make this raise
+    SourceFailed.
     """
     check_privilege(env.proc)
     discovery = discover(env.proc)
-    walked, host_links = discovery, None
+    walked, named, host_links = discovery, discovery, None
+    focus = locate(discovery, request.target, env.proc) if request.target is not None else None
     if request.host_only:
         walked = replace(
             discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key == discovery.host)
         )
-    elif request.host_ifname is not None:
-        peer = peer_namespace(discovery, request.host_ifname, env.proc)
-        if peer is not None:
-            keep = {discovery.host, peer}
-            walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
-            host_links = (request.host_ifname,)
-    naming = _Naming(discovery, request, env)  # the sources run in their threads during the walk
+    elif focus is not None:
+        keep = focus.namespaces | {discovery.host}
+        walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
+        # The sources name the namespaces read, not the host's own processes (unless it is the target).
+        ask = focus.namespaces or {discovery.host}
+        named = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in ask))
+        host_links = focus.host_links
+    naming = _Naming(named, request, env)  # the sources run in their threads during the walk
     snap = snapshot(walked, fdb=request.fdb, host_links=host_links, proc=env.proc, stats=request.stats)
-    return join(snap, naming.finish(), request, env)
+    found = naming.finish()
+    if focus is not None:  # claims on namespaces not read would name nothing that is shown
+        wanted = focus.namespaces or {discovery.host}
+        found = replace(
+            found,
+            results=tuple(
+                replace(result, claims=tuple(c for c in result.claims if c.netns in wanted))
+                for result in found.results
+            ),
+        )
+    return join(snap, found, request, env)

@@ -15,11 +15,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from . import netlink_routes
 from .errors import NamespaceGone
 from .model import Namespace, NsKey
 from .netlink import RtnlSocket
 from .netlink_routes import Neighbour, Route
 from .netns import home_namespace, inside, open_namespace
+from .sources import procfs
 
 CONF_KEYS = ("rp_filter", "accept_local")
 
@@ -73,8 +75,8 @@ def read(
                     neighbours: tuple[Neighbour, ...] = ()
                     if ns.key in want_routes:
                         with RtnlSocket() as sock:
-                            found_routes = tuple(sock.routes())
-                            neighbours = tuple(sock.neighbours())
+                            found_routes = tuple(netlink_routes.routes(sock))
+                            neighbours = tuple(netlink_routes.neighbours(sock))
                     values = _read_conf(want_conf[ns.key], proc) if ns.key in want_conf else {}
                 facts[ns.key] = NsFacts(found_routes, neighbours, values)
             except OSError as error:
@@ -132,7 +134,8 @@ def fd_holders(nsids: Iterable[int], nsfs_dev: int, proc: str = "/proc") -> dict
                     seen[st.st_ino] = _nsid_via(sock, path)
                 nsid = seen[st.st_ino]
                 if nsid is not None and nsid in wanted:
-                    found.setdefault(nsid, []).append(Holder(int(pid), int(fd_name), _comm(pid, proc)))
+                    holder = Holder(int(pid), int(fd_name), procfs.comm(int(pid), proc))
+                    found.setdefault(nsid, []).append(holder)
     return found
 
 
@@ -150,11 +153,3 @@ def _nsid_via(sock: RtnlSocket, path: str) -> int | None:
         return None
     finally:
         os.close(fd)
-
-
-def _comm(pid: str, proc: str) -> str | None:
-    try:
-        with open(f"{proc}/{pid}/comm", encoding="utf-8", errors="replace") as f:
-            return f.read().strip()
-    except OSError:
-        return None

@@ -55,5 +55,12 @@ class Environment:
         return self.stdout_isatty and not self.environ.get("NO_COLOR") and self.environ.get("TERM") != "dumb"
 
     def warn(self, line: str) -> None:
-        """A diagnostic line for people: stderr, never mixed with the data on stdout."""
-        print(line, file=self.stderr)
+        """A diagnostic line for people: stderr, never mixed with the data on stdout.
+
+        Errors and warnings quote targets the user typed and names from the system (a
+        daemon's reply, an interface name): the line is shown as one visible line, whatever
+        it holds, and only a traceback under ``--debug`` keeps its lines
+        (:func:`vethpeer.render.safe.message`)."""
+        from .render.safe import message
+
+        print(message(line), file=self.stderr)

@@ -21,6 +21,7 @@ class ExitStatus(IntEnum):
     FINDINGS = 6  # `doctor` found problems at warning level or above
     SOURCE_FAILED = 7  # --strict and a source (docker, cri, ...) did not answer
     MISSING_PROGRAM = 8  # a program an output format needs is not installed (`graph -o svg`: Graphviz)
+    GONE = 9  # `which`: the target is not on the host now; its last binding, from the journal, is shown
     INTERRUPTED = 130  # Ctrl-C
 
 

@@ -107,11 +107,6 @@ def _is_local(entry: FdbEntry) -> bool:
     return bool(entry.state & NUD_PERMANENT)
 
 
-def classify_one(mac: str, peer: Link, bridge: Link, view: NsView) -> FdbStatus | None:
-    """Where ``bridge`` (in ``view``) has learned ``mac``, relative to port ``peer``."""
-    return _classify(mac, peer, bridge, _Tables(view))
-
-
 def _classify(mac: str, peer: Link, bridge: Link, tables: _Tables) -> FdbStatus | None:
     if bridge.index not in tables.read:
         return None  # FDB not read (every read bridge has local entries)

@@ -1,7 +1,9 @@
-"""Routes and neighbours for `vethpeer doctor`: the RTM_NEWROUTE and (AF_INET/AF_INET6)
-RTM_NEWNEIGH decoders behind :meth:`vethpeer.netlink.RtnlSocket.routes` and ``.neighbours``.
+"""Routes and neighbours for `vethpeer doctor`: :func:`routes` and :func:`neighbours` dump
+them through a :class:`vethpeer.netlink.RtnlSocket`, with the RTM_NEWROUTE and (AF_INET/AF_INET6)
+RTM_NEWNEIGH decoders here.
 
-Apart from :mod:`vethpeer.netlink` because only `doctor` asks for them, per namespace it checks.
+Apart from :mod:`vethpeer.netlink` because only `doctor` asks for them, per namespace it checks;
+both build on :mod:`vethpeer.netlink_wire`, and neither imports the other.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .netlink import _NDMSG, _U16, _U32, NDA_LLADDR, _attrs, _mac
+from .netlink_wire import NDA_LLADDR, NDMSG, U16, U32, Dumps, attrs, hex_mac
 
 # rtmsg and RTA_* (linux/rtnetlink.h), for routes()
 RTM_NEWROUTE = 24
 RTM_GETROUTE = 26
+RTM_NEWNEIGH = 28
+RTM_GETNEIGH = 30
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTNH = struct.Struct("=HBBi")
 RTA_DST = 1
@@ -95,22 +99,22 @@ def parse_route(data: bytes, offset: int, end: int) -> Route | None:
     dst = gateway = None
     oif = metric = nh_id = None
     nexthops: list[NextHop] = []
-    for attr, start, stop in _attrs(data, offset + _RTMSG.size, end):
+    for attr, start, stop in attrs(data, offset + _RTMSG.size, end):
         if attr == RTA_DST:
             dst = _ip(family, data[start:stop])
         elif attr == RTA_TABLE:
-            table = _U32.unpack_from(data, start)[0]
+            table = U32.unpack_from(data, start)[0]
         elif attr == RTA_GATEWAY:
             gateway = _ip(family, data[start:stop])
         elif attr == RTA_VIA:  # IPv4 route through an IPv6 gateway: u16 family + address
-            via_family = _U16.unpack_from(data, start)[0]
+            via_family = U16.unpack_from(data, start)[0]
             gateway = _ip(via_family, data[start + 2 : stop])
         elif attr == RTA_OIF:
-            oif = _U32.unpack_from(data, start)[0]
+            oif = U32.unpack_from(data, start)[0]
         elif attr == RTA_PRIORITY:
-            metric = _U32.unpack_from(data, start)[0]
+            metric = U32.unpack_from(data, start)[0]
         elif attr == RTA_NH_ID:
-            nh_id = _U32.unpack_from(data, start)[0]
+            nh_id = U32.unpack_from(data, start)[0]
         elif attr == RTA_MULTIPATH:
             nexthops.extend(_parse_multipath(family, data, start, stop))
     if not nexthops and (gateway is not None or oif is not None):
@@ -126,25 +130,35 @@ def _parse_multipath(family: int, data: bytes, offset: int, end: int) -> Iterato
         if length < _RTNH.size:
             return
         gateway = None
-        for attr, start, stop in _attrs(data, offset + _RTNH.size, offset + length):
+        for attr, start, stop in attrs(data, offset + _RTNH.size, offset + length):
             if attr == RTA_GATEWAY:
                 gateway = _ip(family, data[start:stop])
             elif attr == RTA_VIA:
-                gateway = _ip(_U16.unpack_from(data, start)[0], data[start + 2 : stop])
+                gateway = _ip(U16.unpack_from(data, start)[0], data[start + 2 : stop])
         yield NextHop(gateway, ifindex or None, flags)
         offset += (length + 3) & ~3
 
 
 def parse_neighbour(data: bytes, offset: int, end: int) -> Neighbour | None:
-    family, index, state, _flags, _type = _NDMSG.unpack_from(data, offset)
+    family, index, state, _flags, _type = NDMSG.unpack_from(data, offset)
     if family not in (socket.AF_INET, socket.AF_INET6):
         return None
     address = mac = None
-    for attr, start, stop in _attrs(data, offset + _NDMSG.size, end):
+    for attr, start, stop in attrs(data, offset + NDMSG.size, end):
         if attr == NDA_DST:
             address = _ip(family, data[start:stop])
         elif attr == NDA_LLADDR:
-            mac = _mac(data[start:stop])
+            mac = hex_mac(data[start:stop])
     if address is None:
         return None
     return Neighbour(index, address, mac, state)
+
+
+def routes(sock: Dumps, family: int = socket.AF_UNSPEC) -> list[Route]:
+    """Every route of every table (RTM_GETROUTE dump), IPv4 and IPv6 unless ``family`` says."""
+    return sock.dump(RTM_GETROUTE, RTM_NEWROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), parse_route)
+
+
+def neighbours(sock: Dumps, family: int = socket.AF_UNSPEC) -> list[Neighbour]:
+    """The ARP / NDP tables (RTM_GETNEIGH dump of AF_INET and AF_INET6)."""
+    return sock.dump(RTM_GETNEIGH, RTM_NEWNEIGH, NDMSG.pack(family, 0, 0, 0, 0), parse_neighbour)

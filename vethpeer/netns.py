@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import resource
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from .errors import NamespaceGone, NoPrivilege
 from .model import Namespace, NsKey
+from .sources import procfs
 
 CLONE_NEWNET = 0x40000000
 
@@ -53,15 +55,20 @@ def _unescape_mountinfo(field: str) -> str:
 
 def nsfs_mounts(mountinfo: str) -> list[str]:
     """Mount points of network-namespace nsfs bind mounts, from mountinfo text."""
-    paths: list[str] = []
-    for line in mountinfo.splitlines():
-        fields = line.split(" ")
-        # fields: id parent major:minor root mountpoint options ... - fstype source super
-        if len(fields) > 4 and fields[3].startswith("net:[") and " - nsfs " in line:
-            path = _unescape_mountinfo(fields[4])
-            if path not in paths:
-                paths.append(path)
-    return paths
+    return list(nsfs_mount_inodes(mountinfo))
+
+
+# One nsfs mount of a network namespace in mountinfo: id parent major:minor root mountpoint
+# options [optional fields] - fstype source super. The root names the namespace: net:[INODE].
+_NSFS_MOUNT = re.compile(r"^\S+ \S+ \S+ net:\[(\d+)\] (\S+) [^\n]*? - nsfs ", re.MULTILINE)
+
+
+def nsfs_mount_inodes(mountinfo: str) -> dict[str, int]:
+    """Mount point -> the namespace's inode (mountinfo's root field, ``net:[INODE]``), in order."""
+    found: dict[str, int] = {}
+    for match in _NSFS_MOUNT.finditer(mountinfo):
+        found.setdefault(_unescape_mountinfo(match[2]), int(match[1]))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,23 +90,10 @@ def _host_key(proc: str) -> tuple[NsKey, str]:
         return key_of(f"{proc}/1/ns/net"), "pid 1"
     except PermissionError:
         pass
-    try:
-        with open(f"{proc}/2/stat", encoding="ascii", errors="replace") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        is_kthreadd = fields[1] == "0" and int(fields[6]) & 0x00200000  # ppid 0, PF_KTHREAD
-        if is_kthreadd:
+    if _is_kthreadd(proc):
+        with suppress(OSError):
             return key_of(f"{proc}/2/ns/net"), "kthreadd (pid 2)"
-    except (OSError, IndexError, ValueError):
-        pass
     raise NoPrivilege(f"cannot read the host's network namespace ({proc}/1/ns/net)")
-
-
-def _comm(pid: int, proc: str) -> str | None:
-    try:
-        with open(f"{proc}/{pid}/comm", encoding="utf-8", errors="replace") as comm:
-            return comm.read().rstrip("\n")
-    except OSError:
-        return None
 
 
 def _read(path: str) -> str | None:
@@ -152,10 +146,27 @@ def mount_tables(proc: str) -> list[tuple[str, str]]:
     return tables
 
 
+def _mount_keys(inodes: dict[str, int], prefix: str, nsfs_dev: int) -> Iterator[tuple[str, tuple[int, int]]]:
+    """(path, key) of each nsfs mount. Our own table names each mount's namespace (its inode; every
+    nsfs file has the one nsfs device): no stat per mount, which at thousands of mounts was most of
+    discovery. A table reached through another root (the node's) is stat'ed, mount by mount, as
+    only the paths that reach a namespace from here count."""
+    for path, inode in inodes.items():
+        if not prefix:
+            yield path, (nsfs_dev, inode)
+            continue
+        try:
+            st = os.stat(prefix + path)
+        except OSError:  # unmounted since, or not reachable from here
+            continue
+        yield path, (st.st_dev, st.st_ino)
+
+
 def discover(proc: str = "/proc") -> Discovery:
     """Find every network namespace visible from here."""
     host, via = _host_key(proc)
-    pids: dict[NsKey, list[int]] = {host: []}
+    # Keyed by (st_dev, st_ino) tuples while counting (thousands of lookups), NsKey at the end.
+    pids: dict[tuple[int, int], list[int]] = {(host.dev, host.ino): []}
     unreadable = vanished = 0
     for entry in os.scandir(proc):
         name = entry.name
@@ -169,25 +180,22 @@ def discover(proc: str = "/proc") -> Discovery:
         except OSError:  # gone, or a zombie with no namespaces left
             vanished += 1
             continue
-        pids.setdefault(NsKey(st.st_dev, st.st_ino), []).append(int(name))
+        pids.setdefault((st.st_dev, st.st_ino), []).append(int(name))
 
-    mounts: dict[NsKey, dict[str, str]] = {}  # node path -> the path that reaches it from here
+    mounts: dict[tuple[int, int], dict[str, str]] = {}  # node path -> the path that reaches it from here
     seen: set[str] = set()
     for text, prefix in mount_tables(proc):
-        for path in nsfs_mounts(text):
+        for path, found_key in _mount_keys(nsfs_mount_inodes(text), prefix, host.dev):
             if path in seen:  # the node's mount, propagated into our table too (/run/netns)
                 continue
-            try:
-                key = key_of(prefix + path)
-            except OSError:  # unmounted since, or not reachable from here
-                continue
             seen.add(path)
-            mounts.setdefault(key, {})[path] = prefix + path
+            mounts.setdefault(found_key, {})[path] = prefix + path
 
     namespaces = []
-    for key in sorted(pids.keys() | mounts.keys()):
-        members = sorted(pids.get(key, ()))
-        found = mounts.get(key, {})
+    for dev, ino in sorted(pids.keys() | mounts.keys()):
+        members = sorted(pids.get((dev, ino), ()))
+        found = mounts.get((dev, ino), {})
+        key = NsKey(dev, ino)
         namespaces.append(
             Namespace(
                 key=key,
@@ -197,7 +205,7 @@ def discover(proc: str = "/proc") -> Discovery:
                 if any(p != r for p, r in found.items())
                 else (),
                 pids=tuple(members),
-                comm=_comm(members[0], proc) if members and key != host else None,
+                comm=procfs.comm(members[0], proc) if members and key != host else None,
             )
         )
     return Discovery(host, via, tuple(namespaces), unreadable, vanished)

@@ -15,6 +15,7 @@ runs in, which this module takes to be the host's.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import socket
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .model import End, Report, Row, SourceState, SourceStatus
+from .model import End, Report, SourceState, SourceStatus
 
 NAME = "ovs"
 DEFAULT_RUNDIR = "/var/run/openvswitch"
@@ -110,6 +111,9 @@ def ports_from_rows(
     return found
 
 
+MAX_REPLY = 64 << 20  # characters of one reply at most (a thousand ports take ~1 MB)
+
+
 def _select(table: str, columns: list[str]) -> dict[str, Any]:
     return {"op": "select", "table": table, "where": [], "columns": columns}
 
@@ -130,13 +134,19 @@ def transact(path: str, ops: list[dict[str, Any]], timeout: float) -> list[dict[
         sock.connect(path)
         sock.sendall(json.dumps(request).encode())
         decoder = json.JSONDecoder()
+        text = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span two reads
         buffer = ""
         while True:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            left = deadline - time.monotonic()
+            if left <= 0:  # keepalives alone do not keep a call alive past its deadline
+                raise TimeoutError("no answer in time")
+            sock.settimeout(left)
             chunk = sock.recv(1 << 16)
             if not chunk:
                 raise OvsdbError("ovsdb-server closed the connection")
-            buffer += chunk.decode("utf-8", "replace")
+            buffer += text.decode(chunk)
+            if len(buffer) > MAX_REPLY:
+                raise OvsdbError(f"reply larger than {MAX_REPLY} characters")
             while buffer.strip():
                 buffer = buffer.lstrip()
                 try:
@@ -199,11 +209,3 @@ def annotate(report: Report, result: OvsResult) -> Report:
         peer = _end(row.peer, result.ports, host.ino, host.dev) if row.peer is not None else None
         rows.append(row if (end is row.end and peer is row.peer) else replace(row, end=end, peer=peer))
     return replace(report, rows=tuple(rows), sources=(*report.sources, result.status))
-
-
-def port_of(row: Row, result: OvsResult, host_ino: int) -> OvsPort | None:
-    """The OVS port behind a row's host side, if any."""
-    for end in (row.peer, row.end):
-        if end is not None and end.ns.key.ino == host_ino and end.link.name in result.ports:
-            return result.ports[end.link.name]
-    return None

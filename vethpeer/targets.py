@@ -39,7 +39,7 @@ def _one_namespace(target: str, how: str, rows: Iterable[Row], report: Report) -
     spaces = {row.end.ns.key for row in found}
     if len(spaces) > 1:
         labels = sorted({row.end.workload.label for row in found})
-        raise Ambiguous(f"{target!r} matches interfaces in {len(spaces)} namespaces", labels)
+        raise Ambiguous(f"'{target}' matches interfaces in {len(spaces)} namespaces", labels)
     return Match(target, how, found)
 
 
@@ -52,7 +52,7 @@ def _by_namespace(report: Report, target: str, how: str, key: NsKey) -> Match:
         return Match(target, how, (), host_network=(HOST,))
     known = any(view.ns.key == key for view in report.snapshot.views)
     if not known:
-        raise NotFound(f"{target!r} is not a network namespace that was found (inode {key.ino})")
+        raise NotFound(f"'{target}' is not a network namespace that was found (inode {key.ino})")
     return Match(target, how, _rows_in(report, key))
 
 
@@ -157,6 +157,19 @@ def _workload_matchers(target: str, namespace: str | None) -> tuple[Callable[[Wo
     return exact, prefix
 
 
+def joined_container(w: Workload, target: str) -> str | None:
+    """The container ``target`` names when it is not ``w`` itself but shares its namespace
+    (``docker run --network container:WEB``): ``join`` for ``which join``; else None."""
+    if w.kind is WorkloadKind.POD or target in (w.name, w.label) or (w.id and w.id.startswith(target)):
+        return None
+    names = dict(zip(w.container_ids, w.containers, strict=False))
+    for cid in w.container_ids:
+        name = names.get(cid) or cid[:12]
+        if name != w.name and (target == name or cid.startswith(target)):
+            return name
+    return None
+
+
 def _candidate(w: Workload, target: str) -> str:
     """How an ambiguity names ``w``: by the container the target matched, when that is not ``w``.
 
@@ -188,13 +201,13 @@ def _workload(report: Report, target: str, namespace: str | None) -> Match | Non
         if held and not keys:
             owners = {row.end.workload.label for row in held}
             if len(owners) > 1:
-                raise Ambiguous(f"{target!r} matches {len(owners)} workloads", sorted(owners))
+                raise Ambiguous(f"'{target}' matches {len(owners)} workloads", sorted(owners))
             return Match(target, "workload", held)
         if held:
             labels = sorted(
                 {row.end.workload.label for row in held} | {w.label for _, w in candidates if matcher(w)}
             )
-            raise Ambiguous(f"{target!r} matches {len(labels)} workloads", labels)
+            raise Ambiguous(f"'{target}' matches {len(labels)} workloads", labels)
         if len(keys) > 1:
             # Per namespace the best-ranked claim that matched (candidates are best first); every
             # host-network workload that matched, as each is a namespace's only claim there.
@@ -203,7 +216,7 @@ def _workload(report: Report, target: str, namespace: str | None) -> Match | Non
                 if matcher(w):
                     best.setdefault((key, w.label if key == report.snapshot.host else ""), w)
             labels = sorted({_candidate(w, target) for w in best.values()})
-            raise Ambiguous(f"{target!r} matches {len(keys)} workloads", labels)
+            raise Ambiguous(f"'{target}' matches {len(keys)} workloads", labels)
         if keys:
             key = keys.pop()
             if key == report.snapshot.host:
@@ -219,17 +232,21 @@ def scoped(report: Report, namespace: str | None) -> Report:
     ``None`` (``-A``): the report itself. The one filter behind every command's ``-n``."""
     if namespace is None:
         return report
-
-    def inside(w: Workload) -> bool:
-        return w.namespace == namespace
-
-    claims = {key: tuple(w for w in found if inside(w)) for key, found in report.workloads.items()}
+    claims = {
+        key: tuple(w for w in found if in_scope(w, namespace)) for key, found in report.workloads.items()
+    }
     return replace(
         report,
-        rows=tuple(row for row in report.rows if inside(row.end.workload)),
+        rows=tuple(row for row in report.rows if in_scope(row.end.workload, namespace)),
         workloads={key: found for key, found in claims.items() if found},
-        host_network=tuple(w for w in report.host_network if inside(w)),
+        host_network=tuple(w for w in report.host_network if in_scope(w, namespace)),
     )
+
+
+def in_scope(workload: Workload, namespace: str | None) -> bool:
+    """Whether ``-n NAMESPACE`` keeps this workload (``None``, ``-A``: every one). :func:`scoped`
+    applies it to a report; `watch` to each event's workload."""
+    return namespace is None or workload.namespace == namespace
 
 
 def resolve(report: Report, target: str, *, namespace: str | None = None, proc: str = "/proc") -> Match:
@@ -246,9 +263,9 @@ def resolve(report: Report, target: str, *, namespace: str | None = None, proc: 
     found = _workload(report, target, namespace)
     if found is not None:
         return found
-    where = f" in namespace {namespace!r}" if namespace else ""
+    where = f" in namespace '{namespace}'" if namespace else ""
     raise NotFound(
-        f"nothing named {target!r}{where}",
+        f"nothing named '{target}'{where}",
         hint="try an IP, MAC, PID, netns name or path, host interface, container or pod name or ID",
     )
 

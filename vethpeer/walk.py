@@ -44,9 +44,13 @@ def with_addresses(links: Iterable[Link], sock: RtnlSocket) -> tuple[Link, ...]:
     )
 
 
-def _some_links(sock: RtnlSocket, names: Collection[str], stats: bool = False) -> list[Link]:
-    """Only the named links and their masters: for `which vethXXXX`, not a dump of the host."""
-    found = [link for link in (sock.link(name, stats=stats) for name in names) if link is not None]
+def _some_links(sock: RtnlSocket, names: Collection[str | int], stats: bool = False) -> list[Link]:
+    """Only these links (by name or ifindex) and their masters: for `which`, not a dump of the host."""
+    asked = (
+        sock.link(name, stats=stats) if isinstance(name, str) else sock.link(index=name, stats=stats)
+        for name in names
+    )
+    found = list({link.index: link for link in asked if link is not None}.values())
     masters = {link.master for link in found if link.master} - {link.index for link in found}
     found += [link for link in (sock.link(index=i, stats=stats) for i in sorted(masters)) if link is not None]
     return found
@@ -67,7 +71,7 @@ def _read(
     ns: Namespace,
     home_fd: int,
     fdb: bool,
-    only: Collection[str] | None = None,
+    only: Collection[str | int] | None = None,
     proc: str = "/proc",
     stats: bool = False,
 ) -> _Open:
@@ -88,7 +92,7 @@ def snapshot(
     discovery: Discovery,
     *,
     fdb: bool = False,
-    host_links: Collection[str] | None = None,
+    host_links: Collection[str | int] | None = None,
     proc: str = "/proc",
     stats: bool = False,
 ) -> Snapshot:
@@ -103,7 +107,12 @@ def snapshot(
 
 
 def _snapshot(
-    discovery: Discovery, home_fd: int, fdb: bool, host_links: Collection[str] | None, proc: str, stats: bool
+    discovery: Discovery,
+    home_fd: int,
+    fdb: bool,
+    host_links: Collection[str | int] | None,
+    proc: str,
+    stats: bool,
 ) -> Snapshot:
     opened: dict[NsKey, _Open] = {}
     failed: list[NsView] = []
@@ -139,43 +148,3 @@ def _snapshot(
         vanished_pids=discovery.vanished_pids,
         host_found_via=discovery.host_found_via,
     )
-
-
-def peer_namespace(discovery: Discovery, host_ifname: str, proc: str = "/proc") -> NsKey | None:
-    """The namespace on the other side of a host link, for `which vethXXXX` without a full walk.
-
-    One RTM_GETLINK for the link, then the host's socket is asked which nsid it gives each
-    namespace until one equals the link's IFLA_LINK_NETNSID (RTM_GETNSID allocates nothing).
-    None when the link is not there, has no peer elsewhere, or no namespace matches: the
-    caller then walks everything.
-    """
-    host_ns = next((ns for ns in discovery.namespaces if ns.key == discovery.host), None)
-    if host_ns is None:
-        return None
-    try:
-        with home_namespace(proc) as home_fd:
-            host_fd, sock = socket_in(host_ns, home_fd, proc)
-    except (OSError, NamespaceGone):
-        return None
-    os.close(host_fd)
-    try:
-        link = sock.link(host_ifname)
-        if link is None or link.link_netnsid is None:
-            return None
-        for ns in discovery.namespaces:
-            if ns.key == discovery.host:
-                continue
-            try:
-                fd = open_namespace(ns, proc)
-            except NamespaceGone:
-                continue
-            try:
-                if sock.nsid_of(fd) == link.link_netnsid:
-                    return ns.key
-            except NetlinkError:
-                continue
-            finally:
-                os.close(fd)
-        return None
-    finally:
-        sock.close()

@@ -75,7 +75,13 @@ def run_vethpeer(
     ``user``: as that unprivileged user, from a copy of the package (:func:`as_user`).
     """
     argv = [sys.executable, "-m", "vethpeer", *args]
-    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    # Never the machine's own journal (an agent running here would make a gone target exit 9).
+    full_env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "VETHPEER_JOURNAL": "/nonexistent/vqf-journal.sqlite",
+        **(env or {}),
+    }
     if user is not None:
         with as_user(user) as (prefix, interpreter, package_root):
             argv = [*prefix, interpreter, "-m", "vethpeer", *args]

@@ -225,6 +225,19 @@ def test_container_network_mode_shares_one_namespace(client: Any, containers: di
         assert (quiet.returncode, quiet.stdout.split()) == (0, [expected]), (target, quiet.stderr)
 
 
+def test_text_names_the_joined_container(client: Any, containers: dict[str, Any]) -> None:
+    """In text too, not only in the JSON: the owner's row says who joined, `which join` says why."""
+    owner, joiner = f"{PREFIX}-bridge", f"{PREFIX}-join"
+    done = run_vethpeer("table")
+    assert done.returncode == 0, done.stderr
+    assert f"docker/{owner} (+{joiner})" in done.stdout
+    answer = which(joiner)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.startswith(f"{joiner} shares docker/{owner}'s network namespace\n")
+    assert kernel_peer(client, owner) in answer.stdout
+    assert "shares" not in which(owner).stdout
+
+
 def test_network_none_loopback_only(client: Any, containers: dict[str, Any]) -> None:
     name = f"{PREFIX}-none"
     rows = rows_of(table(), name)

@@ -209,8 +209,9 @@ def test_gateway_outside_every_subnet(lan: Net) -> None:
 
 
 def test_routes_match_the_kernel(lan: Net) -> None:
-    """RtnlSocket.routes() (read by doctor inside the namespace) against `ip -j route show table all`."""
+    """netlink_routes.routes() (read by doctor inside the namespace) against `ip -j route show table all`."""
     from vethpeer.netlink import RtnlSocket
+    from vethpeer.netlink_routes import routes
     from vethpeer.netns import inside
 
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
@@ -220,9 +221,7 @@ def test_routes_match_the_kernel(lan: Net) -> None:
             sock = RtnlSocket()
         with sock:
             ours = {
-                (r.dst, r.nexthops[0].gateway if r.nexthops else None)
-                for r in sock.routes()
-                if r.table == 254
+                (r.dst, r.nexthops[0].gateway if r.nexthops else None) for r in routes(sock) if r.table == 254
             }
     finally:
         os.close(target)

@@ -25,7 +25,7 @@ from tests.integration.conftest import Cli, run_vethpeer
 from tests.lab import cri_lab
 from tests.lab.cri_lab import Lab, Pod, host_link, link_in
 from tests.policy import need, need_files
-from vethpeer.sources import cri_endpoints
+from vethpeer.sources import Paths
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def rows_of(data: dict[str, Any], label: str) -> list[dict[str, Any]]:
 
 
 def test_socket_outside_the_fixed_list_is_found(crilab: Lab, pod: Pod) -> None:
-    assert SOCKET not in [path for _, path in cri_endpoints.SOCKETS]
+    assert SOCKET not in [path for _, path in Paths().cri_sockets]
     done = table("table", "--json")
     assert done.returncode == 0, done.stderr
     data = done.json()

@@ -36,6 +36,7 @@ FLAGS = (  # what deploy/kubernetes/daemonset.yaml gives the container
     "--cap-add=SYS_PTRACE",
     "--read-only",
     "--tmpfs=/tmp",
+    "--tmpfs=/var/lib/vethpeer:mode=0700",  # the DaemonSet's hostPath for the journal
     "--security-opt=no-new-privileges",
     "--mount=type=bind,source=/run/netns,target=/run/netns,readonly,bind-propagation=rslave",
     "--mount=type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock,readonly",

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.lab.serve_lab import BridgeLab, free_port, serve
+from tests.lab.serve_lab import BridgeLab, Served, free_port, serve
+from tests.lab.tls_lab import PORTS, htpasswd_hash, pki, secured
 from tests.policy import need_binary
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,9 @@ JOIN = (
 )
 
 
-def config(node_port: int, serve_port: int) -> str:
+def config(node_port: int, serve_port: int, client: dict[str, Any] | None = None) -> str:
+    """Prometheus' config; ``client`` is the vethpeer job's client side (scheme, tls_config,
+    basic_auth, authorization), as a secured agent is scraped."""
     relabel = [{"target_label": "instance", "replacement": NODE}]
     document = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
@@ -50,6 +53,7 @@ def config(node_port: int, serve_port: int) -> str:
                 "honor_labels": True,
                 "static_configs": [{"targets": [f"127.0.0.1:{serve_port}"]}],
                 "relabel_configs": relabel,
+                **(client or {}),
             },
         ],
     }
@@ -92,54 +96,70 @@ def wait_for(port: int, promql: str, want: int, timeout: float = 60.0) -> list[d
     return result
 
 
-@pytest.fixture(scope="module")
-def prometheus_lab() -> Iterator[tuple[BridgeLab, int]]:
+@contextlib.contextmanager
+def prometheus_scraping(
+    served: Served,
+    lab: BridgeLab,
+    client: dict[str, Any] | None = None,
+    ports: tuple[int, int] = (19400, 19499),
+) -> Iterator[int]:
+    """A real node_exporter and a real Prometheus scraping it and ``served`` (with ``client`` as the
+    vethpeer job's client side), while the lab sends traffic; yields Prometheus' port."""
     prometheus = need_binary("prometheus")
     node_exporter = need_binary("prometheus-node-exporter")
     tmp = Path(tempfile.mkdtemp(prefix="vps-prom-"))
     stop = threading.Event()
     try:
-        with BridgeLab(3) as lab, serve("--min-interval", "1", "--no-kube") as served:
-            node_port = free_port()
+        node_port = free_port(*ports)
+        with daemon(
+            [
+                node_exporter,
+                f"--web.listen-address=127.0.0.1:{node_port}",
+                "--collector.disable-defaults",
+                "--collector.netdev",
+            ],
+            tmp / "node_exporter.log",
+        ):
+            prom_port = free_port(node_port + 1, ports[1])
+            (tmp / "prometheus.yml").write_text(config(node_port, served.port, client))
             with daemon(
                 [
-                    node_exporter,
-                    f"--web.listen-address=127.0.0.1:{node_port}",
-                    "--collector.disable-defaults",
-                    "--collector.netdev",
+                    prometheus,
+                    f"--config.file={tmp / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                    "--log.level=warn",
                 ],
-                tmp / "node_exporter.log",
+                tmp / "prometheus.log",
             ):
-                prom_port = free_port(node_port + 1)
-                (tmp / "prometheus.yml").write_text(config(node_port, served.port))
-                with daemon(
-                    [
-                        prometheus,
-                        f"--config.file={tmp / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={tmp / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{prom_port}",
-                        "--log.level=warn",
-                    ],
-                    tmp / "prometheus.log",
-                ):
 
-                    def keep_sending() -> None:
-                        while not stop.is_set():
-                            lab.traffic(count=10)
+                def keep_sending() -> None:
+                    while not stop.is_set():
+                        lab.traffic(count=10)
 
-                    sender = threading.Thread(target=keep_sending, daemon=True)
-                    sender.start()
-                    try:
-                        yield lab, prom_port
-                    finally:
-                        stop.set()
-                        sender.join(10)
+                sender = threading.Thread(target=keep_sending, daemon=True)
+                sender.start()
+                try:
+                    yield prom_port
+                finally:
+                    stop.set()
+                    sender.join(10)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_the_join_returns_one_series_per_lab_veth(prometheus_lab: tuple[BridgeLab, int]) -> None:
-    lab, port = prometheus_lab
+@pytest.fixture(scope="module")
+def prometheus_lab() -> Iterator[tuple[BridgeLab, int]]:
+    with (
+        BridgeLab(3) as lab,
+        serve("--min-interval", "1", "--no-kube") as served,
+        prometheus_scraping(served, lab) as prom_port,
+    ):
+        yield lab, prom_port
+
+
+def one_series_per_lab_veth(lab: BridgeLab, port: int) -> list[dict[str, Any]]:
+    """The join restricted to the lab's veths, once it has one series for each (asserted)."""
     devices = "|".join(m.host_veth for m in lab.members)
     restricted = JOIN.replace(
         "node_network_receive_bytes_total", f'node_network_receive_bytes_total{{device=~"{devices}"}}'
@@ -147,6 +167,12 @@ def test_the_join_returns_one_series_per_lab_veth(prometheus_lab: tuple[BridgeLa
     result = wait_for(port, restricted, len(lab.members))
     assert sorted(r["metric"]["device"] for r in result) == sorted(m.host_veth for m in lab.members)
     assert all(r["metric"]["instance"] == NODE for r in result)
+    return result
+
+
+def test_the_join_returns_one_series_per_lab_veth(prometheus_lab: tuple[BridgeLab, int]) -> None:
+    lab, port = prometheus_lab
+    result = one_series_per_lab_veth(lab, port)
     assert all(float(r["value"][1]) > 0 for r in result), "traffic flowed through every host veth"
     # The query exactly as users write it works too (no many-to-many error on this node).
     whole = query(port, JOIN)
@@ -177,3 +203,38 @@ def test_node_exporter_is_what_it_joins_with(prometheus_lab: tuple[BridgeLab, in
     lab, port = prometheus_lab
     devices = {r["metric"]["device"] for r in wait_for(port, "node_network_receive_bytes_total", 1)}
     assert {m.host_veth for m in lab.members} <= devices
+
+
+# --- the same join, with the agent secured: TLS and basic auth (serve --web-config-file) -----------
+
+PASSWORD = "vqb-prometheus-password"
+
+
+@pytest.fixture(scope="module")
+def prometheus_tls_lab() -> Iterator[tuple[BridgeLab, int]]:
+    """Prometheus scrapes vethpeer with ``scheme: https``, ``tls_config.ca_file`` and
+    ``basic_auth``; the hash in the web config is htpasswd's."""
+    with pki() as made, BridgeLab(3, prefix="vqb") as lab:
+        config = {
+            "tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
+            "basic_auth_users": {"prometheus": htpasswd_hash("prometheus", PASSWORD)},
+        }
+        client = {
+            "scheme": "https",
+            "tls_config": {"ca_file": str(made.path("ca.crt"))},
+            "basic_auth": {"username": "prometheus", "password": PASSWORD},
+        }
+        with (
+            secured(made, config, "--min-interval", "1") as served,
+            prometheus_scraping(served, lab, client, ports=PORTS) as prom_port,
+        ):
+            yield lab, prom_port
+            assert "refused" not in served.stderr(), served.stderr()  # every scrape authenticated
+
+
+def test_the_join_over_tls_with_basic_auth_returns_one_series_per_lab_veth(
+    prometheus_tls_lab: tuple[BridgeLab, int],
+) -> None:
+    lab, port = prometheus_tls_lab
+    assert wait_for(port, 'up{job="vethpeer"} == 1', 1), "Prometheus scrapes over TLS with basic auth"
+    one_series_per_lab_veth(lab, port)

@@ -70,6 +70,7 @@ from typing import Any
 from tests.lab.common import busybox_rootfs_tar, docker_cgroup_parents, pid_alive, remove_cgroup_parents
 
 SOCKET_PATH = "/var/run/docker.sock"
+SYSTEM_CONTAINERD_SOCKET = "/run/containerd/containerd.sock"  # where dockerd looks for a system containerd
 DOCKERD = "/usr/sbin/dockerd"
 BUSYBOX = "/bin/busybox"
 TEST_IMAGE = "vethpeer-test/busybox:1"
@@ -116,6 +117,17 @@ def docker_ping(socket_path: str = SOCKET_PATH, timeout: float = 1.0) -> bool:
         return False
     status = data.split(b"\r\n", 1)[0].split()
     return len(status) >= 2 and status[1] == b"200"
+
+
+def _unix_answers(path: str) -> bool:
+    """True if something accepts connections on the unix socket ``path``."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(path)
+        return True
+    except OSError:
+        return False
 
 
 def _children_of(pid: int) -> list[int]:
@@ -169,6 +181,7 @@ class DockerDaemon:
     log_path: str | None = None
     startup_seconds: float | None = None
     cgroup_parents_before: set[str] = field(default_factory=set)  # docker cgroup folders before start
+    containerd: Any = None  # our own containerd, when the system's socket is there but dead
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def is_running(self) -> bool:
@@ -213,6 +226,7 @@ class DockerDaemon:
                 self.binary,
                 "--host",
                 f"unix://{self.socket_path}",
+                *self._containerd_args(),
                 *self.extra_args,
             ]
             with open(self.log_path, "ab") as log:
@@ -248,15 +262,33 @@ class DockerDaemon:
             f"{timeout:.0f} s; log {self.log_path}:\n{tail}"
         )
 
+    def _containerd_args(self) -> list[str]:
+        """``--containerd`` for a containerd of our own when the system's socket is stale.
+
+        Debian's dockerd 20.10 uses ``/run/containerd/containerd.sock`` whenever that file
+        exists, and fails after a minute when nothing listens there (a containerd that was
+        killed leaves its socket behind). The file is not ours to remove, so our engine gets a
+        containerd of its own instead (CRI off, as Docker's bundled one runs).
+        """
+        if not os.path.exists(SYSTEM_CONTAINERD_SOCKET) or _unix_answers(SYSTEM_CONTAINERD_SOCKET):
+            return []
+        if self.containerd is None:
+            from tests.lab.cri_lab import Containerd  # cri_lab is the containerd lab
+
+            self.containerd = Containerd(name="vpd-ctd", cri=False)
+        self.containerd.start()
+        return [f"--containerd={self.containerd.socket}"]
+
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM our dockerd, wait up to ``timeout``, then SIGKILL it (and its
-        containerd child).  No-op unless ``started_by_us``."""
+        containerd child, or the containerd of our own).  No-op unless ``started_by_us``."""
         if not self.started_by_us or self.pid is None:
             return
         pid = self.pid
         proc = self._proc
         if proc is None or proc.poll() is not None:
             self._proc = None
+            self._destroy_containerd()
             return
         children = _children_of(pid)
         with contextlib.suppress(ProcessLookupError):
@@ -277,12 +309,18 @@ class DockerDaemon:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
         self._proc = None
+        self._destroy_containerd()
         _remove_stale_netns_files()
         remove_cgroup_parents(docker_cgroup_parents(), self.cgroup_parents_before)
         if self.log_path and os.environ.get("VPD_KEEP_DOCKERD_LOG") != "1":
             with contextlib.suppress(OSError):
                 os.unlink(self.log_path)
             self.log_path = None
+
+    def _destroy_containerd(self) -> None:
+        if self.containerd is not None:
+            self.containerd.destroy()
+            self.containerd = None
 
     def client(self, timeout: int = 60) -> DockerClient:
         """A ``docker.DockerClient`` for this engine."""

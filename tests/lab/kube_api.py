@@ -7,6 +7,12 @@ shaped like the real API's (v1 Pod / PodList, apps/v1 ReplicaSet, batch/v1 Job, 
 Status errors), including ``fieldSelector=spec.nodeName=...`` filtering, and records
 every request so tests can assert what was asked.
 
+It also answers the two reviews `serve --kube-auth` POSTs (:class:`Reviews`): a TokenReview
+(authentication.k8s.io/v1) authenticates the tokens the test lists, a SubjectAccessReview
+(authorization.k8s.io/v1) allows what the test grants, RBAC-style, to a user or one of its
+groups; ``reviews.mode`` "hang" never answers them (an API server that times out) and
+"down" drops the connection unanswered (one that is going away).
+
 It is reached through an ordinary kubeconfig (:meth:`ApiServer.kubeconfig`), so the
 ``kubernetes`` client's own configuration loading and transport are what is exercised.
 """
@@ -16,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import subprocess
 import tempfile
 import threading
 import uuid
@@ -126,6 +134,109 @@ def status_json(code: int, reason: str, message: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class User:
+    username: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+
+
+def service_account(namespace: str, name: str) -> User:
+    """A ServiceAccount as a TokenReview names it."""
+    return User(
+        f"system:serviceaccount:{namespace}:{name}",
+        ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"),
+        str(uuid.uuid4()),
+    )
+
+
+def asked(spec: dict[str, Any]) -> str:
+    """A SubjectAccessReview's attributes as a grant string: ``get /metrics``,
+    ``get nodes/proxy NODE`` (the name left out when the review names none)."""
+    if "nonResourceAttributes" in spec:
+        n = spec["nonResourceAttributes"]
+        return f"{n['verb']} {n['path']}"
+    r = spec["resourceAttributes"]
+    resource = r["resource"] + (f"/{r['subresource']}" if r.get("subresource") else "")
+    return " ".join(filter(None, (r["verb"], resource, r.get("name", ""))))
+
+
+@dataclass
+class Reviews:
+    """TokenReview and SubjectAccessReview, as the test configures them.
+
+    ``tokens``: token -> the user it authenticates; ``grants``: subject (user or group) ->
+    grant strings as :func:`asked` writes them (``get /metrics``, ``get nodes/proxy node-0``;
+    a grant without a name allows every name). ``calls`` records each review's kind.
+    """
+
+    tokens: dict[str, User] = field(default_factory=dict)
+    grants: dict[str, set[str]] = field(default_factory=dict)
+    mode: str = "ok"  # "ok", "hang" (never answers), "down" (drops the connection)
+    calls: list[str] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def grant(self, subject: str, *what: str) -> None:
+        self.grants.setdefault(subject, set()).update(what)
+
+    def allowed(self, spec: dict[str, Any]) -> bool:
+        wanted = asked(spec)
+        unnamed = " ".join(wanted.split()[:2])
+        for subject in (spec.get("user", ""), *spec.get("groups", [])):
+            held = self.grants.get(subject, set())
+            if wanted in held or unnamed in held:
+                return True
+        return False
+
+    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """The reply to a POST of a review; None for any other path."""
+        if path == "/apis/authentication.k8s.io/v1/tokenreviews":
+            self.calls.append("TokenReview")
+            user = self.tokens.get(body.get("spec", {}).get("token", ""))
+            status: dict[str, Any] = {"authenticated": user is not None}
+            if user is not None:
+                status["user"] = {"username": user.username, "groups": list(user.groups), "uid": user.uid}
+            return 201, {**body, "status": status}
+        if path == "/apis/authorization.k8s.io/v1/subjectaccessreviews":
+            self.calls.append("SubjectAccessReview")
+            allowed = self.allowed(body.get("spec", {}))
+            reason = "RBAC: allowed" if allowed else ""
+            return 201, {**body, "status": {"allowed": allowed, **({"reason": reason} if reason else {})}}
+        return None
+
+
+def review_post(handler: BaseHTTPRequestHandler, reviews: Reviews) -> None:
+    """A POST to the stand-in: a review answered (or hung, or dropped), anything else 405."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    try:
+        body = json.loads(handler.rfile.read(length) or b"{}")
+    except ValueError:
+        body = None
+    if reviews.mode == "hang":
+        reviews.calls.append("hung")
+        reviews.release.wait(30)
+        return
+    if reviews.mode == "down":
+        reviews.calls.append("dropped")
+        handler.close_connection = True
+        with contextlib.suppress(OSError):
+            handler.connection.shutdown(2)
+        return
+    reply = reviews.answer(handler.path.partition("?")[0], body) if isinstance(body, dict) else None
+    send_json(
+        handler, *(reply or (405, status_json(405, "MethodNotAllowed", "the server does not allow this")))
+    )
+
+
+def send_json(handler: BaseHTTPRequestHandler, code: int, document: dict[str, Any]) -> None:
+    data = json.dumps(document).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 @dataclass
 class ApiServer:
     """The stand-in: ``pods`` and ``controllers`` are served; ``mode`` "ok", "forbidden" or "hang"."""
@@ -136,6 +247,7 @@ class ApiServer:
     port: int = 0  # on 127.0.0.1; 0: any free one
     requests: list[str] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
+    reviews: Reviews = field(default_factory=Reviews)
     _server: ThreadingHTTPServer | None = None
     _release: threading.Event = field(default_factory=threading.Event)
 
@@ -178,6 +290,7 @@ class ApiServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
             def do_GET(self) -> None:
                 server_self.requests.append(self.path)
@@ -197,22 +310,24 @@ class ApiServer:
                     )
                 else:
                     code, body = server_self.answer(self.path)
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, code, body)
+
+            def do_POST(self) -> None:
+                server_self.requests.append(f"POST {self.path}")
+                review_post(self, server_self.reviews)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="vpk-kube-api", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="vpk-kube-api", daemon=True
+        ).start()
 
     def stop(self) -> None:
         self._release.set()
+        self.reviews.release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -223,15 +338,19 @@ class ApiServer:
 
 
 @contextlib.contextmanager
-def kubeconfig_file(url: str, token: str, name: str, namespace: str | None = None) -> Iterator[str]:
+def kubeconfig_file(
+    url: str, token: str, name: str, namespace: str | None = None, ca: str | None = None
+) -> Iterator[str]:
     """A kubeconfig file for the API server at ``url``, bearer ``token``: cluster, user and context
-    all named ``name``, the context in ``namespace`` if one is given. Removed afterwards."""
+    all named ``name``, the context in ``namespace`` if one is given, the server's certificate
+    checked against ``ca`` (a file) for https. Removed afterwards."""
     fd, path = tempfile.mkstemp(prefix=f"{name}-kubeconfig-", suffix=".yaml")
     ns = f"    namespace: {namespace}\n" if namespace else ""
+    authority = f"    certificate-authority: {ca}\n" if ca else ""
     with os.fdopen(fd, "w") as f:
         f.write(
             "apiVersion: v1\nkind: Config\n"
-            f"clusters:\n- name: {name}\n  cluster:\n    server: {url}\n"
+            f"clusters:\n- name: {name}\n  cluster:\n    server: {url}\n{authority}"
             f"users:\n- name: {name}\n  user:\n    token: {token}\n"
             f"contexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n{ns}"
             f"current-context: {name}\n"
@@ -240,6 +359,24 @@ def kubeconfig_file(url: str, token: str, name: str, namespace: str | None = Non
         yield path
     finally:
         os.unlink(path)
+
+
+@contextlib.contextmanager
+def self_signed(prefix: str, address: str = "127.0.0.1") -> Iterator[tuple[str, str]]:
+    """(certificate, key) files of a self-signed server certificate for IP ``address`` (a day long,
+    made by Debian's openssl); removed afterwards. The certificate is its own CA."""
+    folder = tempfile.mkdtemp(prefix=f"{prefix}-tls-")
+    cert, key = os.path.join(folder, "tls.crt"), os.path.join(folder, "tls.key")
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "1", "-subj", f"/CN={prefix}-apiserver",
+             "-addext", f"subjectAltName=IP:{address}", "-keyout", key, "-out", cert],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        yield cert, key
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -168,9 +168,16 @@ class Reply:
 
 
 def get(
-    port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET", timeout: float = 15.0
+    port: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    timeout: float = 15.0,
+    source: str | None = None,
 ) -> Reply:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    """One request; ``source`` is the client's address (127.0.0.2: another client than the tests')."""
+    bind = (source, 0) if source else None
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=bind)
     try:
         conn.request(method, path, headers=headers or {})
         response = conn.getresponse()
@@ -217,7 +224,13 @@ def serve(
     """
     tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-serve-"))
     err = tmp / "stderr"
-    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    # Each server keeps its journal in its own folder unless the test names one.
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "VETHPEER_JOURNAL": str(tmp / "journal.sqlite"),
+        **(env or {}),
+    }
     for _attempt in range(5):
         chosen = port or free_port()
         with err.open("wb") as stderr:

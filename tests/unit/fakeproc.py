@@ -57,7 +57,10 @@ class FakeProc:
 
     def env(self, stdout: io.StringIO | None = None) -> Environment:
         return Environment(
-            stdout=stdout or self.out, stderr=self.err, environ={"PATH": os.defpath}, proc=str(self.root)
+            stdout=stdout or self.out,
+            stderr=self.err,
+            environ={"PATH": os.defpath, "VETHPEER_JOURNAL": str(self.root.parent / "journal.sqlite")},
+            proc=str(self.root),
         )
 
     def main(self, *argv: str, stdout: io.StringIO | None = None) -> int:

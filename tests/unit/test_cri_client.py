@@ -146,15 +146,20 @@ def test_a_slow_server_costs_the_deadline_and_no_more(serve: Callable[..., str])
         release.wait(10)
         return _version(None, None)
 
-    path = serve(Version=slow)
+    error, took = failing_call(serve(Version=slow), 0.5, release.set)
+    assert error.code is Code.DEADLINE_EXCEEDED
+    assert took < 2
+
+
+def failing_call(path: str, seconds: float, cleanup: Callable[[], None]) -> tuple[RpcError, float]:
+    """A Version call that must fail: its error and the seconds it took; ``cleanup`` after it."""
     started = time.monotonic()
     try:
-        with channel(path, seconds=0.5) as ch, pytest.raises(RpcError) as failed:
+        with channel(path, seconds=seconds) as ch, pytest.raises(RpcError) as failed:
             ch.call("Version", pb.VersionRequest(), pb.VersionResponse)
     finally:
-        release.set()
-    assert failed.value.code is Code.DEADLINE_EXCEEDED
-    assert time.monotonic() - started < 2
+        cleanup()
+    return failed.value, time.monotonic() - started
 
 
 def test_no_socket_and_a_refused_one_are_unavailable(tmp_path: Path) -> None:
@@ -196,3 +201,209 @@ def test_a_server_that_hangs_up_fails_every_call_in_flight(tmp_path: Path) -> No
     finally:
         thread.join(5)
         listener.close()
+
+
+def test_a_request_larger_than_the_window_and_a_frame(serve: Callable[..., str]) -> None:
+    """200 KB: more than HTTP/2's 64 KiB initial window and its 16 KiB frames; sent as credit comes."""
+
+    def status(request: Any, _context: Any) -> Any:
+        return pb.PodSandboxStatusResponse(status=pb.PodSandboxStatus(id=str(len(request.pod_sandbox_id))))
+
+    path = serve(PodSandboxStatus=status)
+    big = pb.PodSandboxStatusRequest(pod_sandbox_id="x" * 200_000)
+    with channel(path) as ch:
+        calls = [ch.start("PodSandboxStatus", big, pb.PodSandboxStatusResponse) for _ in range(3)]
+        assert [call.result().status.id for call in calls] == ["200000"] * 3
+
+
+# ---------------------------------------------------------------- a raw HTTP/2 server, for what grpcio
+# will not do on demand: trickle, refuse every stream, send GOAWAY between calls.
+
+
+class RawServer:
+    """One connection, served by ``handle(conn, event)`` and ``tick(conn)`` every 5 ms (h2, server side)."""
+
+    def __init__(
+        self,
+        path: str,
+        handle: Callable[[Any, Any], None],
+        tick: Callable[[Any], None] = lambda conn: None,
+    ) -> None:
+        import socket
+
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(path)
+        self.listener.listen(1)
+        self.handle, self.tick = handle, tick
+        self.stop = threading.Event()
+        self.raw: list[bytes] = []  # bytes to write before h2's own (frames h2 would not send)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import h2.config
+        import h2.connection
+
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.initiate_connection()
+        sock.settimeout(0.005)
+        with sock:
+            while not self.stop.is_set():
+                try:
+                    data = sock.recv(1 << 16)
+                    if not data:
+                        return
+                    for event in conn.receive_data(data):
+                        self.handle(conn, event)
+                except TimeoutError:
+                    self.tick(conn)
+                except OSError:
+                    return
+                try:
+                    while self.raw:
+                        sock.sendall(self.raw.pop(0))
+                    sock.sendall(conn.data_to_send())
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        self.thread.join(5)
+
+
+def _reply(conn: Any, stream: int, message: Any) -> None:
+    body = message.SerializeToString()
+    conn.send_headers(stream, [(b":status", b"200"), (b"content-type", b"application/grpc")])
+    conn.send_data(stream, b"\0" + len(body).to_bytes(4, "big") + body)
+    conn.send_headers(stream, [(b"grpc-status", b"0")], end_stream=True)
+
+
+def test_a_trickling_server_cannot_keep_a_call_past_its_deadline(tmp_path: Path) -> None:
+    """Headers, then a byte of body every 5 ms, never the end: the deadline ends the call."""
+    import h2.events
+
+    path = str(tmp_path / "vqd-trickle.sock")
+    open_streams: list[int] = []
+
+    def handle(conn: Any, event: Any) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            conn.send_headers(event.stream_id, [(b":status", b"200"), (b"content-type", b"application/grpc")])
+            open_streams.append(event.stream_id)
+
+    until = time.monotonic() + 3  # then silence (a client that waited that long has failed already)
+
+    def tick(conn: Any) -> None:
+        for stream in open_streams if time.monotonic() < until else ():
+            conn.send_data(stream, b"\0")
+
+    server = RawServer(path, handle, tick)
+    error, took = failing_call(path, 0.3, server.close)
+    assert error.code is Code.DEADLINE_EXCEEDED
+    assert took < 0.3 + 0.2
+
+
+def test_a_server_that_refuses_every_stream_fails_the_call_soon(tmp_path: Path) -> None:
+    import h2.errors
+    import h2.events
+
+    path = str(tmp_path / "vqd-refuse.sock")
+    refused: list[int] = []
+
+    def handle(conn: Any, event: Any) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            refused.append(event.stream_id)
+            conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+
+    server = RawServer(path, handle)
+    error, took = failing_call(path, 5, server.close)
+    assert error.code is Code.UNAVAILABLE and "refused" in error.details
+    assert 1 < len(refused) <= 10
+    assert took < 2
+
+
+def test_goaway_fails_only_the_calls_above_its_last_stream(tmp_path: Path) -> None:
+    """RFC 9113 6.8: streams up to last_stream_id may still complete; those above were not processed."""
+    import h2.events
+    from hyperframe.frame import GoAwayFrame
+
+    path = str(tmp_path / "vqd-goaway.sock")
+    received: list[int] = []
+    server: RawServer
+
+    def handle(conn: Any, event: Any) -> None:
+        if isinstance(event, h2.events.StreamEnded):
+            received.append(event.stream_id)
+            if len(received) == 3:  # streams 1, 3 and 5: stop at 3, then answer 1 and 3
+                server.raw.append(conn.data_to_send() + GoAwayFrame(0, last_stream_id=3).serialize())
+                for stream in received[:2]:
+                    _reply(conn, stream, _version(None, None))
+
+    server = RawServer(path, handle)
+    try:
+        with channel(path, seconds=5) as ch:
+            calls = [ch.start("Version", pb.VersionRequest(), pb.VersionResponse) for _ in range(3)]
+            assert calls[0].result().runtime_name == "vpcc-runtime"
+            assert calls[1].result().runtime_name == "vpcc-runtime"
+            with pytest.raises(RpcError) as failed:
+                calls[2].result()
+            assert failed.value.code is Code.UNAVAILABLE and "GOAWAY" in failed.value.details
+            with pytest.raises(RpcError) as later:  # no new stream on a connection going away
+                ch.call("Version", pb.VersionRequest(), pb.VersionResponse)
+            assert later.value.code is Code.UNAVAILABLE
+    finally:
+        server.close()
+    assert received == [1, 3, 5]
+
+
+@pytest.mark.parametrize("raised", ["FlowControlError", "FrameTooLargeError", "NoAvailableStreamIDError"])
+def test_an_error_of_the_http2_layer_is_the_calls_error(serve: Callable[..., str], raised: str) -> None:
+    """Whatever h2 raises while sending (here made to) fails the calls with a status, never escapes."""
+    import h2.exceptions
+
+    path = serve(Version=_version)
+    with channel(path) as ch:
+
+        def broken(*_args: Any, **_kwargs: Any) -> None:
+            raise getattr(h2.exceptions, raised)("vqd")
+
+        ch._h2.send_data = broken  # type: ignore[method-assign]
+        calls = [ch.start("Version", pb.VersionRequest(), pb.VersionResponse) for _ in range(2)]
+        for call in calls:
+            with pytest.raises(RpcError) as failed:
+                call.result()
+            expected = Code.UNAVAILABLE if raised == "NoAvailableStreamIDError" else Code.INTERNAL
+            assert failed.value.code is expected and "vqd" in failed.value.details
+
+
+def test_a_server_that_is_not_http2_fails_the_call_at_once(tmp_path: Path) -> None:
+    """An HTTP/1 answer on a connection that stays open: an error now, not at the deadline."""
+    import socket
+
+    path = str(tmp_path / "vqd-http1.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+    done = threading.Event()
+
+    def http1() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(1 << 16)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            done.wait(5)
+
+    thread = threading.Thread(target=http1, daemon=True)
+    thread.start()
+
+    def cleanup() -> None:
+        done.set()
+        thread.join(5)
+        listener.close()
+
+    error, took = failing_call(path, 3, cleanup)
+    assert error.code is Code.INTERNAL and took < 1

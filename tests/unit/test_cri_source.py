@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent import futures
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from tests.policy import need, need_binary
 from vethpeer.cri import api_pb2 as pb
 from vethpeer.model import NsKey, SourceState, SourceStatus, Workload, WorkloadKind
-from vethpeer.sources import PRIORITY_RUNTIME, Context, Options, cri, cri_endpoints
+from vethpeer.sources import PRIORITY_RUNTIME, Context, Options, Paths, cri, cri_endpoints
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = NsKey(1, 1)
@@ -29,13 +30,15 @@ HOST = NsKey(1, 1)
 NO_PROC = "/nonexistent-vpr-proc"  # no processes: no kubelet or daemon sockets are discovered
 
 
-def context(**options: object) -> Context:
-    return Context(HOST, (), Options(**options), proc=NO_PROC)  # type: ignore[arg-type]
-
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(cri_endpoints.ENV, raising=False)
+def context(
+    environ: dict[str, str] | None = None, sockets: Sequence[tuple[str, str]] | None = None, **options: object
+) -> Context:
+    """A run's context: no processes, the variables ``environ`` (none by default), the CRI
+    sockets probed ``sockets`` (by default the usual ones) and nothing under /host."""
+    paths = Paths(host_root="/nonexistent-vpr-host")
+    if sockets is not None:
+        paths = replace(paths, cri_sockets=tuple(sockets))
+    return Context(HOST, (), Options(**options), proc=NO_PROC, environ=environ or {}, paths=paths)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------- endpoints
@@ -89,30 +92,25 @@ def test_probe_order_dedupe_and_absent(sockets: dict[str, str]) -> None:
         ("A again", sockets["a-link"]),
         ("B", sockets["b"]),
     ]
-    found, why = cri_endpoints.candidates(Options(), table)
+    found, why = cri_endpoints.candidates(context(sockets=table))
     assert [(c.path, c.why) for c in found] == [(sockets["a"], "A"), (sockets["b"], "B")]
     assert why == ""
-    none, why = cri_endpoints.candidates(Options(), [("x", "/nonexistent/vpk.sock")])
+    none, why = cri_endpoints.candidates(context(sockets=[("x", "/nonexistent/vpk.sock")]))
     assert none == [] and "no CRI socket found" in why and "/nonexistent/vpk.sock" in why
 
 
-def test_explicit_endpoint_is_the_only_candidate(
-    sockets: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    found, _ = cri_endpoints.candidates(
-        Options(runtime_endpoint=f"unix://{sockets['b']}"), [("A", sockets["a"])]
-    )
+def test_explicit_endpoint_is_the_only_candidate(sockets: dict[str, str]) -> None:
+    probed = [("A", sockets["a"])]
+    found, _ = cri_endpoints.candidates(context(sockets=probed, runtime_endpoint=f"unix://{sockets['b']}"))
     assert [c.path for c in found] == [sockets["b"]]
-    missing, why = cri_endpoints.candidates(
-        Options(runtime_endpoint="/nonexistent/vpk.sock"), [("A", sockets["a"])]
-    )
+    missing, why = cri_endpoints.candidates(context(sockets=probed, runtime_endpoint="/nonexistent/vpk.sock"))
     assert missing == [] and why == "/nonexistent/vpk.sock (from --runtime-endpoint): no such socket"
-    _, why = cri_endpoints.candidates(Options(runtime_endpoint=sockets["file"]))
+    _, why = cri_endpoints.candidates(context(runtime_endpoint=sockets["file"]))
     assert why.endswith("not a socket")
-    monkeypatch.setenv(cri_endpoints.ENV, f"unix://{sockets['a']}")
-    found, _ = cri_endpoints.candidates(Options(), [("B", sockets["b"])])
+    environ = {cri_endpoints.ENV: f"unix://{sockets['a']}"}
+    found, _ = cri_endpoints.candidates(context(environ, sockets=[("B", sockets["b"])]))
     assert [(c.path, c.why) for c in found] == [(sockets["a"], "$CONTAINER_RUNTIME_ENDPOINT")]
-    found, _ = cri_endpoints.candidates(Options(runtime_endpoint=sockets["b"]))  # the flag beats the variable
+    found, _ = cri_endpoints.candidates(context(environ, runtime_endpoint=sockets["b"]))  # the flag wins
     assert [c.path for c in found] == [sockets["b"]]
 
 
@@ -193,13 +191,11 @@ def test_claims_host_network_pods_claim_the_host() -> None:
 # --------------------------------------------------- statuses against real sockets
 
 
-def test_no_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_socket(tmp_path: Path) -> None:
     result = cri.CriPods().collect(context(runtime_endpoint="/nonexistent/vpk.sock"))
     assert result.status.state is SourceState.ERROR  # named by the user: worth a warning
     assert result.claims == ()
-    monkeypatch.setattr(cri_endpoints, "SOCKETS", (("containerd", str(tmp_path / "none.sock")),))
-    monkeypatch.setattr(cri_endpoints, "HOST_ROOT", str(tmp_path / "no-host"))
-    result = cri.CriPods().collect(context())
+    result = cri.CriPods().collect(context(sockets=[("containerd", str(tmp_path / "none.sock"))]))
     assert result.status.state is SourceState.SKIPPED  # probed, nothing, no pods: not a node
     assert result.status.detail.startswith("no CRI socket found (probed ")
 
@@ -242,7 +238,7 @@ def test_grpc_server_without_cri_is_unavailable_with_a_hint(tmp_path: Path) -> N
     assert "Docker's own containerd" in result.status.detail
 
 
-def test_probing_tries_every_socket_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_probing_tries_every_socket_found(tmp_path: Path) -> None:
     grpc = pytest.importorskip("grpc")
     dead = str(tmp_path / "dead.sock")
     s = socket.socket(socket.AF_UNIX)
@@ -252,12 +248,9 @@ def test_probing_tries_every_socket_found(tmp_path: Path, monkeypatch: pytest.Mo
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_insecure_port(f"unix://{plain}")
     server.start()
-    monkeypatch.setattr(
-        cri_endpoints, "SOCKETS", (("containerd", dead), ("CRI-O", str(tmp_path / "none")), ("x", plain))
-    )
-    monkeypatch.setattr(cri_endpoints, "HOST_ROOT", str(tmp_path / "no-host"))
+    probed = [("containerd", dead), ("CRI-O", str(tmp_path / "none")), ("x", plain)]
     try:
-        result = cri.fetch(context(timeout=3))
+        result = cri.fetch(context(sockets=probed, timeout=3))
     finally:
         server.stop(None)
     assert result.status.state is SourceState.UNAVAILABLE
@@ -294,6 +287,9 @@ def test_shared_fetch_asks_once_per_context(monkeypatch: pytest.MonkeyPatch) -> 
 # ------------------------------------------------------------------ generated code
 
 
+GRPC_STUBS = ("tests/lab/api_pb2_grpc.py", "tests/lab/api_pb2_grpc.pyi")  # grpcio's: the tests' only
+
+
 def test_generated_bindings_are_reproducible(tmp_path: Path) -> None:
     """`sh vethpeer/cri/regen.sh` regenerates byte-identical files from api.proto.
 
@@ -306,13 +302,38 @@ def test_generated_bindings_are_reproducible(tmp_path: Path) -> None:
     }
     copy = tmp_path / "vethpeer" / "cri"
     shutil.copytree(ROOT / "vethpeer" / "cri", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py", "api_pb2_grpc.pyi"):
-        (copy / name).unlink()
+    generated = ("vethpeer/cri/api_pb2.py", "vethpeer/cri/api_pb2.pyi", *GRPC_STUBS)
+    for name in generated:
+        (tmp_path / name).unlink(missing_ok=True)
     env = {**os.environ, "PYTHON": sys.executable, **plugins}
     sh = need_binary("sh")
     done = subprocess.run([sh, str(copy / "regen.sh")], capture_output=True, text=True, check=False, env=env)
     assert done.returncode == 0, done.stderr
-    for name in ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py", "api_pb2_grpc.pyi"):
-        assert filecmp.cmp(copy / name, ROOT / "vethpeer" / "cri" / name, shallow=False), (
+    for name in generated:
+        assert filecmp.cmp(tmp_path / name, ROOT / name, shallow=False), (
             f"{name} differs from what regen.sh makes: run `sh vethpeer/cri/regen.sh` and commit"
         )
+
+
+def test_the_package_ships_no_grpcio_stubs() -> None:
+    """grpcio is a test dependency: its generated stubs live with the tests, not in the wheel."""
+    assert not list((ROOT / "vethpeer").rglob("*_grpc.py*"))
+    assert all((ROOT / name).is_file() for name in GRPC_STUBS)
+
+
+def test_sandboxes_placed_by_their_pause_process_cgroup_need_no_status() -> None:
+    """A sandbox ID named by the cgroups of one namespace's processes is placed there; named in
+    two namespaces (a shim in the sandbox's cgroup, say), it is left to PodSandboxStatus."""
+    from vethpeer.cgroup_path import Identity
+    from vethpeer.sources.cgroup import Member
+
+    pod_ns, other = NsKey(4, 500), NsKey(4, 501)
+    ctx = context()
+    scan = {
+        HOST: (Member(10, Identity("containerd", "b" * 64)), Member(11, Identity("containerd", "c" * 64))),
+        pod_ns: (Member(20, Identity("containerd", "a" * 64)),),
+        other: (Member(30, Identity("containerd", "c" * 64)),),
+    }
+    ctx.memo.once("cgroup-scan", lambda: scan)
+    placed = cri._placed_by_cgroup(ctx, ["a" * 64, "b" * 64, "c" * 64, "d" * 64])
+    assert placed == {"a" * 64: pod_ns, "b" * 64: HOST}  # b: a host-network pod's pause

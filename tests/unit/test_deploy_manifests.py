@@ -26,10 +26,23 @@ KINDS = {
     ("apps/v1", "DaemonSet"): "V1DaemonSet",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "V1ClusterRole",
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "V1ClusterRoleBinding",
+    ("rbac.authorization.k8s.io/v1", "Role"): "V1Role",
+    ("v1", "ConfigMap"): "V1ConfigMap",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
 }
 PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": (int, float), "object": object}
 # monitoring.coreos.com/v1 (prometheus-operator API reference): the fields used here
-ENDPOINT_FIELDS = {"port", "interval", "scrapeTimeout", "honorLabels", "relabelings", "path", "scheme"}
+ENDPOINT_FIELDS = {
+    "port",
+    "interval",
+    "scrapeTimeout",
+    "honorLabels",
+    "relabelings",
+    "path",
+    "scheme",
+    "bearerTokenFile",
+    "tlsConfig",
+}
 RELABEL_FIELDS = {"sourceLabels", "targetLabel", "action", "regex", "replacement", "separator", "modulus"}
 
 
@@ -97,8 +110,8 @@ def check_monitor(document: dict[str, Any]) -> None:
         } in endpoint["relabelings"]
 
 
-def by_kind(kind: str) -> dict[str, Any]:
-    return next(d for d in documents() if d["kind"] == kind)
+def by_kind(kind: str, name: str | None = None) -> dict[str, Any]:
+    return next(d for d in documents() if d["kind"] == kind and name in (None, d["metadata"]["name"]))
 
 
 def test_the_daemonset_is_least_privilege() -> None:
@@ -114,13 +127,69 @@ def test_the_daemonset_is_least_privilege() -> None:
     assert mounts["runtime"]["readOnly"] is True
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["runtime"]["hostPath"]["type"] == "Socket"
-    assert all(m.get("readOnly") for m in container["volumeMounts"] if "hostPath" in volumes[m["name"]])
+    written = [
+        m["name"]
+        for m in container["volumeMounts"]
+        if "hostPath" in volumes[m["name"]] and not m.get("readOnly")
+    ]
+    assert written == ["journal"], "the journal is the only host path written"
+    assert volumes["journal"]["hostPath"] == {"path": "/var/lib/vethpeer", "type": "DirectoryOrCreate"}
+    assert mounts["journal"]["mountPath"] == "/var/lib/vethpeer"
     assert container["args"][:2] == ["--listen", "$(POD_IP):10098"]
+    assert container["args"][container["args"].index("--journal") + 1] == "/var/lib/vethpeer/journal.sqlite"
 
 
 def test_rbac_reads_pods_only() -> None:
-    (rule,) = by_kind("ClusterRole")["rules"]
+    (rule,) = by_kind("ClusterRole", "vethpeer-read-pods")["rules"]
     assert rule == {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}
+
+
+def test_the_agent_runs_kube_auth_and_may_ask_for_reviews() -> None:
+    container = by_kind("DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert "--kube-auth" in args
+    assert args[args.index("--kube-auth-proxy-cidr") + 1] == "$(APISERVER_CIDR)"
+    (env,) = [e for e in container["env"] if e["name"] == "APISERVER_CIDR"]
+    assert env["valueFrom"]["configMapKeyRef"] == {"name": "vethpeer-apiserver", "key": "cidr"}
+    binding = by_kind("ClusterRoleBinding", "vethpeer-auth-delegator")
+    assert binding["roleRef"]["name"] == "system:auth-delegator"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "vethpeer", "namespace": "vethpeer"}]
+
+
+def test_prometheus_may_get_metrics_and_nothing_else() -> None:
+    (rule,) = by_kind("ClusterRole", "vethpeer-metrics-reader")["rules"]
+    assert rule == {"nonResourceURLs": ["/metrics"], "verbs": ["get"]}
+    binding = by_kind("ClusterRoleBinding", "vethpeer-metrics-reader")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "prometheus-k8s", "namespace": "monitoring"}
+    ]
+    (api,) = by_kind("ClusterRole", "vethpeer-api-reader")["rules"]
+    assert api == {"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}
+    plugin = by_kind("Role", "vethpeer-plugin-user")
+    assert {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]} in plugin["rules"]
+    (endpoint,) = by_kind("ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def test_the_network_policy_lets_in_prometheus_and_the_api_servers_proxy_only() -> None:
+    policy = by_kind("NetworkPolicy")["spec"]
+    pod = by_kind("DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"] == pod and policy["policyTypes"] == ["Ingress"]
+    prometheus, apiserver = policy["ingress"]
+    (source,) = prometheus["from"]
+    assert source["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert source["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    assert apiserver["from"] == [
+        {"ipBlock": {"cidr": by_kind("ConfigMap", "vethpeer-apiserver")["data"]["cidr"]}}
+    ]
+    for rule in policy["ingress"]:
+        assert rule["ports"] == [{"port": 10098, "protocol": "TCP"}]
+
+
+def test_the_kustomization_lists_every_manifest() -> None:
+    listed = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"]
+    on_disk = {p.name for p in DEPLOY.glob("*.yaml")} - {"kustomization.yaml", "monitoring.yaml"}
+    assert set(listed) == on_disk
 
 
 def test_the_namespace_allows_the_privileged_pod_security_level() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from vethpeer import cgroup_path as cgroup
-from vethpeer.model import NsKey, SourceState, WorkloadKind
-from vethpeer.sources import PRIORITY_CGROUP, PRIORITY_RUNTIME, Context, Options
+from vethpeer.model import NsKey, SourceResult, SourceState, WorkloadKind
+from vethpeer.sources import PRIORITY_CGROUP, PRIORITY_RUNTIME, Context, Options, Paths
 from vethpeer.sources import cgroup as cgroup_source
 from vethpeer.sources import docker as docker_source
 from vethpeer.sources.docker import PodRef, claims, parse_container, place
@@ -172,13 +172,8 @@ def test_dockershim_pod_claim() -> None:
         ("tcp://127.0.0.1:2375", None, "tcp://127.0.0.1:2375"),
     ],
 )
-def test_docker_host(
-    monkeypatch: pytest.MonkeyPatch, option: str | None, env: str | None, expected: str
-) -> None:
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
-    if env:
-        monkeypatch.setenv("DOCKER_HOST", env)
-    assert docker_source.docker_host(option) == expected
+def test_docker_host(option: str | None, env: str | None, expected: str) -> None:
+    assert docker_source.docker_host(option, {"DOCKER_HOST": env} if env else {}) == expected
     assert docker_source.socket_path("tcp://x:1") is None
 
 
@@ -189,8 +184,10 @@ import sys
 from vethpeer.model import NsKey
 from vethpeer.sources import Context, Options
 from vethpeer.sources import docker as d
-d.RAN_SINCE_BOOT = {str(tmp_path / "vpd-never")!r}
-r = d.DockerNames().collect(Context(NsKey(1, 1), (), Options(docker_host={str(tmp_path / "vpd.sock")!r})))
+from vethpeer.sources import Paths
+paths = Paths(docker_run_dir={str(tmp_path / "vpd-never")!r})
+options = Options(docker_host={str(tmp_path / "vpd.sock")!r})
+r = d.DockerNames().collect(Context(NsKey(1, 1), (), options, paths=paths))
 print(r.status.state.value, "docker" in sys.modules, r.status.detail)
 """
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -199,9 +196,9 @@ print(r.status.state.value, "docker" in sys.modules, r.status.detail)
     assert "no socket at" in out.stdout
 
 
-def test_no_socket_where_docker_ran_is_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    monkeypatch.setattr(docker_source, "RAN_SINCE_BOOT", str(tmp_path))
-    context = Context(HOST, (), Options(docker_host=f"unix://{tmp_path}/vpd-none.sock"))
+def test_no_socket_where_docker_ran_is_unavailable(tmp_path: Any) -> None:
+    options = Options(docker_host=f"unix://{tmp_path}/vpd-none.sock")
+    context = Context(HOST, (), options, paths=Paths(docker_run_dir=str(tmp_path)))
     assert docker_source.DockerNames().collect(context).status.state is SourceState.UNAVAILABLE
 
 
@@ -304,3 +301,52 @@ def test_cgroup_host_network_claims_skip_vms() -> None:
         host=True,
     )
     assert [(c.netns, c.workload.name) for c in found] == [(HOST, H[:12])]
+
+
+def answering_daemon(path: str, body: bytes) -> Any:
+    """A unix socket that answers every request with ``body`` (HTTP/1.0, then closes)."""
+    import socket
+    import threading
+
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_a_parsing_bug_reaches_the_bug_guard_with_its_traceback(tmp_path: Any) -> None:
+    """Only the I/O is "unavailable": a KeyError while reading the answer is a bug, an ``error``."""
+    from vethpeer.collect import guarded
+
+    from .fakeproc import FakeProc
+
+    path = str(tmp_path / "vqe-docker.sock")
+    with answering_daemon(path, b'[{"Names": ["/vqe-no-id"]}]'):
+        proc = str(FakeProc(tmp_path / "proc").root)
+        context = Context(HOST, (), Options(docker_host=f"unix://{path}", timeout=2), proc=proc)
+        source = docker_source.DockerNames(use_sdk=False)
+        status = guarded("docker", lambda: source.collect(context), SourceResult, True).status
+    assert status.state is SourceState.ERROR, status
+    assert status.detail.startswith("KeyError: 'Id'") and "Traceback (most recent call last)" in status.detail
+
+
+def test_the_variables_come_from_the_run_not_the_process(tmp_path: Any) -> None:
+    """$DOCKER_HOST is read from the context's environ (the run's Environment), not os.environ:
+    one named there is the only daemon asked, and an absent one is reported at its path."""
+    environ = {"DOCKER_HOST": f"unix://{tmp_path}/vqe-env.sock"}
+    paths = Paths(docker_run_dir=str(tmp_path / "vqe-never"))
+    context = Context(HOST, (), Options(), proc=str(tmp_path / "vqe-proc"), environ=environ, paths=paths)
+    status = docker_source.DockerNames().collect(context).status
+    assert status.state is SourceState.SKIPPED and status.detail == f"no socket at {tmp_path}/vqe-env.sock"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import io
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,8 +43,23 @@ def one_line(fake: FakeProc) -> str:
 
 
 def test_success(proc: FakeProc) -> None:
+    """What a recorded tree gives: its namespaces are plain files, so none can be entered and
+    no link is read (no interface rows), but discovery and the kernel and cgroup sources run
+    for real and name every namespace's workloads."""
+    pid = proc.container(ID_A)
     assert proc.main("table", "--json") == ExitStatus.SUCCESS
-    assert '"schema_version":1' in proc.out.getvalue()
+    document = json.loads(proc.out.getvalue())
+    assert document["schema_version"] == 1
+    assert document["interfaces"] == []
+    host, theirs = (os.stat(proc.root / f"{p}/ns/net").st_ino for p in (1, pid))
+    assert document["host_netns"]["inode"] == host
+    assert sorted(u["inode"] for u in document["namespaces"]["unreadable"]) == sorted((host, theirs))
+    named = {
+        (w["netns"]["inode"], w["workload"]["label"], w["workload"]["source"]) for w in document["workloads"]
+    }
+    assert named == {(theirs, f"docker/{ID_A[:12]}", "cgroup"), (theirs, f"pid/{pid} (sleep)", "kernel")}
+    states = {s["name"]: s["status"] for s in document["sources"]}
+    assert states["kernel"] == states["cgroup"] == "ok" and states["kube"] == "skipped"
 
 
 def test_usage(proc: FakeProc) -> None:
@@ -160,3 +177,35 @@ def test_all_namespaces_cancels_namespace() -> None:
     assert cli.parse(["-n", "shop", "table"]).namespace == "shop"
     assert cli.parse(["-n", "shop", "table", "-A"]).namespace is None
     assert cli.parse(["table", "-A"]).namespace is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("serve", "--max-per-client", "0"), "--max-per-client must be at least 1"),
+        (("serve", "--web-config-file", "/nonexistent/vqb-web.yml"), "cannot read the web config"),
+    ],
+)
+def test_serve_security_usage_errors_come_before_privilege(
+    tmp_path: Path, argv: tuple[str, ...], message: str
+) -> None:
+    fake = FakeProc(tmp_path / "proc", caps="0000000000000000")
+    assert fake.main(*argv) == ExitStatus.USAGE
+    assert message in one_line(fake)
+
+
+def test_a_bad_web_config_is_one_line_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "web.yml"
+    config.write_text("tls_server_config:\n  cert_filse: server.crt\n")
+    fake = FakeProc(tmp_path / "proc", caps="0000000000000000")
+    assert fake.main("serve", "--web-config-file", str(config)) == ExitStatus.USAGE
+    assert "unknown field 'cert_filse'" in one_line(fake)
+
+
+def test_basic_auth_users_with_kube_auth_is_one_line_exit_2(tmp_path: Path) -> None:
+    """One request has one identity: a web config with users and --kube-auth do not go together."""
+    config = tmp_path / "web.yml"
+    config.write_text("basic_auth_users:\n  prometheus: $2y$10$" + "a" * 53 + "\n")
+    fake = FakeProc(tmp_path / "proc", caps="0000000000000000")
+    assert fake.main("serve", "--kube-auth", "--web-config-file", str(config)) == ExitStatus.USAGE
+    assert "basic_auth_users cannot be combined with --kube-auth" in one_line(fake)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import pytest
-
 from tests.lab.kube_api import pod_json
 from vethpeer.model import NsKey, SourceState, Workload, WorkloadKind
-from vethpeer.sources import Context, Options, cri_endpoints, kube
+from vethpeer.sources import Context, Options, Paths, kube
 
 HOST = NsKey(1, 1)
 UID = "3d03fc08-9d14-41e0-a53e-16b15f0bd92d"
@@ -18,17 +16,9 @@ SANDBOX = "a" * 64
 APP = "b" * 64
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in (
-        "KUBECONFIG",
-        "KUBERNETES_SERVICE_HOST",
-        "NODE_NAME",
-        "KUBE_NODE_NAME",
-        "CONTAINER_RUNTIME_ENDPOINT",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+def home(tmp_path: Path) -> dict[str, str]:
+    """The variables of a run whose user has an empty home and no Kubernetes settings."""
+    return {"HOME": str(tmp_path / "home")}
 
 
 def test_parse_pod_reads_the_fields_vethpeer_uses() -> None:
@@ -64,43 +54,48 @@ def test_enriched_keeps_the_cri_workload_and_adds_api_fields() -> None:
     )  # fmt: skip
 
 
-def test_kubeconfig_files_follow_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert kube.kubeconfig_files() == []
-    home = tmp_path / "home" / ".kube"
-    home.mkdir(parents=True)
-    (home / "config").write_text("")
-    assert kube.kubeconfig_files() == [str(home / "config")]
+def test_kubeconfig_files_follow_kubectl(tmp_path: Path) -> None:
+    environ = home(tmp_path)
+    assert kube.kubeconfig_files(environ) == []
+    dot_kube = tmp_path / "home" / ".kube"
+    dot_kube.mkdir(parents=True)
+    (dot_kube / "config").write_text("")
+    assert kube.kubeconfig_files(environ) == [str(dot_kube / "config")]
     other = tmp_path / "other"
     other.write_text("")
-    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'missing'}:{other}")
-    assert kube.kubeconfig_files() == [str(other)]  # $KUBECONFIG replaces ~/.kube/config
+    environ["KUBECONFIG"] = f"{tmp_path / 'missing'}:{other}"
+    assert kube.kubeconfig_files(environ) == [str(other)]  # $KUBECONFIG replaces ~/.kube/config
 
 
-def test_node_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NODE_NAME", "node-7")
-    assert kube.node_name() == "node-7"
-    monkeypatch.delenv("NODE_NAME")
-    assert kube.node_name() == socket.gethostname().lower()
+def test_node_name() -> None:
+    assert kube.node_name({"NODE_NAME": "node-7"}) == "node-7"
+    assert kube.node_name({"KUBE_NODE_NAME": "node-8"}) == "node-8"
+    assert kube.node_name({}) == socket.gethostname().lower()
 
 
-def _collect(**options: object) -> tuple[SourceState, str]:
-    result = kube.KubePods().collect(Context(HOST, (), Options(**options)))  # type: ignore[arg-type]
+def _collect(
+    environ: dict[str, str], paths: Paths | None = None, **options: object
+) -> tuple[SourceState, str]:
+    context = Context(HOST, (), Options(**options), environ=environ, paths=paths or Paths())  # type: ignore[arg-type]
+    result = kube.KubePods().collect(context)
     assert result.claims == ()
     return result.status.state, result.status.detail
 
 
-def test_when_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _collect(kube=False) == (SourceState.SKIPPED, "--no-kube")
-    state, detail = _collect()
+def test_when_it_runs(tmp_path: Path) -> None:
+    environ = home(tmp_path)
+    assert _collect(environ, kube=False) == (SourceState.SKIPPED, "--no-kube")
+    state, detail = _collect(environ)
     assert state is SourceState.SKIPPED and detail.startswith("no kubeconfig")
-    state, detail = _collect(kube=True)
+    state, detail = _collect(environ, kube=True)
     assert state is SourceState.UNAVAILABLE and "no kubeconfig" in detail
     config = tmp_path / "kubeconfig"
     config.write_text("")
-    monkeypatch.setenv("KUBECONFIG", str(config))
-    monkeypatch.setattr(kube, "KUBELET_DIR", str(tmp_path / "no-kubelet"))
-    monkeypatch.setattr(cri_endpoints, "SOCKETS", (("containerd", str(tmp_path / "no.sock")),))
-    state, detail = _collect()  # a kubeconfig, but this host runs no pods: a laptop
+    environ["KUBECONFIG"] = str(config)
+    laptop = Paths(
+        kubelet_dir=str(tmp_path / "no-kubelet"), cri_sockets=(("containerd", str(tmp_path / "no.sock")),)
+    )
+    state, detail = _collect(environ, laptop)  # a kubeconfig, but this host runs no pods: a laptop
     assert state is SourceState.SKIPPED and detail.startswith("this host runs no pods")
-    state, detail = _collect(kube=True)  # asked for: an empty kubeconfig is a status
+    state, detail = _collect(environ, laptop, kube=True)  # asked for: an empty kubeconfig is a status
     assert state is SourceState.UNAVAILABLE and "cannot load the API configuration" in detail

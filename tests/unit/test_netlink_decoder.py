@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 from vethpeer.model import Link
-from vethpeer.netlink import _IFINFO, IFF_LOOPBACK, IFF_UP, IFLA_LINK, IFLA_LINK_NETNSID, _attrs, parse_link
+from vethpeer.netlink import _IFINFO, IFF_LOOPBACK, IFF_UP, IFLA_LINK, IFLA_LINK_NETNSID, parse_link
+from vethpeer.netlink_wire import attrs
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "links-vpm-rec-a.json").read_text())
 
@@ -44,7 +45,7 @@ def test_every_field_of_a_recorded_dump() -> None:
 def _without(data: bytes, wanted: int) -> bytes:
     """The message with one top-level attribute cut out."""
     kept = data[: _IFINFO.size]
-    for attr, start, stop in _attrs(data, _IFINFO.size, len(data)):
+    for attr, start, stop in attrs(data, _IFINFO.size, len(data)):
         if attr != wanted:
             kept += data[start - 4 : start + ((stop - start + 4 + 3) & ~3) - 4]
     return kept
@@ -57,7 +58,7 @@ def test_missing_ifla_link_next_to_a_netnsid_means_my_own_index() -> None:
     data = bytes.fromhex(RECORDED["skip_stats"][1])
     assert parse_link(data, 0, len(data)).link == 2  # as recorded: IFLA_LINK = 2 is there
     old = _without(data, IFLA_LINK)
-    top_level = {attr for attr, _start, _stop in _attrs(old, _IFINFO.size, len(old))}
+    top_level = {attr for attr, _start, _stop in attrs(old, _IFINFO.size, len(old))}
     assert IFLA_LINK_NETNSID in top_level and IFLA_LINK not in top_level
     eth0 = parse_link(old, 0, len(old))
     assert (eth0.name, eth0.index, eth0.link, eth0.link_netnsid, eth0.kind) == ("eth0", 2, 2, 0, "veth")

@@ -7,6 +7,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -171,3 +172,84 @@ def test_annotate_sets_the_ovs_bridge_as_master_of_host_ports() -> None:
     assert masters[(b, "eth0")] is None
     assert all(r.end.master is None for r in annotated.rows)
     assert annotated.sources[-1] == status
+
+
+def test_a_character_split_across_two_reads(sock_dir: Path) -> None:
+    """ovsdb-server writes UTF-8 as it is; a read may end in the middle of a character."""
+    path = sock_dir / "db.sock"
+    interfaces = [{**INTERFACES[0], "name": "vpoh-é", "error": "réseau ∅"}, *INTERFACES[1:]]
+    ports = [{**PORTS[0], "name": "vpoh-é"}, *PORTS[1:]]
+
+    def handler(conn: socket.socket) -> None:
+        request = _read_request(conn)
+        reply = json.dumps(
+            {"id": request["id"], "error": None,
+             "result": [{"rows": BRIDGES}, {"rows": ports}, {"rows": interfaces}]},
+            ensure_ascii=False,
+        ).encode()  # fmt: skip
+        cut = reply.index("réseau".encode()) + 2  # between the two bytes of é
+        conn.sendall(reply[:cut])
+        threading.Event().wait(0.05)  # two reads, not one
+        conn.sendall(reply[cut:])
+
+    thread = _serve(path, handler)
+    result = collect(3.0, str(path))
+    thread.join(3)
+    assert result.status.state is SourceState.OK, result.status
+    assert result.ports["vpoh-é"].port == "vpoh-é" and result.ports["vpoh-é"].error == "réseau ∅"
+
+
+def test_a_server_that_trickles_keepalives_is_still_a_timeout(sock_dir: Path) -> None:
+    """An echo every 4 ms (for 3 s at most): the call ends at its deadline all the same."""
+    path = sock_dir / "db.sock"
+    done = threading.Event()
+
+    def handler(conn: socket.socket) -> None:
+        _read_request(conn)
+        stop = time.monotonic() + 3
+        while not done.wait(0.004) and time.monotonic() < stop:
+            try:
+                conn.sendall(json.dumps({"method": "echo", "params": [], "id": "e"}).encode())
+                conn.recv(65536, socket.MSG_DONTWAIT)  # the client's echo replies
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+
+    thread = _serve(path, handler)
+    started = time.monotonic()
+    result = collect(0.3, str(path))
+    took = time.monotonic() - started
+    done.set()
+    thread.join(3)
+    assert result.status.state is SourceState.TIMEOUT, result.status
+    assert took < 1.0
+
+
+def test_port_of_is_gone() -> None:
+    import vethpeer.ovs
+
+    assert not hasattr(vethpeer.ovs, "port_of")  # issue 19: dead code
+
+
+def test_a_reply_without_end_is_refused_past_the_limit(
+    sock_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vethpeer.ovs
+
+    monkeypatch.setattr(vethpeer.ovs, "MAX_REPLY", 10_000)
+    path = sock_dir / "db.sock"
+
+    def handler(conn: socket.socket) -> None:
+        _read_request(conn)
+        conn.sendall(b'{"id": 0, "result": [')
+        try:
+            for _ in range(1000):
+                conn.sendall(b'{"rows": []},' * 10)
+        except OSError:  # the client gave up, as it should
+            return
+
+    thread = _serve(path, handler)
+    result = collect(3.0, str(path))
+    thread.join(3)
+    assert result.status.state is SourceState.ERROR and "larger than 10000 characters" in result.status.detail

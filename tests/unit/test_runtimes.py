@@ -233,3 +233,28 @@ def test_podman_sqlite_state(tmp_path: Path) -> None:
         podman.Container("a" * 64, "web", pid=42, netns_path="/run/netns/netns-x", networks=("podman",)),
     )
     assert state.pods == {"p" * 64: podman.Pod("p" * 64, "shop", "i" * 64)}
+
+
+def test_one_comm_reader_keeps_undecodable_bytes(tmp_path: Path) -> None:
+    """Discovery, the resolvers and doctor's fd holders read ``/proc/PID/comm`` the one way the
+    rest of ``/proc`` is read: undecodable bytes kept (surrogateescape), not replaced."""
+    from vethpeer.netns import discover
+
+    from .fakeproc import FakeProc
+
+    fake = FakeProc(tmp_path / "proc")
+    pid = fake.container("ab" + "1" * 62)
+    (fake.root / f"{pid}/comm").write_bytes(b"vq\xffe\n")
+    found = [ns.comm for ns in discover(str(fake.root)).namespaces if ns.comm is not None]
+    assert found == ["vq\udcffe"] == [procfs.comm(pid, str(fake.root))]
+
+
+def test_kthreadd_is_told_by_its_stat(tmp_path: Path) -> None:
+    from vethpeer.netns import _is_kthreadd
+
+    stat = tmp_path / "proc/2/stat"
+    stat.parent.mkdir(parents=True)
+    stat.write_text("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 3 0 0\n")
+    assert _is_kthreadd(str(tmp_path / "proc"))
+    stat.write_text("2 (a) b) S 1 2 2 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 3 0 0\n")  # a user process
+    assert not _is_kthreadd(str(tmp_path / "proc"))

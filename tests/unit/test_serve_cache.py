@@ -130,3 +130,43 @@ def test_the_second_step_replaces_the_result_and_holds_off_the_next_walk() -> No
         time.sleep(0.01)
     latest = cache.latest()
     assert latest is not None and latest.value == 100 and latest.complete and latest.number == 1
+
+
+def settled(cache: WalkCache[int]) -> None:
+    deadline = time.monotonic() + 5
+    while cache.stats().running and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_failing_second_step_is_logged_and_the_walk_stands() -> None:
+    def then(_value: int) -> int:
+        raise KeyError("vqe-bug")
+
+    for debug in (False, True):
+        lines: list[str] = []
+        cache: WalkCache[int] = WalkCache(Walks(), min_interval=0.0, then=then, log=lines.append, debug=debug)
+        cache.get(5)
+        settled(cache)
+        latest = cache.latest()
+        assert latest is not None and latest.value == 1 and latest.complete
+        assert len(lines) == 1 and "KeyError: 'vqe-bug'" in lines[0], lines
+        assert ("Traceback (most recent call last)" in lines[0]) is debug
+
+
+def test_a_walk_that_fails_by_a_bug_is_logged_with_its_traceback_under_debug() -> None:
+    for debug in (False, True):
+        walks = Walks()
+        walks.fail = KeyError("vqe-walk-bug")
+        lines: list[str] = []
+        cache: WalkCache[int] = WalkCache(walks, min_interval=1, log=lines.append, debug=debug)
+        assert cache.get(5).error == "internal error: KeyError: 'vqe-walk-bug'"
+        assert len(lines) == 1 and "KeyError: 'vqe-walk-bug'" in lines[0], lines
+        assert ("Traceback (most recent call last)" in lines[0]) is debug
+
+
+def test_an_expected_walk_failure_is_the_answer_not_a_log_line() -> None:
+    walks = Walks()
+    walks.fail = NoPrivilege("nope")
+    lines: list[str] = []
+    cache: WalkCache[int] = WalkCache(walks, min_interval=1, log=lines.append)
+    assert cache.get(5).error == "nope" and lines == []

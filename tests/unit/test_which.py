@@ -71,3 +71,34 @@ def test_a_unique_prefix_of_the_joined_container_finds_the_shared_namespace() ->
     for target in ("b71", "join", JOIN_ID):
         match = resolve(report, target)
         assert match.how == "workload" and {r.end.ns.key for r in match.rows} == {WEB}, target
+
+
+def _which_text(monkeypatch: pytest.MonkeyPatch, target: str) -> str:
+    """`vethpeer which TARGET` in text, over the report above (the walk replaced by it)."""
+    import io
+
+    from vethpeer import collect
+    from vethpeer.cli import main
+    from vethpeer.environment import Environment
+
+    report = correlate(*_report())
+    monkeypatch.setattr(collect, "gather", lambda _request, _env: report)
+    out = io.StringIO()
+    assert main(["which", target], Environment(stdout=out, stderr=io.StringIO(), environ={})) == 0
+    return out.getvalue()
+
+
+def test_text_names_the_containers_that_joined_a_namespace() -> None:
+    from vethpeer.render.tables import columns
+
+    report = correlate(*_report())
+    _header, table = columns(report, report.rows, wide=False)
+    assert [cells[0] for cells in table] == ["docker/db", "docker/web (+join)"]
+
+
+def test_which_says_a_joined_container_shares_the_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    for target in ("join", "b71"):
+        text = _which_text(monkeypatch, target)
+        assert text.startswith("join shares docker/web's network namespace\n"), text
+        assert "docker/web (+join)" in text
+    assert "shares" not in _which_text(monkeypatch, "web")

@@ -21,7 +21,19 @@ if TYPE_CHECKING:
     from ..environment import Environment
     from ..errors import ExitStatus
 
-NAMES = ("table", "which", "doctor", "graph", "capture", "top", "watch", "serve", "completion")
+NAMES = (
+    "table",
+    "which",
+    "history",
+    "annotate",
+    "doctor",
+    "graph",
+    "capture",
+    "top",
+    "watch",
+    "serve",
+    "completion",
+)
 DEFAULT = "table"
 
 

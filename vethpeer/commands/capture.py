@@ -107,7 +107,7 @@ def _no_host_side(match: Match, report: Report) -> VethpeerError:
     if match.host_network:
         names = ", ".join(w.label for w in match.host_network)
         return NotFound(
-            f"{match.target!r} is in the host network namespace ({names}): it has no veth of its own",
+            f"'{match.target}' is in the host network namespace ({names}): it has no veth of its own",
             hint="capture on the host's own interfaces, e.g. tcpdump -i any",
         )
     inside = [
@@ -116,7 +116,7 @@ def _no_host_side(match: Match, report: Report) -> VethpeerError:
         if not row.end.link.is_loopback
     ]
     hint = ("capture inside instead: " + "; ".join(inside)) if inside else None
-    return NotFound(f"{match.target!r} has no interface with a host-side veth", hint=hint)
+    return NotFound(f"'{match.target}' has no interface with a host-side veth", hint=hint)
 
 
 def choose(
@@ -132,15 +132,15 @@ def choose(
         picked = picked or [c for c in found if c.row.end.link.name == interface]
         if len(picked) != 1:
             raise UsageError(
-                f"{interface!r} is not one of {match.target!r}'s interfaces"
+                f"'{interface}' is not one of the interfaces of '{match.target}'"
                 if not picked
-                else f"{interface!r} names several of {match.target!r}'s interfaces",
+                else f"'{interface}' names several of the interfaces of '{match.target}'",
                 hint="choose one of: " + ", ".join(names),
             )
         return picked
     if len(found) > 1 and not everything:
         raise UsageError(
-            f"{match.target!r} has {len(found)} host-side interfaces: pick one with --interface, "
+            f"'{match.target}' has {len(found)} host-side interfaces: pick one with --interface, "
             "or capture on all of them with --all",
             hint="choose one of: " + ", ".join(names),
         )

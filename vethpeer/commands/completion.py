@@ -24,7 +24,8 @@ DESCRIPTION = (
 )
 LONG_RUNNING = False
 SHELLS = ("bash", "zsh", "fish")
-TARGET_COMMANDS = ("which", "doctor", "capture")
+TARGET_COMMANDS = ("which", "history", "doctor", "capture")
+FILE_COMMANDS = ("annotate",)  # their arguments are files
 LIST_TIMEOUT = 0.25  # seconds each source may take when listing targets
 LIST = "vethpeer completion --list-targets 2>/dev/null"
 
@@ -71,6 +72,7 @@ def bash(parser: argparse.ArgumentParser) -> str:
             for o, v in values.items()
         )
         targets = "1" if name in TARGET_COMMANDS else "0"
+        files = "1" if name in FILE_COMMANDS else "0"
         shells = (
             f"COMPREPLY=($(compgen -W '{' '.join(SHELLS)}' -- \"$cur\")); return" if name == NAME else ":"
         )
@@ -84,6 +86,10 @@ def bash(parser: argparse.ArgumentParser) -> str:
             f"          if [[ {targets} == 1 ]]; then\n"
             "            local IFS=$'\\n'\n"
             f'            COMPREPLY=($(compgen -W "$({LIST})" -- "$cur"))\n'
+            f"          fi\n"
+            f"          if [[ {files} == 1 ]]; then\n"
+            "            local IFS=$'\\n'\n"
+            '            COMPREPLY=($(compgen -f -- "$cur"))\n'
             f"          fi;;\n"
         )
     top = " ".join(spec[""][0])
@@ -129,6 +135,8 @@ def fish(parser: argparse.ArgumentParser) -> str:
             lines.append(
                 f"complete -c vethpeer -n '{cond}' -a '(vethpeer completion --list-targets 2>/dev/null)'"
             )
+        if name in FILE_COMMANDS:
+            lines.append(f"complete -c vethpeer -n '{cond}' -F")
         if name == NAME:
             lines.append(f"complete -c vethpeer -n '{cond}' -a '{' '.join(SHELLS)}'")
     return "\n".join(lines) + "\n"
@@ -175,8 +183,10 @@ def targets(env: Environment) -> Iterator[str]:
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     if args.list_targets:
         try:
-            for name in targets(env):
-                env.stdout.write(name + "\n")
+            from ..render.safe import shown
+
+            for name in targets(env):  # one line a candidate: a newline in a name is shown, not kept
+                env.stdout.write(shown(name) + "\n")
         except Exception:
             pass
         return ExitStatus.SUCCESS

@@ -67,7 +67,7 @@ def shown_rows(report: Report, graph: Graph) -> tuple[Row, ...]:
 def shape(report: Report, args: argparse.Namespace, proc: str) -> tuple[Graph, tuple[Row, ...]]:
     """Build, narrow, mark doctor's findings, collapse: the pure middle of the command."""
     from ..graph import build, shape
-    from ..targets import resolve
+    from ..targets import resolve, scoped
 
     graph = build.build(report)
     protect: set[str] = set()
@@ -82,7 +82,7 @@ def shape(report: Report, args: argparse.Namespace, proc: str) -> tuple[Graph, t
             seeds = {n.id for n in graph.nodes if n.cluster in clusters and n.kind.value == "nic"}
         graph = shape.around(graph, seeds, f"{args.target}: its peers, their bridges and one hop beyond")
     elif args.namespace:
-        clusters = {c.id for c in graph.clusters if c.k8s_namespace == args.namespace}
+        clusters = {build.cluster_id(key) for key in scoped(report, args.namespace).workloads}
         graph = shape.around(graph, shape.seeds_in(graph, clusters), f"Kubernetes namespace {args.namespace}")
     if args.bridge:
         graph = shape.around_bridge(graph, args.bridge, f"bridge {args.bridge}")

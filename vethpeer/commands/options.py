@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import ExitStatus
@@ -19,7 +19,7 @@ def positive_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number of seconds: '{text}'") from None
     if not value > 0 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
@@ -85,7 +85,44 @@ def add_output(parser: argparse.ArgumentParser, formats: Sequence[str] = ("table
     parser.add_argument("--json", dest="output", action="store_const", const="json", help="same as -o json")
 
 
-def request(args: argparse.Namespace, *, fdb: bool = False, host_ifname: str | None = None) -> Request:
+def add_journal(parser: argparse.ArgumentParser, *, writes: bool = False) -> None:
+    from ..journal import DEFAULT_PATH, ENV_VAR
+
+    what = "record every binding in this journal" if writes else "the journal `serve` writes, read-only"
+    parser.add_argument(
+        "--journal", metavar="PATH", default=None, help=f"{what} (default ${ENV_VAR}, else {DEFAULT_PATH})"
+    )
+
+
+def journal_path(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    from ..journal import DEFAULT_PATH, ENV_VAR
+
+    return str(args.journal or environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def moment(text: str) -> float:
+    """argparse type: a time (RFC 3339, -2h / 90m before now, Unix time) as Unix time."""
+    import time
+
+    from ..journal.times import parse_when
+
+    try:
+        return parse_when(text, time.time())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
+    return value
+
+
+def request(args: argparse.Namespace, *, fdb: bool = False, target: str | None = None) -> Request:
     from ..collect import Request
     from ..sources import Options
 
@@ -97,7 +134,7 @@ def request(args: argparse.Namespace, *, fdb: bool = False, host_ifname: str | N
             kube=args.kube,
         ),
         fdb=fdb,
-        host_ifname=host_ifname,
+        target=target,
         strict=args.strict,
         debug=args.debug,
     )
@@ -105,9 +142,26 @@ def request(args: argparse.Namespace, *, fdb: bool = False, host_ifname: str | N
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """`vethpeer capture T -- -n icmp`: everything after the first ``--`` is tcpdump's."""
-    argv = list(argv)
+    argv = _relative_times(list(argv))
     if "--" in argv:
         cut = argv.index("--")
         if "capture" in argv[:cut]:
             return argv[:cut], argv[cut + 1 :]
     return argv, []
+
+
+TIME_OPTIONS = ("--at", "--since", "--until")
+
+
+def _relative_times(argv: list[str]) -> list[str]:
+    """`--at -2h` as `--at=-2h`: argparse would take ``-2h`` for an option."""
+    joined: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in TIME_OPTIONS and i + 1 < len(argv) and argv[i + 1][:2].lstrip("-").isdigit():
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        joined.append(argv[i])
+        i += 1
+    return joined

@@ -12,7 +12,8 @@ from . import NAMES, load, options
 EPILOG = """\
 exit status: 0 ok, 1 error, 2 usage, 3 target not found, 4 ambiguous target,
 5 insufficient privilege, 6 doctor findings, 7 a source failed (--strict),
-8 a program an output needs is missing (Graphviz), 130 interrupted
+8 a program an output needs is missing (Graphviz), 9 which: the target is gone
+(its last binding, from the journal, is shown), 130 interrupted
 """
 
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..environment import Environment
 from ..errors import ExitStatus, UsageError, VethpeerError
 from . import options
+
+if TYPE_CHECKING:
+    from ..journal.record import JournalWriter
 
 NAME = "serve"
 HELP = "serve Prometheus metrics and the JSON documents over HTTP (read-only)"
@@ -19,7 +25,11 @@ DESCRIPTION = (
     "/readyz. One walk serves every request that arrives while it runs; its result is reused for "
     f"--min-interval. Listens on {DEFAULT_LISTEN} unless told otherwise: exposing it is a choice. "
     "-n NS serves only Kubernetes namespace NS: its pods' series and findings, its rows in the API "
-    "(?namespace= may repeat NS; another namespace gets a 403)."
+    "(?namespace= may repeat NS; another namespace gets a 403). It records every binding it sees in a "
+    "journal (--journal, default /var/lib/vethpeer/journal.sqlite; --no-journal for none), which "
+    "`history`, `which --at`, `annotate` and /api/v1/history/TARGET read. "
+    "--web-config-file adds TLS and basic auth, in the exporter-toolkit format node_exporter reads; "
+    "/healthz and /readyz need no credentials."
 )
 LONG_RUNNING = True
 
@@ -41,6 +51,50 @@ def listen_address(text: str) -> tuple[str, int]:
             f"not an IP address: {host!r} (e.g. 127.0.0.1, 0.0.0.0, [::1])"
         ) from None
     return host, int(port)
+
+
+def _network(text: str) -> str:
+    """argparse type: an IP network (``10.0.0.0/8``, ``192.0.2.1``)."""
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP network: {text!r} (e.g. 10.0.0.1/32)") from None
+    return text
+
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZES = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
+          "g": 1024**3, "gb": 1024**3, "gib": 1024**3}  # fmt: skip
+
+
+def _number_and_unit(text: str) -> tuple[float, str]:
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    unit = text[len(number) :].lower()
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value, unit
+
+
+def duration(text: str) -> float:
+    """argparse type: seconds, or a number with s/m/h/d/w (``14d``)."""
+    value, unit = _number_and_unit(text)
+    if unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 14d, 36h, 90m)")
+    return value * _UNITS[unit]
+
+
+def size(text: str) -> int:
+    """argparse type: bytes, or a number with K/M/G (``64M``, powers of 1024)."""
+    value, unit = _number_and_unit(text)
+    if unit not in _SIZES:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 64M, 1G)")
+    if value * _SIZES[unit] < 64 * 1024:
+        raise argparse.ArgumentTypeError(f"too small for a journal: {text!r} (at least 64K)")
+    return int(value * _SIZES[unit])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +123,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-clients", type=int, default=128, metavar="N", help="connections served at once (default 128)"
     )
+    parser.add_argument(
+        "--max-per-client",
+        type=int,
+        default=None,
+        metavar="N",
+        help="connections one client address may have waiting for their request (handshake, headers); "
+        "default an eighth of --max-clients, at least 4",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request on stderr")
     parser.add_argument(
         "--live",
@@ -83,6 +145,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="with --live: a full walk this often checks the model (default 300)",
     )
+    options.add_journal(parser, writes=True)
+    parser.add_argument("--no-journal", action="store_true", help="record nothing")
+    parser.add_argument(
+        "--journal-retention",
+        type=duration,
+        default=14 * 86400.0,
+        metavar="DURATION",
+        help="forget bindings gone longer ago than this (default 14d)",
+    )
+    parser.add_argument(
+        "--journal-max-size",
+        type=size,
+        default=64 * 1024 * 1024,
+        metavar="SIZE",
+        help="prune the oldest bindings past this size (default 64M)",
+    )
+    parser.add_argument(
+        "--web-config-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="TLS and basic auth: the exporter-toolkit web configuration file, as node_exporter's "
+        "--web.config.file (re-read when it or its certificates change)",
+    )
+    kube = parser.add_argument_group("Kubernetes authentication (docs/cluster.md#security)")
+    kube.add_argument(
+        "--kube-auth",
+        action="store_true",
+        help="require a bearer token, checked with a TokenReview, and a SubjectAccessReview for what "
+        "is asked (get /metrics; get nodes/proxy on this node for /api/v1/...); /healthz and /readyz "
+        "stay open",
+    )
+    kube.add_argument(
+        "--kube-auth-kubeconfig",
+        metavar="FILE",
+        help="the API server for the reviews (default: the pod's service account, else $KUBECONFIG)",
+    )
+    kube.add_argument(
+        "--kube-auth-proxy-cidr",
+        action="append",
+        default=[],
+        type=_network,
+        metavar="CIDR",
+        help="the API server's address(es): requests from there without credentials are its pod "
+        "proxy (kubectl vethpeer), allowed for /api/v1/... only (repeatable; default none)",
+    )
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
@@ -90,35 +198,84 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     import signal
     import threading
     import time
+    from collections.abc import Callable, Mapping
     from dataclasses import replace
     from functools import partial
 
     from ..collect import check_privilege
     from ..live.model import LiveModel
-    from ..serve.api import Service, route
+    from ..serve.api import Response, Service, route
+    from ..serve.auth import AuthCounts, Authenticator, guard
     from ..serve.cache import WalkCache
     from ..serve.engine import Observation, Walker
     from ..serve.http import Server, serve_in_thread
     from ..serve.live import LiveCache
+    from ..serve.secure import open_web_config, web_authenticator
+    from ..serve.webfile import with_web_config
+    from ..targets import scoped
 
     if args.max_clients < 1:
         raise UsageError("--max-clients must be at least 1")
+    if args.max_per_client is not None and args.max_per_client < 1:
+        raise UsageError("--max-per-client must be at least 1")
+    if not args.kube_auth and (args.kube_auth_kubeconfig or args.kube_auth_proxy_cidr):
+        raise UsageError("--kube-auth-kubeconfig and --kube-auth-proxy-cidr go with --kube-auth")
+    if args.no_journal and args.journal:
+        raise UsageError("--journal and --no-journal: choose one")
+    web = (
+        open_web_config(args.web_config_file, env.warn, kube_auth=args.kube_auth)
+        if args.web_config_file
+        else None
+    )
     check_privilege(env.proc)  # fail now, not on the first scrape
     request = replace(options.request(args, fdb=True), stats=True)
-    walker = Walker(request, env, env.warn, namespace=args.namespace)
-    cache: WalkCache[Observation] | LiveCache = WalkCache(walker, args.min_interval, then=walker.diagnose)
+    writer = None if args.no_journal else journal_writer(args, env)
+    observe = writer.observe if writer is not None else None
+    walker = Walker(request, env, env.warn, namespace=args.namespace, observe=None if args.live else observe)
+    cache: WalkCache[Observation] | LiveCache = WalkCache(
+        walker, args.min_interval, then=walker.diagnose, log=env.warn, debug=request.debug
+    )
     if args.live:
         model = LiveModel(request, env.replace(stderr=io.StringIO()), env.warn, resync=args.resync)
+        if observe is not None:  # the journal records each report the model publishes (as -n cuts it)
+            journal = observe
+            model.subscribe(lambda report, at: journal(scoped(report, args.namespace), at))
         cache = LiveCache(model, walker, env.warn, args.min_interval, namespace=args.namespace)
-    service = Service(cache, wait=args.max_wait, proc=env.proc, namespace=args.namespace, now=time.monotonic)
+    service = Service(
+        cache,
+        wait=args.max_wait,
+        proc=env.proc,
+        namespace=args.namespace,
+        now=time.monotonic,
+        journal_path=writer.path if writer is not None else None,
+        journal=writer.health if writer is not None else None,
+    )
+    router: Callable[[str, str, Mapping[str, str]], Response] = partial(route, service)
+    authenticator: Authenticator | None = web_authenticator(web) if web is not None else None
+    if args.kube_auth:  # with a web config: its TLS, and Kubernetes authentication
+        from ..serve.kubeauth import from_options
+
+        try:
+            authenticator = from_options(args.kube_auth_kubeconfig, args.kube_auth_proxy_cidr, env.environ)
+        except ValueError as error:
+            raise ServeFailed(str(error)) from None
+    if authenticator is not None:
+        counts = AuthCounts()
+        service.auth = (authenticator.name, counts.snapshot)
+        router = guard(router, authenticator, counts, env.warn)
+    if web is not None:
+        router = with_web_config(router, web)
     host, port = args.listen
     try:
         server = Server(
             (host, port),
-            partial(route, service),
+            router,
             env.warn,
             max_clients=args.max_clients,
+            per_client=args.max_per_client,
             access_log=args.access_log,
+            debug=request.debug,
+            tls=web.listener if web is not None and web.tls else None,
         )
     except OSError as error:
         raise ServeFailed(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
@@ -129,18 +286,41 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        if writer is not None:
+            writer.start()
         cache.warm()
         serve_in_thread(server)
         shown = f"[{host}]" if ":" in host else host
         scope = f" (only Kubernetes namespace {args.namespace})" if args.namespace else ""
-        env.warn(f"vethpeer serve: listening on http://{shown}:{server.server_address[1]}/{scope}")
-        while not stop.wait(0.5):
-            pass
+        scheme = "https" if web is not None and web.tls else "http"
+        checked = " (--kube-auth)" if args.kube_auth else " (--web-config-file)" if web is not None else ""
+        where = f"{scheme}://{shown}:{server.server_address[1]}/"
+        env.warn(f"vethpeer serve: listening on {where}{scope}{checked}")
+        if writer is not None:
+            env.warn(f"vethpeer serve: recording bindings in {writer.path}")
+        while not stop.wait(min(0.5, args.min_interval)):
+            if writer is not None:  # the journal records between scrapes too: a walk every --min-interval
+                cache.get(0.0)
     finally:
         server.stop()
         if isinstance(cache, LiveCache):
             cache.model.stop()
+        if writer is not None:
+            writer.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     env.warn("vethpeer serve: stopped")
     return ExitStatus.SUCCESS
+
+
+def journal_writer(args: argparse.Namespace, env: Environment) -> JournalWriter:
+    from ..journal.record import JournalWriter, Recorder
+
+    path = os.path.abspath(options.journal_path(args, env.environ))
+    return JournalWriter(
+        path,
+        Recorder(),
+        env.warn,
+        retention=args.journal_retention,
+        max_bytes=args.journal_max_size,
+    )

@@ -52,18 +52,15 @@ def _request(args: argparse.Namespace) -> Request:
 def select_rows(
     found: Sequence[Rates], report: Report, args: argparse.Namespace, env: Environment
 ) -> list[Rates]:
-    """TARGET's interfaces (resolved like `which`, again each round) and the -n filter."""
-    from ..targets import resolve
+    """TARGET's interfaces (resolved like `which`, again each round), or the rows -n keeps."""
+    from ..targets import resolve, scoped
 
     if args.target:
-        keys = {
-            (r.end.ns.key, r.end.link.index)
-            for r in resolve(report, args.target, namespace=args.namespace, proc=env.proc).rows
-        }
-        found = [r for r in found if (r.row.end.ns.key, r.row.end.link.index) in keys]
-    elif args.namespace:
-        found = [r for r in found if r.row.end.workload.namespace == args.namespace]
-    return list(found)
+        rows = resolve(report, args.target, namespace=args.namespace, proc=env.proc).rows
+    else:
+        rows = scoped(report, args.namespace).rows
+    keys = {(r.end.ns.key, r.end.link.index) for r in rows}
+    return [r for r in found if (r.row.end.ns.key, r.row.end.link.index) in keys]
 
 
 def measure(walker: Walker, older: Sample) -> tuple[Report, Sample, list[Rates]]:
@@ -151,7 +148,7 @@ def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
     from ..render import top_screen as toprender
 
     view = View(sort=args.sort)
-    console = Console(file=env.stdout, no_color=not env.color, highlight=False)
+    console = Console(file=env.stdout, no_color=not env.color, highlight=False, markup=False, emoji=False)
     walker.round()
     older = sample(walker.round(), walker.read_at, walker.read_times())
     found: list[Rates] = []
@@ -164,7 +161,7 @@ def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
             state = (
                 ("PAUSED — " if view.paused else "")
                 + status
-                + (f" — filter {view.filter!r}" if view.filter else "")
+                + (f" — filter '{view.filter}'" if view.filter else "")
             )
             page = toprender.screen(
                 shown(found, view), seconds, f"sort {view.sort} — {state}", line, console.height

@@ -33,8 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def concerns(event: Event, target: str | None, namespace: str | None) -> bool:
     """Whether the event is about TARGET (a name, label, ID prefix, netns or interface name)."""
+    from ..targets import in_scope
+
     w = event.workload
-    if namespace is not None and w.namespace != namespace:
+    if not in_scope(w, namespace):
         return False
     if not target:
         return True

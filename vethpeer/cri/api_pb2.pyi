@@ -18,15 +18,16 @@ mypy-protobuf==5.1.0):
 which runs (from the repo root)
 
     python -m grpc_tools.protoc -I vethpeer/cri --python_out=vethpeer/cri \\
-        --grpc_python_out=vethpeer/cri \\
+        --grpc_python_out=tests/lab \\
         --plugin=protoc-gen-mypy=$(which protoc-gen-mypy) \\
         --mypy_out=vethpeer/cri \\
         --plugin=protoc-gen-mypy_grpc=$(which protoc-gen-mypy_grpc) \\
-        --mypy_grpc_out=vethpeer/cri vethpeer/cri/api.proto
+        --mypy_grpc_out=tests/lab vethpeer/cri/api.proto
 
-producing api_pb2.py, api_pb2.pyi, api_pb2_grpc.py and api_pb2_grpc.pyi,
-then rewrites the top-level `import api_pb2 as ...` in api_pb2_grpc.py and
-api_pb2_grpc.pyi to package-relative `from . import api_pb2 as ...`.
+producing api_pb2.py and api_pb2.pyi (the package's messages) and, for the
+tests only, the grpcio stubs tests/lab/api_pb2_grpc.py and .pyi, then rewrites
+the stubs' top-level `import api_pb2 as ...` to
+`from vethpeer.cri import api_pb2 as ...`.
 The .pyi files come from mypy-protobuf rather than protoc's --pyi_out:
 --pyi_out stubs fail mypy --strict (bare Mapping) and have no gRPC stubs.
 Generated with grpcio-tools 1.85.1 (bundled protoc gencode 7.35.1),

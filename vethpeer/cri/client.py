@@ -12,9 +12,20 @@ well-kept ``h2`` library for HTTP/2 and HPACK:
   the transport: a refused or missing socket is UNAVAILABLE, no answer in time is
   DEADLINE_EXCEEDED, a reply too large is RESOURCE_EXHAUSTED.
 
-Requests are small (a sandbox ID at most), so they are sent without waiting for
-flow-control credit; replies get a large window up front and their credit back as
-they arrive. grpcio stays in the tests as the other end and the cross-check.
+Requests are sent as the server's flow-control window and frame size allow (a request
+larger than both waits for credit); replies get a large window up front and their credit
+back as they arrive. The server is not trusted to behave:
+
+* the deadline is checked on every turn, so a server that trickles frames cannot keep a
+  call alive past it;
+* a stream the server refuses (``REFUSED_STREAM``: not processed) is sent again after a
+  short pause that doubles, :data:`REFUSALS` times at most, then fails UNAVAILABLE;
+* any error of the HTTP/2 layer (flow control, frame size, stream IDs, protocol) fails the
+  calls as INTERNAL (UNAVAILABLE when the connection ran out of stream IDs), never escapes;
+* a GOAWAY fails only the calls on streams above its ``last_stream_id`` (and those not yet
+  sent); the ones below it may still complete (RFC 9113, 6.8).
+
+grpcio stays in the tests as the other end and the cross-check.
 """
 
 from __future__ import annotations
@@ -44,6 +55,8 @@ M = TypeVar("M", bound="Message")
 WINDOW = 1 << 24  # credit given to the server up front, per stream and for the connection
 RECV_BYTES = 1 << 16
 USER_AGENT = b"vethpeer-cri/1"
+GOAWAY = 0x7  # the HTTP/2 frame type
+REFUSALS = 6  # times a refused stream is sent again, after 1, 2, 4, ... ms
 
 
 class Code(enum.IntEnum):
@@ -103,6 +116,9 @@ class Pending(Generic[M]):
         self.headers: dict[bytes, bytes] = {}  # response headers, then trailers
         self.body = bytearray()
         self.outcome: M | RpcError | None = None
+        self.unsent = memoryview(b"")  # the framed request, as far as flow control held it back
+        self.refused = 0  # REFUSED_STREAM answers so far
+        self.not_before = 0.0  # after a refusal: not sent again before this (deadline's clock)
 
     @property
     def done(self) -> bool:
@@ -158,7 +174,9 @@ class Channel:
         self.max_message = max_message
         self._waiting: deque[Pending[Message]] = deque()
         self._streams: dict[int, Pending[Message]] = {}
-        self._broken: RpcError | None = None
+        self._broken: RpcError | None = None  # the connection is of no use: every call fails
+        self._going_away: RpcError | None = None  # GOAWAY: no new streams, the open ones go on
+        self._inbox = b""  # the start of a frame not read whole yet
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self._h2 = h2.connection.H2Connection(config)
@@ -191,8 +209,9 @@ class Channel:
     def start(self, method: str, request: Message, reply_type: type[M]) -> Pending[M]:
         """Queue one call; it is sent on the next :meth:`run_until` (any call's ``result()``)."""
         call = Pending(self, method, request.SerializeToString(), reply_type)
-        if self._broken is not None:
-            call.fail(self._broken)
+        reason = self._broken or self._going_away
+        if reason is not None:
+            call.fail(reason)
         else:
             self._waiting.append(call)  # type: ignore[arg-type]  # Pending is invariant in M
         return call
@@ -203,34 +222,78 @@ class Channel:
     # ------------------------------------------------------------------ the connection
 
     def run_until(self, done: Callable[[], bool]) -> None:
-        while not done():
-            self._open_streams()
-            try:
-                self._sock.sendall(self._h2.data_to_send())
-                if done():
-                    return
-                self._sock.settimeout(self.deadline.left())
-                data = self._sock.recv(RECV_BYTES)
-            except TimeoutError:
+        while not done() and self._broken is None:
+            if self.deadline.expired():  # checked each turn: frames trickling in do not extend it
                 self._break(RpcError(Code.DEADLINE_EXCEEDED, "no answer in time"))
                 return
-            except OSError as error:
-                self._break(RpcError(Code.UNAVAILABLE, f"connection failed: {error.strerror or error}"))
-                return
-            if not data:
-                self._break(RpcError(Code.UNAVAILABLE, "the runtime closed the connection"))
-                return
             try:
-                events = self._h2.receive_data(data)
-            except h2.exceptions.ProtocolError as error:
+                self._turn(done)
+            except h2.exceptions.NoAvailableStreamIDError as error:
+                self._break(RpcError(Code.UNAVAILABLE, f"HTTP/2: out of stream IDs ({error})"))
+            except h2.exceptions.H2Error as error:  # flow control, frame size, protocol, ...
                 self._break(RpcError(Code.INTERNAL, f"HTTP/2 protocol error: {error}"))
-                return
-            for event in events:
+
+    def _turn(self, done: Callable[[], bool]) -> None:
+        """Send what can be sent, then read once (until the deadline or a refused call's retry)."""
+        self._open_streams()
+        try:
+            self._sock.settimeout(self.deadline.left())
+            self._sock.sendall(self._h2.data_to_send())
+        except TimeoutError:
+            self._break(RpcError(Code.DEADLINE_EXCEEDED, "the runtime does not read"))
+            return
+        except OSError as error:
+            self._break(RpcError(Code.UNAVAILABLE, f"connection failed: {error.strerror or error}"))
+            return
+        if done():
+            return
+        wait = self.deadline.left()
+        if self._waiting:
+            wait = min(wait, max(0.0005, min(c.not_before for c in self._waiting) - self.deadline.clock()))
+        try:
+            self._sock.settimeout(wait)
+            data = self._sock.recv(RECV_BYTES)
+        except TimeoutError:
+            return  # the next turn checks the deadline, or sends a refused call again
+        except OSError as error:
+            self._break(RpcError(Code.UNAVAILABLE, f"connection failed: {error.strerror or error}"))
+            return
+        if not data:
+            self._break(RpcError(Code.UNAVAILABLE, "the runtime closed the connection"))
+            return
+        for chunk in self._until_goaway(data):
+            for event in self._h2.receive_data(chunk):
                 self._on(event)
+
+    def _until_goaway(self, data: bytes) -> list[bytes]:
+        """The bytes read, cut after each GOAWAY frame (and a frame's incomplete tail kept for
+        the next read): h2 must see the GOAWAY alone to be kept open for the frames after it.
+        A frame longer than allowed (an HTTP/1 answer reads as one) is an error at once."""
+        inbox = self._inbox + data
+        chunks: list[bytes] = []
+        start = offset = 0
+        while offset + 9 <= len(inbox):
+            length = int.from_bytes(inbox[offset : offset + 3], "big")
+            if length > self._h2.max_inbound_frame_size:  # h2 would wait for it, to the deadline
+                raise h2.exceptions.FrameTooLargeError(
+                    f"a frame of {length} bytes (over {self._h2.max_inbound_frame_size}): not HTTP/2?"
+                )
+            if offset + 9 + length > len(inbox):
+                break
+            offset += 9 + length
+            if inbox[offset - 6 - length] == GOAWAY:
+                chunks.append(inbox[start:offset])
+                start = offset
+        chunks.append(inbox[start:offset])
+        self._inbox = inbox[offset:]
+        return chunks
 
     def _open_streams(self) -> None:
         limit = self._h2.remote_settings.max_concurrent_streams
-        while self._waiting and self._h2.open_outbound_streams < limit:
+        now = self.deadline.clock()
+        while self._waiting and self._h2.open_outbound_streams < limit and self._going_away is None:
+            if self._waiting[0].not_before > now:
+                return  # refused a moment ago: its turn comes after its pause
             call = self._waiting.popleft()
             stream = self._h2.get_next_available_stream_id()
             millis = max(1, min(99_999_999, int(self.deadline.left() * 1000)))
@@ -247,16 +310,32 @@ class Channel:
                     (b"user-agent", USER_AGENT),
                 ],
             )
-            self._h2.send_data(
-                stream, struct.pack(">BI", 0, len(call.request)) + call.request, end_stream=True
-            )
+            call.unsent = memoryview(struct.pack(">BI", 0, len(call.request)) + call.request)
             self._streams[stream] = call
+            self._send_body(stream, call)
+
+    def _send_body(self, stream: int, call: Pending[Message]) -> None:
+        """As much of the request as the stream's and the connection's windows allow, in frames
+        no larger than the server takes; the rest when a WINDOW_UPDATE comes."""
+        while call.unsent:
+            size = min(len(call.unsent), self._h2.local_flow_control_window(stream))
+            size = min(size, self._h2.max_outbound_frame_size)
+            if size <= 0:
+                return
+            chunk, call.unsent = call.unsent[:size], call.unsent[size:]
+            self._h2.send_data(stream, chunk.tobytes(), end_stream=not call.unsent)
+
+    def _send_bodies(self) -> None:
+        for stream, call in list(self._streams.items()):
+            if call.unsent:
+                self._send_body(stream, call)
 
     def _on(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.ConnectionTerminated):
-            self._break(
-                RpcError(Code.UNAVAILABLE, f"the runtime ended the connection ({event.error_code!r})")
-            )
+            self._go_away(event)
+            return
+        if isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+            self._send_bodies()  # credit came (for one stream, or all of them)
             return
         stream: int | None = getattr(event, "stream_id", None)
         call = self._streams.get(stream) if stream is not None else None
@@ -276,13 +355,43 @@ class Channel:
             del self._streams[stream]
         elif isinstance(event, h2.events.StreamReset):
             if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM and not call.headers:
-                # Not processed (RFC 9113 8.7): send it again, as gRPC's transparent retry does.
-                # grpcio's server refuses a stream over its limit until it has let go of the last.
-                call.body.clear()
-                self._waiting.appendleft(call)
+                # Not processed (RFC 9113 8.7): send it again, as gRPC's transparent retry does
+                # (grpcio's server refuses a stream over its limit until it has let go of the
+                # last), after a pause that doubles; a server that refuses everything fails it.
+                call.refused += 1
+                if self._going_away is not None:
+                    call.fail(self._going_away)
+                elif call.refused > REFUSALS:
+                    call.fail(
+                        RpcError(Code.UNAVAILABLE, f"the runtime refused the call {call.refused} times")
+                    )
+                else:
+                    call.body.clear()
+                    call.not_before = self.deadline.clock() + 0.001 * 2 ** (call.refused - 1)
+                    self._waiting.appendleft(call)
             else:
                 call.fail(RpcError(Code.INTERNAL, f"stream reset ({event.error_code!r})"))
             del self._streams[stream]
+
+    def _go_away(self, event: h2.events.ConnectionTerminated) -> None:
+        """GOAWAY: calls on streams above ``last_stream_id`` were not processed and fail, as do
+        those not sent yet; the ones below it may still complete (RFC 9113, 6.8)."""
+        last = event.last_stream_id if event.last_stream_id is not None else 0
+        error = RpcError(
+            Code.UNAVAILABLE, f"the runtime is ending the connection (GOAWAY {event.error_code!r})"
+        )
+        self._going_away = error
+        for stream in [s for s in self._streams if s > last]:
+            self._streams.pop(stream).fail(error)
+        for call in self._waiting:
+            call.fail(error)
+        self._waiting.clear()
+        if not self._streams:
+            self._break(error)
+            return
+        # h2 closes its side on GOAWAY and would reject the frames of the streams still open
+        # (python-hyper/h2#1181): keep it open for them; no new stream is started here.
+        self._h2.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
 
     def _break(self, error: RpcError) -> None:
         """The connection is of no more use: every call not yet answered gets this error."""

@@ -1,16 +1,16 @@
 """The words every renderer puts on the picture: labels, tooltips, legend entries.
 
 Names come from the kernel, from daemons and from users (a netns may be called almost
-anything; a container name comes from JSON). Here they are made *visible*: control
-characters become ``\\xNN``, undecodable bytes are replaced, and very long names are
-shortened in the middle for labels (the tooltip keeps them whole). Each renderer then
-applies its own format's escaping (DOT, Mermaid, HTML) to these strings.
+anything; a container name comes from JSON). Here they are made *visible*, as in every text
+output (:mod:`vethpeer.render.safe`: control characters and undecodable bytes become ``\\xNN``,
+a backslash ``\\\\``), and very long names are shortened in the middle for labels (the
+tooltip keeps them whole). Each renderer then applies its own format's escaping (DOT,
+Mermaid, HTML) to these strings.
 """
 
 from __future__ import annotations
 
-import unicodedata
-
+from ..render.safe import shown
 from .elements import Cluster, Edge, EdgeKind, Mark, Node, NodeKind
 
 LABEL_LIMIT = 40  # characters of a name shown in a label
@@ -41,18 +41,8 @@ MARK_WORDS = {
 
 
 def visible(text: str) -> str:
-    """Control characters as ``\\xNN``, lone surrogates (undecodable bytes) as U+FFFD."""
-    if text.isprintable():  # the usual case, in C: no control character, no surrogate
-        return text
-    out = []
-    for char in text:
-        if unicodedata.category(char) == "Cc":
-            out.append(f"\\x{ord(char):02x}")
-        elif 0xD800 <= ord(char) <= 0xDFFF:
-            out.append("\ufffd")
-        else:
-            out.append(char)
-    return "".join(out)
+    """A name as every text output shows it (:func:`vethpeer.render.safe.shown`)."""
+    return shown(text)
 
 
 def shorten(text: str, limit: int = LABEL_LIMIT) -> str:
@@ -88,8 +78,8 @@ def cluster_lines(cluster: Cluster) -> list[str]:
         lines.append("netns " + shorten(cluster.netns_names[0]))
     elif not cluster.label.startswith("net:["):
         lines.append(f"net:[{cluster.inode}]")
-    if len(cluster.workloads) > 1 and not cluster.is_host:
-        lines.append(f"+{len(cluster.workloads) - 1} more")
+    if not cluster.is_host:  # the other names the namespace has (a joined container, its process)
+        lines += [f"also {shorten(other)}" for other in cluster.workloads[1:]]
     return lines
 
 

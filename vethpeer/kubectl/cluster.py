@@ -1,8 +1,11 @@
 """The Kubernetes API server, as the plugin uses it: load a kubeconfig (or in-cluster config), GET JSON.
 
 Configuration loading (contexts, client certificates, tokens, exec credential plugins) is
-the ``kubernetes`` client's; requests go through its REST client with its auth settings.
-Every failure is a :class:`ClusterError` value with a one-line message.
+the ``kubernetes`` client's; requests go through its connection pool (its CA, client
+certificate, proxy) with the headers of its ``Configuration.auth_settings()`` (bearer tokens,
+refreshed by exec plugins). Both are the same in every client generation ``kubernetes>=29``
+allows, unlike ``ApiClient.call_api`` and ``update_params_for_auth``, whose argument lists
+changed. Every failure is a :class:`ClusterError` value with a one-line message.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class Cluster:
             self.namespace = "default"
         configuration.connection_pool_maxsize = pool
         configuration.retries = False  # a node that does not answer costs one timeout, not four
+        self._configuration = configuration
         self._client: Any = kubernetes.client.ApiClient(configuration)
         self.host = str(configuration.host).rstrip("/")
 
@@ -76,16 +80,28 @@ class Cluster:
         """GET ``path`` (already quoted); a reply whatever its status, ClusterError if none came."""
         import urllib3
 
-        headers = {"Accept": "application/json, */*", "Accept-Encoding": "gzip"}
-        self._client.update_params_for_auth(headers, [], ["BearerToken"], path, "GET", None)
+        headers = {"Accept": "application/json, */*", "Accept-Encoding": "gzip", **self._auth_headers()}
         try:
-            response = self._client.call_api(
-                "GET", self.host + path, header_params=headers, _request_timeout=timeout
+            response = self._client.rest_client.pool_manager.request(
+                "GET",
+                self.host + path,
+                headers=headers,
+                timeout=urllib3.Timeout(total=timeout),
+                retries=False,
             )
-            return Reply(int(response.status), response.read())
+            return Reply(int(response.status), response.data)
         except urllib3.exceptions.HTTPError as error:
             reason = getattr(error, "reason", None) or error
             raise ClusterError(f"{self.host}: {reason}") from None
+
+    def _auth_headers(self) -> dict[str, str]:
+        """The credentials the configuration puts in headers (a bearer token, refreshed if it expires)."""
+        settings = self._configuration.auth_settings()
+        return {
+            str(s["key"]): str(s["value"])
+            for s in settings.values()
+            if s.get("in") == "header" and s.get("value")
+        }
 
     def get_json(self, path: str, timeout: float) -> Any:
         reply = self.get(path, timeout)
@@ -115,6 +131,12 @@ def pod_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
 
 
-def proxy_path(namespace: str, pod: str, port: int, path: str) -> str:
-    """The API server's pod proxy: ``/api/v1/namespaces/NS/pods/POD:PORT/proxy/PATH``."""
-    return f"{pod_path(namespace, pod)}:{port}/proxy/{path.lstrip('/')}"
+def proxy_path(namespace: str, pod: str, port: int, path: str, scheme: str = "http") -> str:
+    """The API server's pod proxy: ``/api/v1/namespaces/NS/pods/POD:PORT/proxy/PATH``, or
+    ``.../pods/https:POD:PORT/proxy/PATH`` for an agent that serves TLS (the API server does not
+    verify the pod's certificate on that path)."""
+    where = f"{pod_path(namespace, pod)}:{port}"
+    if scheme == "https":
+        head, _, name = where.rpartition("/")
+        where = f"{head}/https:{name}"
+    return f"{where}/proxy/{path.lstrip('/')}"

@@ -13,7 +13,8 @@ from .cluster import Cluster, ClusterError, proxy_path
 AGENT_NAMESPACE = "vethpeer"
 AGENT_SELECTOR = "app.kubernetes.io/name=vethpeer,app.kubernetes.io/component=node-agent"
 AGENT_PORT = 10098  # = vethpeer serve's default (docs/cluster.md)
-PORT_NAME = "http-metrics"
+# the agent container's port, by name: the scheme the plugin asks it through the pod proxy with
+PORT_SCHEMES = {"http-metrics": "http", "https-metrics": "https", "https": "https"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +24,13 @@ class Agent:
     pod: str
     port: int
     ready: bool
+    scheme: str = "http"  # "https": the agent serves TLS (its port is named https or https-metrics)
 
 
 @dataclass(frozen=True, slots=True)
 class NodeAnswer:
-    """One node's part: ``status`` "ok" (``document`` set), "no agent", "unreachable" or "error"."""
+    """One node's part: ``status`` "ok" (``document`` set), "no agent", "unreachable", "unauthorized"
+    or "forbidden" (``detail`` says what to grant), or "error"."""
 
     node: str
     status: str
@@ -35,12 +38,14 @@ class NodeAnswer:
     document: dict[str, Any] | None = None
 
 
-def _port(pod: dict[str, Any]) -> int:
+def _port(pod: dict[str, Any]) -> tuple[int, str]:
+    """(port, scheme) of the agent's named container port; the default port over http without one."""
     for container in pod.get("spec", {}).get("containers", []):
         for port in container.get("ports", []) or []:
-            if port.get("name") == PORT_NAME and isinstance(port.get("containerPort"), int):
-                return int(port["containerPort"])
-    return AGENT_PORT
+            scheme = PORT_SCHEMES.get(port.get("name"))
+            if scheme and isinstance(port.get("containerPort"), int):
+                return int(port["containerPort"]), scheme
+    return AGENT_PORT, "http"
 
 
 def _ready(pod: dict[str, Any]) -> bool:
@@ -62,7 +67,8 @@ def agents(
         where = pod.get("spec", {}).get("nodeName")
         if not where:
             continue
-        agent = Agent(where, namespace, pod["metadata"]["name"], _port(pod), _ready(pod))
+        port, scheme = _port(pod)
+        agent = Agent(where, namespace, pod["metadata"]["name"], port, _ready(pod), scheme)
         if where not in found or (agent.ready and not found[where].ready):
             found[where] = agent
     return found
@@ -78,18 +84,66 @@ def node_names(cluster: Cluster, timeout: float) -> list[str] | None:
     return sorted(n["metadata"]["name"] for n in document.get("items", []))
 
 
+def agents_and_nodes(
+    cluster: Cluster, namespace: str, selector: str, timeout: float, node: str | None
+) -> tuple[dict[str, Agent], Sequence[str]]:
+    """The agents to ask and the nodes to answer for: ``node``'s, or every node's."""
+    if node is not None:
+        return agents(cluster, namespace, selector, timeout, node=node), [node]
+    found = agents(cluster, namespace, selector, timeout)
+    return found, node_names(cluster, timeout) or list(found)
+
+
 def ask(cluster: Cluster, agent: Agent, path: str, timeout: float) -> NodeAnswer:
     """One agent's JSON document, through the API server's pod proxy."""
     try:
-        reply = cluster.get(proxy_path(agent.namespace, agent.pod, agent.port, path), timeout)
+        reply = cluster.get(proxy_path(agent.namespace, agent.pod, agent.port, path, agent.scheme), timeout)
     except ClusterError as error:
         return NodeAnswer(agent.node, "unreachable", f"no answer within {timeout:g} s ({error})")
     document = reply.json()
     if reply.status == 200 and isinstance(document, dict):
         return NodeAnswer(agent.node, "ok", document=document)
+    refused = refusal(agent, reply.status, document, reply.message)
+    if refused is not None:
+        return refused
     if reply.status in (502, 503) and not (isinstance(document, dict) and "error" in document):
         return NodeAnswer(agent.node, "unreachable", f"agent {agent.pod}: {reply.message}")
     return NodeAnswer(agent.node, "error", f"agent {agent.pod}: {reply.status} {reply.message}", document)
+
+
+def refusal(agent: Agent, status: int, document: Any, message: str) -> NodeAnswer | None:
+    """A 401 or 403, from the API server (a v1 Status) or from the agent (``serve --kube-auth``),
+    as a status line that says what to grant; None for any other answer."""
+    if status not in (401, 403):
+        return None
+    from_api = isinstance(document, dict) and document.get("kind") == "Status"
+    if from_api and status == 403:
+        return NodeAnswer(
+            agent.node,
+            "forbidden",
+            f"the API server refused the pod proxy to {agent.pod}: grant get on pods/proxy in namespace "
+            f"{agent.namespace} ({message})",
+        )
+    if from_api:
+        return NodeAnswer(
+            agent.node, "unauthorized", f"the API server did not accept your credentials ({message})"
+        )
+    error = document.get("error") if isinstance(document, dict) else None
+    if status == 403 and isinstance(error, dict) and "namespace" in error:
+        return None  # `serve -n NS` asked for another namespace: the agent's own message says so
+    if status == 401:
+        return NodeAnswer(
+            agent.node,
+            "unauthorized",
+            f"agent {agent.pod} wants a bearer token (serve --kube-auth), and the API server's pod proxy "
+            "forwards none: run the agent with --kube-auth-proxy-cidr set to the API server's address "
+            "(docs/cluster.md, security)",
+        )
+    return NodeAnswer(
+        agent.node,
+        "forbidden",
+        f"agent {agent.pod} refused: grant get on nodes/proxy (node {agent.node}) to the caller",
+    )
 
 
 def fan_out(

@@ -3,6 +3,7 @@
     kubectl vethpeer which pod/NAME -n NS      kubectl vethpeer which NS/NAME
     kubectl vethpeer table --node NODE         kubectl vethpeer table -A
     kubectl vethpeer doctor --node NODE
+    kubectl vethpeer history NS/NAME           kubectl vethpeer which veth82eaaa7 --at -2h
 
 Exit status: 0 answered (nodes that did not answer are status lines on stderr), 1 error,
 2 usage, 3 pod not found, 7 no agent answered.
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from urllib.parse import quote, urlencode
 
 from ..environment import Environment
-from ..errors import ExitStatus, NotFound, SourceFailed, UsageError, VethpeerError
+from ..errors import ExitStatus, NotFound, SourceFailed, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,6 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..commands.options import moment
     from .fanout import AGENT_NAMESPACE, AGENT_SELECTOR
 
     common = _Parser(add_help=False)
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--context", metavar="NAME", help="kubeconfig context")
     common.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table")
     common.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per node (default 5)")
+    common.add_argument("--debug", action="store_true", help="tracebacks instead of one-line errors")
     common.add_argument(
         "--agent-namespace", default=AGENT_NAMESPACE, metavar="NS", help=f"default {AGENT_NAMESPACE}"
     )
@@ -50,6 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
         "which", parents=[common], help="a pod's interfaces, host-side veths and bridges"
     )
     which.add_argument("target", metavar="pod/NAME | NS/NAME | NAME")
+    which.add_argument(
+        "--at", type=moment, metavar="T", help="the binding at time T, from the agents' journals"
+    )
+    which.add_argument("--node", metavar="NODE", help="with --at: ask only this node's agent")
+    history = commands.add_parser(
+        "history", parents=[common], help="every binding a target had, from the journals"
+    )
+    history.add_argument("target", metavar="TARGET")
+    history.add_argument("--since", type=moment, metavar="T", help="only bindings alive at or after T")
+    history.add_argument("--until", type=moment, metavar="T", help="only bindings alive at or before T")
+    history.add_argument("--node", metavar="NODE", help="ask only this node's agent")
     for name, text in (
         ("table", "every workload interface of a node, or of every node"),
         ("doctor", "findings"),
@@ -74,8 +88,9 @@ def pod_target(target: str, namespace: str | None, default: str) -> tuple[str, s
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    from ..render.safe import shown
     from .cluster import Cluster, pod_path
-    from .fanout import agents, fan_out, node_names
+    from .fanout import agents, agents_and_nodes, fan_out
     from .render import cluster_document, write_findings, write_json, write_table
 
     if args.timeout <= 0:
@@ -83,6 +98,13 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     cluster = Cluster(args.kubeconfig, args.context)
     try:
         wide, as_json = args.output == "wide", args.output == "json"
+        if args.command == "history" or (args.command == "which" and args.at is not None):
+            from . import history
+
+            target = args.target
+            if target.startswith(("pod/", "pods/", "po/")):
+                target = "/".join(pod_target(target, args.namespace, cluster.namespace))
+            return history.run(cluster, args, target, env)
         if args.command == "which":
             namespace, name = pod_target(args.target, args.namespace, cluster.namespace)
             reply = cluster.get(pod_path(namespace, name), args.timeout)
@@ -97,9 +119,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             if not node:
                 raise NotFound(f"pod {namespace}/{name} is not scheduled on a node yet")
             if pod["spec"].get("hostNetwork"):
-                env.stdout.write(
-                    f"pod {namespace}/{name} on node {node} uses the host network: it has no veth\n"
-                )
+                line = f"pod {namespace}/{name} on node {node} uses the host network: it has no veth"
+                env.stdout.write(shown(line) + "\n")
                 return ExitStatus.SUCCESS
             found = agents(cluster, args.agent_namespace, args.agent_selector, args.timeout, node=node)
             path = (
@@ -115,12 +136,9 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             raise UsageError(f"{args.command} needs --node NODE, or -A for every node")
         query = {"namespace": args.namespace} if args.namespace else {}
         path = f"api/v1/{args.command}" + (f"?{urlencode(query)}" if query else "")
-        if args.node is not None:
-            found = agents(cluster, args.agent_namespace, args.agent_selector, args.timeout, node=args.node)
-            nodes: Sequence[str] = [args.node]
-        else:
-            found = agents(cluster, args.agent_namespace, args.agent_selector, args.timeout)
-            nodes = node_names(cluster, args.timeout) or list(found)
+        found, nodes = agents_and_nodes(
+            cluster, args.agent_namespace, args.agent_selector, args.timeout, args.node
+        )
         answers = fan_out(cluster, found, nodes, path, args.timeout)
         if as_json:
             write_json(cluster_document(args.command, answers), env)
@@ -139,22 +157,18 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 
 
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    from ..cli import Outcome, finish
+
     env = env or Environment()
-    try:
-        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+
+    def action(outcome: Outcome) -> int:
+        from ..commands.options import split_argv
+
+        args = build_parser().parse_args(split_argv(sys.argv[1:] if argv is None else argv)[0])
+        outcome.debug = args.debug
         return int(run(args, env))
-    except VethpeerError as error:
-        hint = f" ({error.hint})" if error.hint else ""
-        env.warn(f"kubectl vethpeer: {error}{hint}")
-        return int(error.status)
-    except KeyboardInterrupt:
-        env.warn("kubectl vethpeer: interrupted")
-        return int(ExitStatus.INTERRUPTED)
-    except BrokenPipeError:
-        return int(ExitStatus.SUCCESS)
-    except Exception as error:
-        env.warn(f"kubectl vethpeer: internal error: {type(error).__name__}: {error}")
-        return int(ExitStatus.ERROR)
+
+    return finish("kubectl vethpeer", env, action)
 
 
 if __name__ == "__main__":

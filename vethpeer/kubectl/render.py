@@ -1,5 +1,8 @@
 """The plugin's output: one table with a NODE column merged from the agents' documents, findings,
-and a status line per node that did not answer. Pure: documents in, lines out."""
+and a status line per node that did not answer. Pure: documents in, lines out.
+
+An agent's document is untrusted (names from its node, or anything a fake agent sends): every
+string from it is shown through :mod:`vethpeer.render.safe`, as the local commands do."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 
 from ..environment import Environment
 from ..render import json as jsonrender
+from ..render.safe import command_line, shown
 from ..render.tables import write_columns
 from .fanout import NodeAnswer
 
@@ -92,15 +96,14 @@ def write_findings(answers: Sequence[NodeAnswer], env: Environment, *, show_info
             subject = f"{where['workload']} {where['ifname']}"
             if f.get("peer"):
                 subject += f" <-> {f['peer']['ifname']}"
-            out.write(
-                f"{f['severity'].upper():8} {f['check']}  {answer.node}  {subject}\n    {f['message']}\n"
-            )
+            head = f"{str(f['severity']).upper():8} {f['check']}  {answer.node}  {subject}"
+            out.write(f"{shown(head)}\n    {shown(str(f['message']))}\n")
             for line in f.get("evidence", []):
-                out.write(f"    evidence: {line}\n")
+                out.write(f"    evidence: {shown(str(line))}\n")
             for line in f.get("fix", []):
-                out.write(f"    fix:      {line}  (on node {answer.node})\n")
+                out.write(f"    fix:      {command_line(str(line))}  (on node {shown(answer.node)})\n")
             out.write("\n")
-        out.write(f"{answer.node}: {document.get('summary', '')}\n")
+        out.write(shown(f"{answer.node}: {document.get('summary', '')}") + "\n")
     for line in status_lines(answers):
         env.warn(line)
 

@@ -18,7 +18,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
 from ..sources.docker_api import docker_host, socket_path
@@ -60,9 +60,11 @@ def _follow(path: str, changed: Callable[[], None], stopping: Callable[[], bool]
                 changed()
 
 
-def follow(host: str | None, changed: Callable[[], None], stopping: Callable[[], bool]) -> threading.Thread:
+def follow(
+    host: str | None, environ: Mapping[str, str], changed: Callable[[], None], stopping: Callable[[], bool]
+) -> threading.Thread:
     """Start following Docker at ``host`` (``--docker-host``, else DOCKER_HOST, else the default)."""
-    path = socket_path(docker_host(host))
+    path = socket_path(docker_host(host, environ))
 
     def run() -> None:
         while path is not None and not stopping():

@@ -13,7 +13,9 @@ Listening allocates nothing and changes nothing; no nsid is ever assigned here.
 A veth end moved out of a namespace arrives as ``RTM_DELLINK`` with
 ``IFLA_NEW_NETNSID`` (relative to the namespace it left) and ``IFLA_NEW_IFINDEX``.
 A full receive buffer loses events and is reported as ``overflow`` (``ENOBUFS``): the
-caller then resynchronises with a full walk. The buffer is raised to 4 MiB first.
+caller then resynchronises with a full walk. A datagram that arrives truncated
+(``MSG_TRUNC``) or does not frame (:mod:`vethpeer.netlink_wire` checks every length) is
+lost events too, and reported the same way, never read as fewer events. The buffer is raised to 4 MiB first.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from ..netlink import _NLMSG, IFLA_IFNAME, _attrs, _cstr
+from ..netlink import IFLA_IFNAME
+from ..netlink_wire import S32, NetlinkError, attrs, cstr, frames, receive
 
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
@@ -39,10 +42,10 @@ AF_BRIDGE = 7
 IFLA_NEW_NETNSID = 45
 IFLA_NEW_IFINDEX = 49
 RCVBUF = 4 << 20
+RECV_BYTES = 1 << 16
 _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBI")
 _NDMSG = struct.Struct("=BxxxiHBB")
-_S32 = struct.Struct("=i")
 _TYPES = {
     RTM_NEWLINK: "newlink",
     RTM_DELLINK: "dellink",
@@ -74,15 +77,9 @@ class Batch:
 
 
 def parse(data: bytes, nsid: int | None) -> list[KernelEvent]:
-    """Every link or address notification in one datagram."""
+    """Every link or address notification in one datagram (netlink_wire.frames: checked)."""
     found = []
-    offset = 0
-    while offset + _NLMSG.size <= len(data):
-        length, rtype, _flags, _seq, _pid = _NLMSG.unpack_from(data, offset)
-        if length < _NLMSG.size:
-            break
-        body, end = offset + _NLMSG.size, offset + length
-        offset += (length + 3) & ~3
+    for rtype, _flags, _seq, body, end in frames(data):
         kind = _TYPES.get(rtype)
         if kind is None:
             continue
@@ -96,13 +93,13 @@ def parse(data: bytes, nsid: int | None) -> list[KernelEvent]:
             continue
         index = _IFINFO.unpack_from(data, body)[2]
         ifname = new_nsid = new_index = None
-        for attr, start, stop in _attrs(data, body + _IFINFO.size, end):
+        for attr, start, stop in attrs(data, body + _IFINFO.size, end):
             if attr == IFLA_IFNAME:
-                ifname = _cstr(data, start, stop)
+                ifname = cstr(data, start, stop)
             elif attr == IFLA_NEW_NETNSID:
-                new_nsid = _S32.unpack_from(data, start)[0]
+                new_nsid = S32.unpack_from(data, start)[0]
             elif attr == IFLA_NEW_IFINDEX:
-                new_index = _S32.unpack_from(data, start)[0]
+                new_index = S32.unpack_from(data, start)[0]
         found.append(KernelEvent(kind, nsid, index, ifname, new_nsid, new_index))
     return found
 
@@ -150,9 +147,12 @@ class EventSocket:
         space = socket.CMSG_SPACE(4)
         while True:
             try:
-                data, ancillary, _flags, _addr = self._sock.recvmsg(1 << 16, space)
+                data, ancillary = receive(self._sock, RECV_BYTES, space)
             except BlockingIOError:
                 break
+            except NetlinkError:  # a datagram truncated (MSG_TRUNC): its events are lost
+                overflow = True
+                continue
             except OSError as error:
                 if error.errno == errno.ENOBUFS:
                     overflow = True
@@ -161,6 +161,9 @@ class EventSocket:
             nsid = None
             for level, kind, value in ancillary:
                 if level == SOL_NETLINK and kind == NETLINK_LISTEN_ALL_NSID and len(value) >= 4:
-                    nsid = _S32.unpack_from(value)[0]
-            found.extend(parse(data, nsid))
+                    nsid = S32.unpack_from(value)[0]
+            try:
+                found.extend(parse(data, nsid))
+            except NetlinkError:  # a malformed datagram (netlink_wire.BadReply): lost as well
+                overflow = True
         return Batch(tuple(found), overflow)

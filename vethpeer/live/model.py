@@ -112,7 +112,9 @@ class LiveModel:
     def start(self) -> None:
         self._thread.start()
         if self.follow_docker:
-            docker_events.follow(self.request.options.docker_host, self.renamed, lambda: self._stopping)
+            docker_events.follow(
+                self.request.options.docker_host, self.env.environ, self.renamed, lambda: self._stopping
+            )
 
     def renamed(self) -> None:
         """A runtime said a container or network changed: have the sources asked again."""

@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from .. import nsids, ovs
-from ..collect import Naming, Request, check_privilege, check_sources, name_namespaces
+from ..collect import Inflight, Naming, Request, check_privilege, check_sources, name_namespaces
 from ..correlate import correlate
 from ..environment import Environment
 from ..errors import NamespaceGone
@@ -95,6 +95,8 @@ class Walker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         check_privilege(env.proc)
+        if request.inflight is None:  # a hung source is not started again every round
+            request = replace(request, inflight=Inflight())
         self.request, self.env, self.addresses = request, env, addresses
         self.naming_every, self.links_every, self.clock = naming_every, links_every, clock
         self._links_at = float("-inf")
@@ -372,7 +374,13 @@ class Walker:
         return self._naming
 
     def _kernel_names(self, discovery: Discovery, naming: Naming) -> Naming:
-        context = Context(discovery.host, discovery.namespaces, self.request.options, proc=self.env.proc)
+        context = Context(
+            discovery.host,
+            discovery.namespaces,
+            self.request.options,
+            proc=self.env.proc,
+            environ=self.env.environ,
+        )
         fresh = KernelNames().collect(context)
         results = tuple(fresh if r.status.name == fresh.status.name else r for r in naming.results)
         return Naming(results, naming.ovs)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..live.changes import Event
 from ..model import End, NsKey
+from .safe import shown
 
 WATCH_SCHEMA = "vethpeer.watch"
 WATCH_SCHEMA_VERSION = 1
@@ -67,9 +68,10 @@ def event_json(event: Event, at: datetime) -> dict[str, Any]:
 
 
 def line(event: Event, at: datetime) -> str:
-    """``HH:MM:SS.mmm MESSAGE`` (and ``[resync]`` when a full walk found it)."""
+    """``HH:MM:SS.mmm MESSAGE`` (and ``[resync]`` when a full walk found it); the names in
+    MESSAGE shown by :func:`.safe.shown`."""
     stamp = at.astimezone().strftime("%H:%M:%S.%f")[:-3]
-    return f"{stamp} {event.message}" + (" [resync]" if event.resync else "")
+    return f"{stamp} {shown(event.message)}" + (" [resync]" if event.resync else "")
 
 
 def write(events: list[Event], as_json: bool, out: Any) -> None:

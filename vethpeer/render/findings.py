@@ -8,6 +8,7 @@ from ..checks import Diagnosis, Finding, Severity
 from ..environment import Environment
 from ..model import End, Report
 from . import json as jsonrender
+from .safe import command_line, shown
 
 
 def finding_json(f: Finding) -> dict[str, object]:
@@ -54,15 +55,17 @@ def document(report: Report, diagnosis: Diagnosis) -> dict[str, Any]:
 
 
 def _write_finding(f: Finding, env: Environment) -> None:
+    """Names shown by :func:`.safe.shown`; confirm and fix lines are shell command lines whose
+    words :mod:`vethpeer.shell` already quoted, so only :func:`.safe.command_line` guards them."""
     stream = env.stdout
-    stream.write(f"{f.severity.value.upper():8} {f.check}  {f.subject}\n")
-    stream.write(f"    {f.message}\n")
+    stream.write(f"{f.severity.value.upper():8} {f.check}  {shown(f.subject)}\n")
+    stream.write(f"    {shown(f.message)}\n")
     for line in f.evidence:
-        stream.write(f"    evidence: {line}\n")
+        stream.write(f"    evidence: {shown(line)}\n")
     for line in f.confirm:
-        stream.write(f"    confirm:  {line}\n")
+        stream.write(f"    confirm:  {command_line(line)}\n")
     for line in f.fix:
-        stream.write(f"    fix:      {line}\n")
+        stream.write(f"    fix:      {command_line(line)}\n")
     stream.write("\n")
 
 
@@ -75,7 +78,7 @@ def write_text(d: Diagnosis, env: Environment, *, show_info: bool = False) -> No
             continue
         _write_finding(f, env)
     for line in d.skipped:
-        env.stdout.write(f"not checked: {line}\n")
+        env.stdout.write(f"not checked: {shown(line)}\n")
     if hidden:
         env.stdout.write(f"{hidden} info finding{'s' if hidden != 1 else ''} not shown (--all to show)\n")
     env.stdout.write(summary(d) + "\n")

@@ -1,6 +1,8 @@
 """The human tables: a rich one on a terminal, plain aligned columns on a pipe.
 
-Also the notes under a table and `which`'s MAC-table evidence lines.
+Also the notes under a table and `which`'s MAC-table evidence lines. Every cell and line
+holds names from the system: :func:`write_columns` and :func:`write_lines` show them through
+:func:`.safe.shown`, and rich gets ``Text``, never markup.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TextIO
 from ..environment import Environment
 from ..fdb import classify, row_key
 from ..model import End, Relation, Report, Row, Workload, WorkloadKind
+from .safe import shown
 
 
 def _addresses(end: End) -> str:
@@ -43,9 +46,9 @@ def _state(row: Row) -> str:
 def _workload_cell(w: Workload) -> str:
     if w.kind is WorkloadKind.POD:
         return w.name if w.namespace else w.label  # known only from its cgroup: pod/<uid>
-    if w.kind is WorkloadKind.DOCKER:
-        return f"docker/{w.name}"
-    return w.label
+    label = f"docker/{w.name}" if w.kind is WorkloadKind.DOCKER else w.label
+    joined = [name for name in w.containers if name != w.name]  # `--network container:NAME`
+    return f"{label} (+{', '.join(joined)})" if joined else label
 
 
 def columns(report: Report, rows: Sequence[Row], wide: bool) -> tuple[list[str], list[list[str]]]:
@@ -122,19 +125,27 @@ def write_table(
     wide: bool = False,
     host_network: Sequence[Workload] | None = None,  # None: all of report.host_network
 ) -> None:
-    shown = report.rows if rows is None else rows
-    header, table = columns(report, shown, wide)
+    rows_shown = report.rows if rows is None else rows
+    header, table = columns(report, rows_shown, wide)
     out = env.stdout
     if not table:
         out.write("no interfaces found in any workload namespace\n")
     else:
         write_columns(header, table, env)
-    for line in notes(report, shown, host_network):
-        out.write(line + "\n")
+    write_lines(notes(report, rows_shown, host_network), env)
+
+
+def write_lines(lines: Sequence[str], env: Environment) -> None:
+    """Lines of text holding names from the system, each shown as one visible line."""
+    for line in lines:
+        env.stdout.write(shown(line) + "\n")
 
 
 def write_columns(header: Sequence[str], table: Sequence[Sequence[str]], env: Environment) -> None:
-    """Any table of strings: rich on a terminal, plain aligned columns on a pipe."""
+    """Any table of strings: rich on a terminal, plain aligned columns on a pipe; every cell
+    shown by :func:`.safe.shown` (names from the system, or from a remote agent)."""
+    header = [shown(h) for h in header]
+    table = [[shown(c) for c in cells] for cells in table]
     if env.stdout_isatty:
         _rich_table(header, table, env.stdout, color=env.color)
         return
@@ -147,15 +158,18 @@ def _rich_table(header: Sequence[str], table: Sequence[Sequence[str]], out: Text
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     # Never shorten a name to fit the terminal ("veth1a…" is no answer): the table is as
     # wide as its content needs, and a narrow terminal wraps lines, as with kubectl.
     natural = sum(max(len(h), *(len(r[i]) for r in table)) + 3 for i, h in enumerate(header))
-    console = Console(file=out, no_color=not color, highlight=False, soft_wrap=False)
+    console = Console(
+        file=out, no_color=not color, highlight=False, markup=False, emoji=False, soft_wrap=False
+    )
     console.width = max(console.width, natural)
     t = Table(box=box.SIMPLE_HEAD, header_style="bold" if color else "", pad_edge=False)
     for name in header:
-        t.add_column(name, no_wrap=True)
-    for cells in table:
-        t.add_row(*cells)
+        t.add_column(Text(name), no_wrap=True)
+    for cells in table:  # Text, not str: a name like "[/]x[link=y]" is no markup
+        t.add_row(*(Text(c) for c in cells))
     console.print(t)

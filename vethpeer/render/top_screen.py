@@ -14,6 +14,7 @@ from ..environment import Environment
 from ..live.rates import Delta, Rates, totals
 from ..model import Report
 from . import json as jsonrender
+from .safe import shown
 from .tables import write_columns
 
 DIRECTIONS = "rx/tx as the workload sees them: RX = received by the workload = sent by its host-side device"
@@ -161,14 +162,14 @@ def screen(found: Sequence[Rates], seconds: float, status: str, help_line: str, 
     room = max(1, height - 7) if height else len(found)
     if len(found) > room:
         status += f" — {room} of {len(found)} shown"
-    table = [cells(r) for r in found[:room]]
+    table = [[shown(c) for c in cells(r)] for r in found[:room]]  # names: visible, one line each
     lines = aligned(HEADER, [*table, total_cells(found)] if found else [])
     head, body = lines[0], lines[1:]
     return Group(
-        Text(f"vethpeer top — every {seconds:g} s — {status}", style="bold"),
+        Text(f"vethpeer top — every {seconds:g} s — {shown(status)}", style="bold"),
         Text(DIRECTIONS),
         Text(head, style="bold reverse"),
         Text("\n".join(body[:-1]), no_wrap=True, overflow="crop") if len(body) > 1 else Text(""),
         Text(body[-1] if body else "no workload interfaces", style="bold"),
-        Text(help_line, style="reverse"),
+        Text(shown(help_line), style="reverse"),
     )

@@ -21,11 +21,14 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from ..errors import Ambiguous, NotFound, VethpeerError
+from ..journal.record import JournalHealth
+from ..journal.store import JournalError
 from ..render import findings
 from ..render import json as jsonrender
 from ..targets import scoped
 from .cache import Answer, WalkCache
 from .engine import Observation
+from .history import history_route, which_at
 from .live import LiveCache
 from .metrics import Health, MetricsPage, accepts_gzip
 
@@ -56,7 +59,25 @@ class Service:
     namespace: str | None = None  # `serve -n`: the only Kubernetes namespace served (the walks are cut to it)
     now: Callable[[], float] = field(default=lambda: 0.0)  # monotonic clock, as the cache's
     page: MetricsPage = field(default_factory=MetricsPage)
-    table: dict[tuple[int, bool], bytes] = field(default_factory=dict)  # (walk, gzipped) -> the whole table
+    table: TableBodies | None = None  # the latest walk's whole table, replaced whole
+    auth: tuple[str, Callable[[], Mapping[str, int]]] | None = None  # (mode, decisions by result) if guarded
+    journal_path: str | None = None  # the journal this server writes (None: --no-journal)
+    journal: Callable[[], JournalHealth] | None = None  # its health, for /metrics
+
+
+@dataclass(frozen=True, slots=True)
+class TableBodies:
+    """One walk's whole ``/api/v1/table`` body, plain and (once asked for) gzipped.
+
+    Request handlers run in threads: they read :attr:`Service.table` once and publish a new
+    value by one assignment, so none ever sees another's half-made change."""
+
+    walk: int
+    raw: bytes
+    gzipped: bytes | None = None
+
+    def body(self, compress: bool) -> bytes | None:
+        return self.gzipped if compress else self.raw
 
 
 def _json(status: int, document: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
@@ -94,7 +115,8 @@ def route(service: Service, method: str, raw_path: str, headers: Mapping[str, st
     path, _, query = raw_path.partition("?")
     handler = _route_for(path)
     if handler is None:
-        return _error(404, "no such endpoint", endpoints=[*ENDPOINTS, "/api/v1/which/<target>"])
+        endpoints = [*ENDPOINTS, "/api/v1/which/<target>", "/api/v1/history/<target>"]
+        return _error(404, "no such endpoint", endpoints=endpoints)
     if method not in METHODS:
         return Response(405, b"method not allowed\n", TEXT_TYPE, {"Allow": ", ".join(METHODS)})
     try:
@@ -107,12 +129,16 @@ def route(service: Service, method: str, raw_path: str, headers: Mapping[str, st
 def _route_for(path: str) -> Callable[[Service, str, dict[str, str], Mapping[str, str]], Response] | None:
     if path.startswith("/api/v1/which/"):
         return _which
+    if path.startswith("/api/v1/history/"):
+        return _history
     return ENDPOINTS.get(path)
 
 
 def _metrics(service: Service, _path: str, _params: dict[str, str], headers: Mapping[str, str]) -> Response:
     answer = service.cache.get(_wait_for(service, headers))
-    health = Health(answer, service.cache.stats(), service.now())
+    auth = (service.auth[0], service.auth[1]()) if service.auth else None
+    journal = service.journal() if service.journal is not None else None
+    health = Health(answer, service.cache.stats(), service.now(), auth, journal)
     compress = accepts_gzip(headers.get("accept-encoding", ""))
     body, content_type = service.page.build(health, headers.get("accept", ""), compress)
     extra = _stale_headers(answer, health.now)
@@ -170,29 +196,30 @@ def _table(service: Service, _path: str, params: dict[str, str], headers: Mappin
     walk = service.cache.latest()
     number = walk.number if walk is not None and walk.value is observation else None
     compress = accepts_gzip(headers.get("accept-encoding", ""))
-    body = service.table.get((number, compress)) if number is not None else None
+    cached = service.table  # one read: other handlers may publish a newer one meanwhile
+    if cached is None or cached.walk != number:
+        cached = None
+    body = cached.body(compress) if cached is not None else None
     if body is None:  # the whole table, built once per walk (a cluster-wide `table -A` asks every node)
-        raw = service.table.get((number, False)) if number is not None else None
-        if raw is None:
-            raw = _json(200, jsonrender.report_json(report)).body
-        body = gzip.compress(raw, compresslevel=1, mtime=0) if compress else raw
+        raw = cached.raw if cached is not None else _json(200, jsonrender.report_json(report)).body
+        gzipped = gzip.compress(raw, compresslevel=1, mtime=0) if compress else None
+        body = gzipped if gzipped is not None else raw
         if number is not None:
-            if any(key[0] != number for key in service.table):
-                service.table.clear()
-            service.table[(number, False)] = raw
-            service.table[(number, compress)] = body
+            latest = service.table
+            if latest is None or latest.walk <= number:  # never put an older walk's table back
+                service.table = TableBodies(number, raw, gzipped or (cached.gzipped if cached else None))
     if compress:
         extra = {**extra, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
     return Response(200, body, JSON_TYPE, extra)
 
 
-def target_from(path: str) -> str | None:
+def target_from(path: str, prefix: str = "/api/v1/which/") -> str | None:
     """The `which` target of ``/api/v1/which/<target>`` (percent-decoded, UTF-8), None if unacceptable.
 
     Paths to namespace files are not accepted over HTTP: the server would stat whatever
     path a client names. ``..`` segments, control characters and overlong targets neither.
     """
-    target = unquote(path.removeprefix("/api/v1/which/"), errors="strict")
+    target = unquote(path.removeprefix(prefix), errors="strict")
     if not target or len(target) > MAX_TARGET or not _TARGET_OK.match(target):
         return None
     if ".." in target.split("/") or target.startswith("/"):
@@ -206,6 +233,8 @@ def _which(service: Service, path: str, params: dict[str, str], headers: Mapping
     target = target_from(path)
     if target is None:
         return _error(400, "not an acceptable target (a name, ID, NS/NAME, PID, veth, MAC or IP; no paths)")
+    if "at" in params:
+        return _from_journal(service, which_at, target, params)
     got = _observation(service, params, headers)
     if isinstance(got, Response):
         return got
@@ -216,6 +245,31 @@ def _which(service: Service, path: str, params: dict[str, str], headers: Mapping
     except VethpeerError as error:
         return _target_error(service, error)
     return _json(200, jsonrender.report_json(report, match.rows, namespace=namespace), extra)
+
+
+def _history(service: Service, path: str, params: dict[str, str], _headers: Mapping[str, str]) -> Response:
+    target = target_from(path, "/api/v1/history/")
+    if target is None:
+        return _error(400, "not an acceptable target (a name, ID, NS/NAME, veth, MAC or IP; no paths)")
+    return _from_journal(service, history_route, target, params)
+
+
+def _from_journal(
+    service: Service,
+    answer: Callable[[str, str, dict[str, str], str | None], dict[str, Any]],
+    target: str,
+    params: dict[str, str],
+) -> Response:
+    """A journal query (read-only, its own connection): 503 without a journal, 400 for a bad
+    time, 404 / 409 as for `which`. With ``-n NS``, only bindings of NS are answered."""
+    if service.journal_path is None:
+        return _error(503, "this server keeps no journal (serve --no-journal)")
+    try:
+        return _json(200, answer(service.journal_path, target, params, service.namespace))
+    except VethpeerError as error:
+        if isinstance(error, JournalError):
+            return _error(503, f"history not available: {error}")
+        return _target_error(service, error)
 
 
 def _doctor(service: Service, _path: str, params: dict[str, str], headers: Mapping[str, str]) -> Response:

@@ -21,6 +21,9 @@ from .api import Response
 Router = Callable[[str, str, Mapping[str, str]], Response]
 # kubelet probes: no credentials, and they say only ok / not ok
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# the client's address, as the listener adds it to the headers: no header a client sends can
+# have this name (a header line ":peer: x" parses as an empty name)
+PEER_HEADER = ":peer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +70,32 @@ class AuthCounts:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
+
+
+def guard(
+    router: Router, authenticator: Authenticator, counts: AuthCounts, log: Callable[[str], None]
+) -> Router:
+    """``router`` behind ``authenticator``: the probe paths always answered (status and "ok" /
+    "not ok", nothing more), the others only when allowed; every decision counted, refusals
+    logged at most once per ten seconds per mode."""
+    from .throttle import ThrottledLog
+
+    throttled = ThrottledLog(log)
+
+    def guarded(method: str, path: str, headers: Mapping[str, str]) -> Response:
+        if path.partition("?")[0] in OPEN_PATHS:
+            answer = router(method, path, headers)
+            return Response(
+                answer.status, b"ok\n" if answer.status < 400 else b"not ok\n", headers=answer.headers
+            )
+        decision = authenticator.check(method, path, headers)
+        counts.add(decision.result)
+        if decision.allowed:
+            return router(method, path, headers)
+        throttled(authenticator.name, f"vethpeer serve: refused {method} {path!r}: {decision.reason}")
+        status = decision.status
+        body = {401: b"unauthorized\n", 403: b"forbidden\n"}.get(status, b"cannot authenticate now\n")
+        extra = {"WWW-Authenticate": decision.challenge} if status == 401 and decision.challenge else {}
+        return Response(status, body, headers=extra)
+
+    return guarded

@@ -13,12 +13,16 @@ once per ``min_interval``.
 published as soon as the walk ends, and replaced by ``then``'s when that ends. The walk
 counts as running until then, so no walk starts meanwhile (the second step reads the
 namespaces too); requests are not held up by it.
+
+A bug in either step (any exception but a :class:`VethpeerError`) goes to ``log``, with its
+traceback when ``debug``; an expected failure is only the walk's answer (``/readyz`` says it).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -69,9 +73,12 @@ class WalkCache(Generic[T]):
         min_interval: float,
         clock: Callable[[], float] = time.monotonic,
         then: Callable[[T], T] | None = None,
+        log: Callable[[str], None] = lambda _line: None,
+        debug: bool = False,
     ) -> None:
         self._walk = walk
         self._then = then
+        self._log, self._debug = log, debug
         self._min_interval = min_interval
         self._clock = clock
         self._cond = threading.Condition()
@@ -139,6 +146,7 @@ class WalkCache(Generic[T]):
             error = str(failure)
         except Exception as failure:  # the bug guard: a walk's bug is a failed walk, not a dead server
             error = f"internal error: {type(failure).__name__}: {failure}"
+            self._bug("the walk failed", failure)
         end = self._clock()
         then = self._then if error is None else None
         with self._cond:
@@ -160,7 +168,8 @@ class WalkCache(Generic[T]):
         assert value is not None
         try:
             followed = then(value)
-        except Exception:  # the second step's bug costs only its own part; the walk's result stands
+        except Exception as failure:  # the second step's bug costs its own part; the walk stands
+            self._bug("the step after the walk failed", failure)
             followed = value
         with self._cond:
             if self._good is not None and self._good.number == number:
@@ -168,3 +177,8 @@ class WalkCache(Generic[T]):
             self._running = False
             self._last_attempt_end = self._clock()
             self._cond.notify_all()
+
+    def _bug(self, what: str, failure: Exception) -> None:
+        """Log a bug (called inside its ``except``): one line, and the traceback under --debug."""
+        line = f"vethpeer serve: {what}: {type(failure).__name__}: {failure}"
+        self._log(line + ("\n" + traceback.format_exc().rstrip() if self._debug else ""))

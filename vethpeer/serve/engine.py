@@ -9,12 +9,13 @@ With ``serve -n NS`` the report is cut to Kubernetes namespace NS right after th
 from __future__ import annotations
 
 import io
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..checks import Diagnosis
-from ..collect import Request, gather
+from ..collect import Inflight, Request, gather
 from ..environment import Environment
 from ..model import Report, SourceState, SourceStatus
 from ..targets import scoped
@@ -68,21 +69,30 @@ class Walker:
         walk_call: Callable[[Request, Environment], Report] = walk,
         *,
         namespace: str | None = None,
+        observe: Callable[[Report, float], None] | None = None,
     ) -> None:
-        self._request = request
+        # a source still hung from an earlier walk is reported, not started again (collect.Inflight)
+        self._request = request if request.inflight is not None else replace(request, inflight=Inflight())
         self._env = env
         self._log = log
         self._walk = walk_call
         self._namespace = namespace
         self._sources: dict[str, SourceStatus] = {}
         self._diagnosis: Diagnosis | None = None  # the latest, carried into the next walk's result
+        self._observe = observe  # the journal's recorder (cheap: a diff, no I/O)
 
     def __call__(self) -> Observation:
         report = self._walk(self._request, self._env.replace(stderr=io.StringIO()))
         for line in source_changes(self._sources, report.sources):
             self._log(line)
         self._sources = {s.name: s for s in report.sources}
-        return Observation(scoped(report, self._namespace), self._diagnosis)
+        report = scoped(report, self._namespace)
+        if self._observe is not None:
+            try:
+                self._observe(report, time.time())
+            except Exception as error:  # the journal's bug must not cost the answer
+                self._log(f"vethpeer serve: the journal's recorder failed: {type(error).__name__}: {error}")
+        return Observation(report, self._diagnosis)
 
     def diagnose(self, observation: Observation) -> Observation:
         """The doctor's checks on the walk's report (the second step, see WalkCache's ``then``)."""

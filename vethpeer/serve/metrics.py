@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from .. import __version__
 from ..checks import Severity
+from ..journal.record import JournalHealth
 from ..live.drift import KINDS as DRIFT_KINDS
 from ..live.model import ModelStats
 from ..model import End, Relation, Report, Row, SourceState, Workload, WorkloadKind
@@ -44,6 +45,21 @@ COUNTERS = (  # (metric name part, LinkStats field, help)
     ("receive_errs", "rx_errors", "Receive errors on the workload's interface."),
     ("transmit_errs", "tx_errors", "Transmit errors on the workload's interface."),
 )
+
+
+def _utf8(labels: Labels) -> Labels:
+    """Label values as Prometheus takes them, valid UTF-8: a byte of a name that is not UTF-8
+    (kept by ``surrogateescape``) becomes the text ``\\xNN``, instead of failing the scrape."""
+    if all(value.isascii() for value in labels.values()):
+        return labels
+    return {name: _valid(value) for name, value in labels.items()}
+
+
+def _valid(text: str) -> str:
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # another lone surrogate (not a byte read from the system)
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _put(labels: Labels, name: str, value: object) -> None:
@@ -72,7 +88,7 @@ def interface_labels(row: Row) -> Labels:
     _put(labels, "netns_inode", row.end.ns.key.ino)
     labels.update(workload_labels(row.end.workload))
     _put(labels, "bridge", row.peer.master)
-    return labels
+    return _utf8(labels)
 
 
 def host_side_rows(report: Report) -> list[Row]:
@@ -135,6 +151,7 @@ def finding_family(observation: Observation) -> Metric:
         labels.update(workload_labels(f.end.workload))
         if f.peer is not None:
             labels.update(_where(f.peer, "peer_"))
+        labels = _utf8(labels)
         key = tuple(sorted(labels.items()))
         if key not in seen:
             seen.add(key)
@@ -147,6 +164,8 @@ class Health:
     answer: Answer[Observation]
     stats: CacheStats
     now: float  # monotonic clock, like Walk.finished
+    auth: tuple[str, Mapping[str, int]] | None = None  # (mode, decisions by result) when requests are checked
+    journal: JournalHealth | None = None  # None: serve --no-journal
 
 
 def _gauge(name: str, doc: str, value: float, labels: Mapping[str, str] | None = None) -> Metric:
@@ -178,6 +197,19 @@ def health_families(health: Health) -> list[Metric]:
     ]
     if health.stats.model is not None:
         families += model_families(health.stats.model)
+    if health.auth is not None:
+        families.append(auth_family(*health.auth))
+    if health.journal is not None:
+        families += [
+            _gauge(
+                "vethpeer_journal_up",
+                "1 when the journal is open and its latest write succeeded (0: full disk, refused, ...).",
+                1 if health.journal.up else 0,
+            ),
+            _counter(
+                "vethpeer_journal_errors", "Journal opens and writes that failed.", health.journal.errors
+            ),
+        ]
     if walk is None:
         return families
     report = walk.value.report
@@ -249,6 +281,20 @@ def model_families(model: ModelStats) -> list[Metric]:
         ),
         drift,
     ]
+
+
+def auth_family(mode: str, counts: Mapping[str, int]) -> Metric:
+    """``vethpeer_auth_requests_total{mode, result}``: every result present, 0 until it happens."""
+    family = Metric(
+        "vethpeer_auth_requests",
+        "Requests checked for credentials, by result: allowed, denied (401, 403), error (could not decide).",
+        "counter",
+    )
+    for result in ("allowed", "denied", "error"):
+        family.add_sample(
+            "vethpeer_auth_requests_total", {"mode": mode, "result": result}, counts.get(result, 0)
+        )
+    return family
 
 
 class _Families:

@@ -10,7 +10,7 @@ Sources run in worker threads while the kernel walk runs, so they must not call
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -33,7 +33,25 @@ class Options:
     docker_host: str | None = None  # None: DOCKER_HOST or the default socket
     runtime_endpoint: str | None = None  # None: CONTAINER_RUNTIME_ENDPOINT or probing
     kube: bool | None = None  # None: auto (kubeconfig present), True: --kube, False: --no-kube
-    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Where on this machine the sources look for runtimes' traces (tests point them elsewhere)."""
+
+    docker_run_dir: str = "/run/docker"  # the daemon's runtime dir; /run is a tmpfs: "ran since boot"
+    # CRI sockets probed in this order when no endpoint is given (crictl's, plus k3s/rke2, microk8s)
+    cri_sockets: tuple[tuple[str, str], ...] = (
+        ("containerd", "/run/containerd/containerd.sock"),
+        ("CRI-O", "/var/run/crio/crio.sock"),
+        ("CRI-O", "/run/crio/crio.sock"),
+        ("cri-dockerd", "/var/run/cri-dockerd.sock"),
+        ("k3s/rke2", "/run/k3s/containerd/containerd.sock"),
+        ("microk8s", "/var/snap/microk8s/common/run/containerd.sock"),
+    )
+    host_root: str = "/host"  # `kubectl debug node/NAME` mounts the node's root file system here
+    kubelet_dir: str = "/var/lib/kubelet"
+    in_cluster_token: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
 T = TypeVar("T")
@@ -67,13 +85,16 @@ class RunMemo:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a source may look at: the namespaces discovered, the options, the procfs root,
-    and the run's memo (work shared between sources)."""
+    """What a source may look at: the namespaces discovered, the options, the procfs root, the
+    environment variables and the machine's paths (passed: a source reads no globals), and the
+    run's memo (work shared between sources)."""
 
     host: NsKey
     namespaces: tuple[Namespace, ...]
     options: Options = Options()
     proc: str = "/proc"  # where /proc is read (tests point it at a recorded tree)
+    environ: Mapping[str, str] = field(default_factory=dict, compare=False)  # the run's (Environment)
+    paths: Paths = Paths()
     memo: RunMemo = field(default_factory=RunMemo, compare=False)
 
     def by_key(self) -> dict[NsKey, Namespace]:

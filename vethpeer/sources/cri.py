@@ -28,7 +28,6 @@ imported only once a socket is known to exist.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, procfs
-from .cri_endpoints import ENV, EndpointError, candidates, discover
+from .cri_endpoints import EndpointError, candidates, discover, given
 
 if TYPE_CHECKING:
     from ..cri import api_pb2
@@ -141,6 +140,39 @@ def _pod_uids_by_namespace(context: Context, per_namespace: int = 8) -> dict[str
     return found
 
 
+def _pod_workload(
+    sandbox: Any, metadata: Any, containers: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
+) -> Workload:
+    """A ready sandbox as a pod: named by its labels (else its metadata), with its containers."""
+    name, namespace, uid = _labels_name(sandbox.labels, metadata)
+    names, ids = containers.get(sandbox.id, ((), ()))
+    return Workload(
+        WorkloadKind.POD,
+        name,
+        id=sandbox.id,
+        namespace=namespace,
+        uid=uid,
+        containers=names,
+        container_ids=ids,
+        source=NAME,
+    )
+
+
+def _placed_by_cgroup(context: Context, ids: Iterable[str]) -> dict[str, NsKey]:
+    """Sandbox ID -> namespace, for each sandbox whose ID the cgroup path of processes in exactly
+    one namespace names (its pause process): no PodSandboxStatus call, no verbose info to
+    parse, for those. From the run's cgroup scan, which the cgroup source makes anyway."""
+    from .cgroup import scan
+
+    wanted = set(ids)
+    seen: dict[str, set[NsKey]] = {}
+    for key, members in scan(context).items():
+        for member in members:
+            if member.identity.id in wanted:
+                seen.setdefault(member.identity.id, set()).add(key)
+    return {sid: next(iter(keys)) for sid, keys in seen.items() if len(keys) == 1}
+
+
 # ---------------------------------------------------------------------------- gRPC
 
 SERVICE = "runtime.v1.RuntimeService"
@@ -206,34 +238,30 @@ def _query(
         )
         sandboxes = [s for s in sandboxes_call.result().items if s.state == pb.SANDBOX_READY]
         containers = _containers_by_sandbox(containers_call.result().containers)
-        statuses, missing = _statuses(channel, [s.id for s in sandboxes], deadline)
+        # This host's runtime: a sandbox its pause process's cgroup places needs no status call.
+        placed = _placed_by_cgroup(context, (s.id for s in sandboxes)) if not root else {}
+        asked = [s.id for s in sandboxes if s.id not in placed]
+        statuses, missing = _statuses(channel, asked, deadline)
         pods: list[PodSandbox] = []
         unresolved = 0
         uids: dict[str, NsKey] | None = None
         for sandbox in sandboxes:
+            if sandbox.id in placed:
+                where = placed[sandbox.id]
+                workload = _pod_workload(sandbox, sandbox.metadata, containers)
+                pods.append(PodSandbox(workload, where, where == context.host))
+                continue
             reply = statuses.get(sandbox.id)
             if reply is None:
                 continue
             status = reply.status
             if status.id and status.state != pb.SANDBOX_READY:
                 continue  # stopped between the list and the status call
-            name, namespace, uid = _labels_name(
-                sandbox.labels, status.metadata if status.id else sandbox.metadata
-            )
-            names, ids = containers.get(sandbox.id, ((), ()))
-            workload = Workload(
-                WorkloadKind.POD,
-                name,
-                id=sandbox.id,
-                namespace=namespace,
-                uid=uid,
-                containers=names,
-                container_ids=ids,
-                source=NAME,
-            )
+            workload = _pod_workload(sandbox, status.metadata if status.id else sandbox.metadata, containers)
             info = parse_info(reply.info)
             host_network = status.linux.namespaces.options.network == pb.NODE
             key = None if host_network else sandbox_netns(info, root, context.proc)
+            uid = workload.uid
             if not host_network and key is None and uid and not info:
                 # No verbose info (cri-dockerd): find the pod by its UID in the cgroup paths.
                 uids = _pod_uids_by_namespace(context) if uids is None else uids
@@ -284,9 +312,9 @@ def _statuses(
 def fetch(context: Context) -> Fetch:
     """Ask the runtime for its ready pods; every failure is a status."""
     options = context.options
-    explicit = bool(options.runtime_endpoint or os.environ.get(ENV))
+    explicit = given(context)[0] is not None
     try:
-        found, why_none = candidates(options, discovered=() if explicit else discover(context))
+        found, why_none = candidates(context, discovered=() if explicit else discover(context))
     except EndpointError as error:
         return Fetch(_status(SourceState.ERROR, str(error)))
     if not found:

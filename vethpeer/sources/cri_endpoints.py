@@ -8,23 +8,10 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import Context, Options, endpoints, procfs
+from . import Context, endpoints, procfs
 from .endpoints import Endpoint
 
 ENV = "CONTAINER_RUNTIME_ENDPOINT"  # crictl's convention
-
-# Probed in this order when no endpoint is given (crictl's list, plus k3s/rke2 and microk8s).
-SOCKETS: tuple[tuple[str, str], ...] = (
-    ("containerd", "/run/containerd/containerd.sock"),
-    ("CRI-O", "/var/run/crio/crio.sock"),
-    ("CRI-O", "/run/crio/crio.sock"),
-    ("cri-dockerd", "/var/run/cri-dockerd.sock"),
-    ("k3s/rke2", "/run/k3s/containerd/containerd.sock"),
-    ("microk8s", "/var/snap/microk8s/common/run/containerd.sock"),
-)
-
-# `kubectl debug node/NAME` mounts the node's root file system here.
-HOST_ROOT = "/host"
 
 
 class EndpointError(ValueError):
@@ -73,31 +60,32 @@ class Candidate:
         return f"usual path of {self.why}"
 
 
-def candidates(
-    options: Options,
-    sockets: Sequence[tuple[str, str]] | None = None,
-    discovered: Sequence[Endpoint] = (),
-) -> tuple[list[Candidate], str]:
+def given(context: Context) -> tuple[str | None, str]:
+    """The endpoint the user named (None: none), and where: --runtime-endpoint, else the variable."""
+    if context.options.runtime_endpoint:
+        return context.options.runtime_endpoint, "--runtime-endpoint"
+    return context.environ.get(ENV) or None, f"${ENV}"
+
+
+def candidates(context: Context, discovered: Sequence[Endpoint] = ()) -> tuple[list[Candidate], str]:
     """The sockets to try, in order, and (when there are none) why.
 
     An endpoint given by the user is the only candidate, present or not; otherwise the
     ``discovered`` ones (the kubelet's flag or config, then the listening sockets of
     running runtime daemons), then every probed socket that exists (one entry per real
-    file: /var/run is /run), and when none of these exists, the probed paths under /host
-    (inside ``kubectl debug node/...``). Raises EndpointError for an endpoint that is not
-    a unix socket path.
+    file: /var/run is /run), and when none of these exists, the probed paths under
+    ``context.paths.host_root`` (/host, inside ``kubectl debug node/...``). Raises
+    EndpointError for an endpoint that is not a unix socket path.
     """
-    given, why = options.runtime_endpoint, "--runtime-endpoint"
-    if not given and os.environ.get(ENV):
-        given, why = os.environ[ENV], f"${ENV}"
-    if given:
-        path = socket_path(given)
+    named, why = given(context)
+    if named:
+        path = socket_path(named)
         if not os.path.exists(path):
             return [], f"{path} (from {why}): no such socket"
         if not _is_socket(path):
             return [], f"{path} (from {why}): not a socket"
         return [Candidate(path, why)], ""
-    sockets = SOCKETS if sockets is None else sockets
+    sockets = context.paths.cri_sockets
     found: list[Candidate] = []
     seen: set[str] = set()
 
@@ -109,7 +97,7 @@ def candidates(
 
     for endpoint in discovered:
         add(endpoint.path, endpoint.why, endpoint.root)
-    for root in ("", HOST_ROOT):
+    for root in ("", context.paths.host_root):
         for runtime, path in sockets:
             add(root + path, runtime)
         if found:  # the node's own sockets first; /host only from inside a debug pod

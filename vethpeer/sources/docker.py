@@ -40,8 +40,6 @@ from . import PRIORITY_RUNTIME, Context, endpoints, procfs
 from .cgroup import scan
 from .docker_api import Api, LocalApi, SdkApi, Timeout, classify, docker_host, socket_path
 
-RAN_SINCE_BOOT = "/run/docker"  # the daemon's runtime dir; /run is a tmpfs, so it means "since boot"
-
 POD_NAME = "io.kubernetes.pod.name"
 POD_NAMESPACE = "io.kubernetes.pod.namespace"
 POD_UID = "io.kubernetes.pod.uid"
@@ -292,12 +290,13 @@ class DockerNames:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, use_sdk: bool | None = None) -> None:
         self.clock = clock
-        # None: the SDK only where the standard library cannot go (tcp:// with TLS, ssh://, ...).
-        self.use_sdk = os.environ.get("VETHPEER_DOCKER_SDK") == "1" if use_sdk is None else use_sdk
+        # None: the SDK only where the standard library cannot go (tcp:// with TLS, ssh://, ...),
+        # or everywhere with VETHPEER_DOCKER_SDK=1.
+        self.use_sdk = use_sdk
 
     def _absent(self, path: str, context: Context) -> SourceResult:
         """No socket: skipped on a host without Docker, unavailable where Docker evidently ran."""
-        ran = os.path.isdir(RAN_SINCE_BOOT) or any(
+        ran = os.path.isdir(context.paths.docker_run_dir) or any(
             member.identity.runtime == cgroup.DOCKER
             for key, members in scan(context).items()
             if key != context.host
@@ -311,24 +310,25 @@ class DockerNames:
 
     def collect(self, context: Context) -> SourceResult:
         """The daemon the user named; else the default one and every other dockerd listening."""
-        explicit = bool(context.options.docker_host or os.environ.get("DOCKER_HOST"))
-        url = docker_host(context.options.docker_host)
-        others = [] if explicit else other_daemons(context, url)
+        named = context.options.docker_host or context.environ.get("DOCKER_HOST") or None
+        url = docker_host(named, context.environ)
+        others = [] if named else other_daemons(context, url)
         path = socket_path(url)
         default_there = path is None or os.path.exists(path)
         if not default_there and not others:
             assert path is not None
             return self._absent(path, context)
         deadline = Deadline(context.options.timeout, self.clock)
+        sdk = self.use_sdk if self.use_sdk is not None else context.environ.get("VETHPEER_DOCKER_SDK") == "1"
         if not others:
-            return self._one(url, context, deadline)
+            return self._one(url, context, deadline, sdk)
         targets = [(url, url)] if default_there else []
         targets += [(f"unix://{e.path}", f"unix://{e.path} ({e.why})") for e in others]
         details: list[str] = []
         claims_found: list[Claim] = []
         state = SourceState.OK
         for target, label in targets:
-            result = self._one(target, context, deadline)
+            result = self._one(target, context, deadline, sdk)
             detail = result.status.detail.removeprefix(f"{target}: ")
             details.append(f"{label}: {detail}")
             claims_found += result.claims
@@ -336,7 +336,7 @@ class DockerNames:
                 state = result.status.state  # the first daemon that failed decides (--strict)
         return SourceResult(SourceStatus(self.name, state, "; ".join(details)), tuple(claims_found))
 
-    def _one(self, url: str, context: Context, deadline: Deadline) -> SourceResult:
+    def _one(self, url: str, context: Context, deadline: Deadline, sdk: bool) -> SourceResult:
         path = socket_path(url)
 
         def remaining() -> float:
@@ -344,34 +344,45 @@ class DockerNames:
                 raise Timeout()
             return deadline.left()
 
-        api: Api | None = None
-        try:
-            if path is not None and not self.use_sdk:
-                api = LocalApi(path, remaining)
-            else:
-                try:
-                    api = SdkApi(url, remaining())
-                except ImportError:
-                    return SourceResult(
-                        SourceStatus(
-                            self.name, SourceState.UNAVAILABLE, "the docker Python package is not installed"
-                        )
-                    )
-            containers = [parse_container(s) for s in api.containers(remaining())]
-            placement = place(containers, ids_by_namespace(context))
-            placed = dict(placement.ns_of)
-            for container in placement.unplaced:  # only those the cgroups did not place
-                info = api.inspect(container.id, remaining())
-                key = _namespace_of(info, context.proc) if info is not None else None
-                if key is not None:
-                    placed[container.id] = key
-            placement = Placement(placed, placement.host_network, ())
-        except Exception as error:  # socket, http.client, requests, urllib3 and SDK errors alike
+        def unavailable(error: Exception) -> SourceResult:
             state, reason = classify(error)
             return SourceResult(SourceStatus(self.name, state, f"{url}: {reason}"))
+
+        # Each try holds only the I/O (socket, http.client, requests, urllib3 and SDK errors
+        # alike): a bug in reading the answers reaches the bug guard (collect.guarded) as one.
+        api: Api
+        if path is not None and not sdk:
+            api = LocalApi(path, remaining)
+        else:
+            try:
+                api = SdkApi(url, remaining(), context.environ)  # asks the daemon its API version
+            except ImportError:
+                return SourceResult(
+                    SourceStatus(
+                        self.name, SourceState.UNAVAILABLE, "the docker Python package is not installed"
+                    )
+                )
+            except Exception as error:
+                return unavailable(error)
+        try:
+            try:
+                listed = api.containers(remaining())
+            except Exception as error:
+                return unavailable(error)
+            containers = [parse_container(s) for s in listed]
+            placement = place(containers, ids_by_namespace(context))
+            try:  # only those the cgroups did not place
+                infos = [(c.id, api.inspect(c.id, remaining())) for c in placement.unplaced]
+            except Exception as error:
+                return unavailable(error)
         finally:
-            if api is not None:
-                api.close()
+            api.close()
+        placed = dict(placement.ns_of)
+        for container_id, info in infos:
+            key = _namespace_of(info, context.proc) if info is not None else None
+            if key is not None:
+                placed[container_id] = key
+        placement = Placement(placed, placement.host_network, ())
         found = claims(containers, placement, context.host)
         unplaced = len(containers) - len(placement.ns_of) - len(placement.host_network)
         detail = f"{len(containers)} containers" + (f", {unplaced} without a namespace" if unplaced else "")

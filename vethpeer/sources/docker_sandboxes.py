@@ -11,22 +11,25 @@ cut to 12 characters (libnetwork's ``osl.GenerateKey``):
 * ``ingress_sbox``: the routing mesh's sandbox (``ingress-sbox``).
 
 Those are named ``docker-network/NAME``, ``docker-network/lb-NAME`` and
-``docker-network/ingress-sbox`` from the daemons' network list (``GET /networks``);
-without a daemon their path stays their name. Nothing is asked on a host without them.
+``docker-network/ingress-sbox`` from the daemons' network list (``GET /networks``), asked
+through the client the engine's URL needs (``--docker-host``, else ``DOCKER_HOST`` of the
+run's environment: the standard library's on a unix socket, the SDK's for tcp:// or ssh://),
+and of every other dockerd listening; without a daemon their path stays their name. Nothing
+is asked on a host without them.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..deadline import Deadline
 from ..model import Claim, Namespace, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import PRIORITY_RUNTIME, Context
 from .docker import other_daemons
-from .docker_api import LocalApi, docker_host, socket_path
+from .docker_api import Api, Timeout, classify, docker_host, open_api, socket_path
 
 NAME = "docker-sandboxes"
 _OVERLAY = re.compile(r"^1-([0-9a-z]{10})$")
@@ -94,29 +97,35 @@ class DockerSandboxes:
         found = sandboxes(ns for ns in context.namespaces if not ns.is_host)
         if not found:
             return SourceResult(SourceStatus(self.name, SourceState.SKIPPED, "no overlay or swarm sandboxes"))
-        url = docker_host(context.options.docker_host)
-        paths = [p for p in (socket_path(url),) if p and os.path.exists(p)]
-        paths += [e.path for e in other_daemons(context, url)]
-        if not paths:
-            detail = (
-                f"{len(found)} sandboxes, no local Docker socket to name them (only unix sockets are asked)"
-            )
+        url = docker_host(context.options.docker_host, context.environ)
+        path = socket_path(url)
+        urls = [url] if path is None or os.path.exists(path) else []
+        urls += [f"unix://{e.path}" for e in other_daemons(context, url)]
+        if not urls:
+            detail = f"{len(found)} sandboxes, no Docker engine to name them (no socket at {path})"
             return SourceResult(SourceStatus(self.name, SourceState.UNAVAILABLE, detail))
         networks: list[dict[str, Any]] = []
         problems = []
-        deadline = time.monotonic() + context.options.timeout
+        deadline = Deadline(context.options.timeout)
 
         def remaining() -> float:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no answer")
-            return left
+            if deadline.expired():
+                raise Timeout()
+            return deadline.left()
 
-        for path in paths:
-            try:
-                networks += LocalApi(path, remaining).networks()
-            except Exception as error:  # socket and HTTP errors alike: a status, not a crash
-                problems.append(f"{path}: {error}")
+        use_sdk = context.environ.get("VETHPEER_DOCKER_SDK") == "1"
+        for target in urls:
+            api: Api | None = None
+            try:  # the I/O only: socket, HTTP and SDK errors alike are a status, not a crash
+                api = open_api(target, remaining, context.environ, use_sdk=use_sdk)
+                networks += api.networks(remaining())
+            except ImportError:
+                problems.append(f"{target}: the docker Python package is not installed")
+            except Exception as error:
+                problems.append(f"{target}: {classify(error)[1]}")
+            finally:
+                if api is not None:
+                    api.close()
         named = claims(found, networks)
         detail = f"{len(named)} of {len(found)} sandboxes named" + (
             f" ({'; '.join(problems)})" if problems else ""

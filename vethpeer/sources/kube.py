@@ -34,21 +34,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
-from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, Options, cri, cri_endpoints
+from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, cri, cri_endpoints
 
 NAME = "kube"
 PRIORITY_KUBE = PRIORITY_RUNTIME + 1  # the CRI workload plus the API's fields
 NODE_ENV = ("NODE_NAME", "KUBE_NODE_NAME")  # set from the downward API in DaemonSets
-IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-KUBELET_DIR = "/var/lib/kubelet"
 
 
 def _status(state: SourceState, detail: str) -> SourceStatus:
@@ -58,28 +58,34 @@ def _status(state: SourceState, detail: str) -> SourceStatus:
 # ---------------------------------------------------------------- when to ask at all
 
 
-def kubeconfig_files() -> list[str]:
+def kubeconfig_files(environ: Mapping[str, str]) -> list[str]:
     """The kubeconfig files kubectl would read: each existing entry of $KUBECONFIG, else ~/.kube/config."""
-    listed = os.environ.get("KUBECONFIG")
-    paths = [p for p in listed.split(os.pathsep) if p] if listed else [os.path.expanduser("~/.kube/config")]
+    listed = environ.get("KUBECONFIG")
+    if listed:
+        paths = [p for p in listed.split(os.pathsep) if p]
+    else:
+        home = environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+        paths = [os.path.join(home, ".kube", "config")]
     return [p for p in paths if os.path.isfile(p)]
 
 
-def in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.isfile(IN_CLUSTER_TOKEN)
+def in_cluster(context: Context) -> bool:
+    return bool(context.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.isfile(
+        context.paths.in_cluster_token
+    )
 
 
-def runs_pods(options: Options) -> bool:
+def runs_pods(context: Context) -> bool:
     """Whether this host looks like a Kubernetes node (auto mode asks only then)."""
-    if options.runtime_endpoint or os.environ.get(cri_endpoints.ENV) or os.path.isdir(KUBELET_DIR):
+    if cri_endpoints.given(context)[0] or os.path.isdir(context.paths.kubelet_dir):
         return True
-    return any(os.path.exists(path) for _, path in cri_endpoints.SOCKETS)
+    return any(os.path.exists(path) for _, path in context.paths.cri_sockets)
 
 
-def node_name() -> str:
+def node_name(environ: Mapping[str, str]) -> str:
     for var in NODE_ENV:
-        if os.environ.get(var):
-            return os.environ[var]
+        if environ.get(var):
+            return environ[var]
     return socket.gethostname().lower()  # the kubelet's default --hostname-override
 
 
@@ -137,12 +143,8 @@ class _Api:
     generation) and skips building models; HTTP errors still raise ApiException.
     """
 
-    def __init__(self, api_client: Any, deadline: Deadline) -> None:
-        from kubernetes import client
-
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.batch = client.BatchV1Api(api_client)
+    def __init__(self, apis: tuple[Any, Any, Any], deadline: Deadline) -> None:
+        self.core, self.apps, self.batch = apis
         self.deadline = deadline
 
     def _json(self, call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -300,18 +302,30 @@ def _problem(error: BaseException, timeout: float) -> SourceStatus:
     return _status(SourceState.ERROR, f"{type(error).__name__}: {error}")
 
 
-def _client() -> Any:
-    """A configured kubernetes ApiClient (kubeconfig first, as kubectl; else in-cluster)."""
+CLIENT = "kube.client"  # the run's configured API objects, in Context.memo
+
+
+def _apis(files: Sequence[str]) -> tuple[Any, Any, Any]:
+    """CoreV1, AppsV1 and BatchV1 over one configured client. Newer clients import each API
+    class (and its pydantic models) on first use: ~1 s on a loaded node, so it is done here."""
+    from kubernetes import client
+
+    api_client = _client(files)
+    return client.CoreV1Api(api_client), client.AppsV1Api(api_client), client.BatchV1Api(api_client)
+
+
+def _client(files: Sequence[str]) -> Any:
+    """A configured kubernetes ApiClient: the kubeconfig ``files`` merged, as kubectl does; with
+    none, in-cluster (the service account)."""
     import kubernetes.client
     import kubernetes.config
 
     client: Any = kubernetes.client  # typed or not depending on the client's version
     config: Any = kubernetes.config
     configuration = client.Configuration()
-    files = kubeconfig_files()
     if files:
         config.load_kube_config(
-            config_file=files[0] if len(files) == 1 else None,
+            config_file=os.pathsep.join(files),  # several are merged, as from $KUBECONFIG
             client_configuration=configuration,
             persist_config=False,  # never write refreshed tokens back: vethpeer changes nothing
         )
@@ -326,13 +340,25 @@ class KubePods:
 
     name = NAME
 
+    def prepare(self, context: Context) -> None:
+        """Import and configure the client (~0.3 s, seconds on a loaded node) before the deadline
+        of the API calls starts: run first, beside the walk, off the --timeout clock."""
+        files = kubeconfig_files(context.environ)
+        if context.options.kube is False or not (files or in_cluster(context)):
+            return
+        with contextlib.suppress(Exception):  # collect() meets the same failure and says why
+            with HEAVY_IMPORTS:
+                import kubernetes.client
+                import kubernetes.config  # noqa: F401
+            context.memo.once(CLIENT, partial(_apis, files))  # the kubeconfig, the API classes
+
     def collect(self, context: Context) -> SourceResult:
-        deadline = Deadline(context.options.timeout)  # from the start: the import costs ~0.3 s
         wanted = context.options.kube
         if wanted is False:
             return SourceResult(_status(SourceState.SKIPPED, "--no-kube"))
-        configured = bool(kubeconfig_files()) or in_cluster()
-        if wanted is None and not (configured and runs_pods(context.options)):
+        files = kubeconfig_files(context.environ)
+        configured = bool(files) or in_cluster(context)
+        if wanted is None and not (configured and runs_pods(context)):
             why = "no kubeconfig or in-cluster config" if not configured else "this host runs no pods"
             return SourceResult(_status(SourceState.SKIPPED, f"{why} (--kube to ask the API anyway)"))
         if not configured:
@@ -350,13 +376,14 @@ class KubePods:
             state = SourceState.UNAVAILABLE if wanted else SourceState.SKIPPED
             return SourceResult(_status(state, f"the kubernetes Python client cannot be imported: {error}"))
         timeout = context.options.timeout
+        deadline = Deadline(timeout)  # the API calls' budget, from here: the import is not on it
         try:
-            api = _Api(_client(), deadline)
+            api = _Api(context.memo.once(CLIENT, partial(_apis, files)), deadline)
         except Exception as error:  # a broken kubeconfig, an exec plugin that failed, ...
             return SourceResult(
                 _status(SourceState.UNAVAILABLE, f"cannot load the API configuration: {error}")
             )
-        node = node_name()
+        node = node_name(context.environ)
         try:
             pods = _list_pods(api, node)
             local, how = _local_pods(context, wait=deadline.left(0.05))

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Benchmark: what asking a CRI runtime with 100 pods adds to `table`, `which POD` and
+`completion --list-targets` (issue 18).
+
+The CRI lab's own containerd (tests/lab/cri_lab.py: prefix ``vpk``, its own socket, the CNI
+bridge plugin) runs ``--pods`` pod sandboxes, each with a namespace and a veth on the CNI
+bridge. Timed as subprocesses, interleaved run by run, best of ``--repeat``:
+
+* ``table --json`` asking that runtime (``CONTAINER_RUNTIME_ENDPOINT``), and not asking any (an
+  endpoint that does not exist: the source gives up at once, nothing else changes);
+* the raw-netlink reference (benchmarks/raw_netlink.py: links and addresses, no names);
+* ``which POD`` (a pod by name) and ``completion --list-targets``, asking the runtime.
+
+Targets: CRI adds at most 50 ms to `table`; `which POD` at most 0.6x `table`;
+`completion --list-targets` under 0.3 s. Needs root and the CRI lab's binaries.
+``python benchmarks/bench_cri.py --pods 100 --repeat 5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_core import REFERENCE, VETHPEER, busy  # noqa: E402
+from benchmarks.harness import mark, run_once  # noqa: E402
+from tests.lab.cri_lab import cri_lab  # noqa: E402
+from tests.tools import search_path  # noqa: E402
+
+TARGETS = {"added": 0.050, "which_vs_table": 0.6, "completion": 0.3}
+NOWHERE = "unix:///run/vpk-bench-no-runtime.sock"
+
+
+def measure(endpoint: str, pods: int, pod_name: str, repeat: int) -> dict[str, float]:
+    runs = {  # CONTAINER_RUNTIME_ENDPOINT, as a node would have it (completion has no option for it)
+        "table": ([*VETHPEER, "table", "--json"], endpoint),
+        "table_no_cri": ([*VETHPEER, "table", "--json"], NOWHERE),
+        "reference": (REFERENCE, NOWHERE),
+        "which": ([*VETHPEER, "which", pod_name], endpoint),
+        "completion": ([*VETHPEER, "completion", "--list-targets"], endpoint),
+    }
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):  # interleaved: no command gets the quieter moments
+        for name, (argv, where) in runs.items():
+            os.environ["CONTAINER_RUNTIME_ENDPOINT"] = where
+            run = run_once(argv)
+            if run.returncode != 0:
+                raise SystemExit(f"{' '.join(argv)}: exit {run.returncode}")
+            if name == "table":
+                named = [e for e in json.loads(run.stdout)["interfaces"] if e["workload"]["kind"] == "pod"]
+                if len(named) < pods:
+                    raise SystemExit(f"table named {len(named)} of {pods} pods")
+            if name == "which" and pod_name not in run.stdout:
+                raise SystemExit(f"which {pod_name} did not name it: {run.stdout!r}")
+            walls[name].append(run.wall)
+    best = {name: min(found) for name, found in walls.items()}
+    best["added"] = best["table"] - best["table_no_cri"]
+    best["which_vs_table"] = best["which"] / best["table"]
+    return best
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pods", type=int, default=100, help="pod sandboxes (default 100)")
+    parser.add_argument("--repeat", type=int, default=5, help="best of R (default 5)")
+    parser.add_argument("--load", type=int, default=0, metavar="K", help="again beside K busy loops")
+    args = parser.parse_args(argv)
+    os.environ["PATH"] = search_path()
+    if os.geteuid() != 0:
+        print("bench_cri: needs root", file=sys.stderr)
+        return 5
+    results = []
+    with cri_lab() as lab:
+        started = time.perf_counter()
+        for i in range(args.pods):
+            lab.run_pod(f"vpk-bench-{i:03d}", "vpk-bench")
+        print(f"{args.pods} pods in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        name = f"vpk-bench-{args.pods // 2:03d}"
+        for title, loops in (("quiet", 0), (f"beside {args.load} busy loops", args.load)):
+            if title != "quiet" and not loops:
+                continue
+            with busy(loops):
+                results.append((title, measure(lab.containerd.endpoint, args.pods, name, args.repeat)))
+    print(f"{args.pods} pods, best of {args.repeat}, wall time including interpreter start\n")
+    print(
+        "| | `table --json` (s) | without CRI (s) | CRI adds (ms) | raw netlink (s) | `which POD` (s) "
+        "| which / table | `completion --list-targets` (s) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for title, r in results:
+        print(
+            f"| {title} | {r['table']:.3f} | {r['table_no_cri']:.3f} | {r['added'] * 1000:.0f} "
+            f"| {r['reference']:.3f} | {r['which']:.3f} | {r['which_vs_table']:.2f}x "
+            f"| {r['completion']:.3f} |"
+        )
+    for title, r in results:
+        print(
+            f"{title}: CRI adds {r['added'] * 1000:.0f} ms (<= 50: {mark(r['added'] <= TARGETS['added'])}), "
+            f"which {r['which_vs_table']:.2f}x table (<= 0.6: {mark(r['which_vs_table'] <= 0.6)}), "
+            f"completion {r['completion']:.3f} s (< 0.3: {mark(r['completion'] < TARGETS['completion'])})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

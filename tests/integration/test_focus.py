@@ -1,0 +1,137 @@
+"""`which TARGET` reads only the target's namespace when the target says where (vethpeer/focus.py):
+the focused answer must be the full walk's, target by target, on every truth topology.
+
+Both walks run in this process against the same lab (prefix ``vqh``): ``gather`` with the
+target (the focused walk) and without (everything), then ``targets.resolve`` on each; the
+rows (ends, peers, bridges, relations, workloads), the host-network answer and any error
+must be the same. Every target kind that may take the shortcut does (asserted), and the ones
+that may not (IPs, MACs inside namespaces, workload names) are compared too.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import _need_lab
+from tests.lab import netlab
+from tests.lab.netlab import HOST, Lab, Topology
+from vethpeer.collect import Request, gather
+from vethpeer.environment import Environment
+from vethpeer.errors import VethpeerError
+from vethpeer.focus import locate
+from vethpeer.model import Report, Row
+from vethpeer.netns import discover
+from vethpeer.sources import kernel
+from vethpeer.targets import resolve
+
+
+class FocusLab(Lab):
+    prefix = "vqh"
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[tuple[Lab, list[Topology]]]:
+    _need_lab()
+    lab = FocusLab()
+    try:
+        topologies = list(netlab.everything(lab))
+        topologies.append(netlab.isolated_pairs(lab, 2))
+        yield lab, topologies
+    finally:
+        lab.cleanup()
+        settled()
+
+
+def settled(timeout: float = 20.0) -> None:
+    """The kernel frees deleted namespaces later, and only then drops the host's nsids for them:
+    wait until the host's nsids stop changing, so that the next module starts from a still host."""
+    deadline = time.monotonic() + timeout
+    last = netlab.nsid_names(HOST)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = netlab.nsid_names(HOST)
+        if now == last:
+            return
+        last = now
+
+
+def _row(row: Row) -> tuple[Any, ...]:
+    peer = row.peer
+    return (
+        row.end.ns.key,
+        row.end.link.name,
+        row.end.link.addresses,
+        row.end.master,
+        row.end.workload.label,
+        row.relation,
+        None if peer is None else (peer.ns.key, peer.link.name, peer.master, peer.workload.label),
+        row.unresolved,
+    )
+
+
+def _answer(report: Report, target: str) -> tuple[Any, ...]:
+    try:
+        match = resolve(report, target)
+    except VethpeerError as error:
+        return ("error", type(error).__name__, str(error))
+    return ("rows", tuple(_row(r) for r in match.rows), tuple(w.label for w in match.host_network))
+
+
+def _targets(lab: Lab, topologies: list[Topology]) -> dict[str, bool]:
+    """target -> whether it may take the shortcut."""
+    found: dict[str, bool] = {str(os.getpid()): True, "/proc/self/ns/net": True}
+    host_links = netlab.kernel_links(HOST)
+    for topology in topologies:
+        for ns in topology.namespaces:
+            if ns.name:
+                found[ns.name] = True
+            if ns.pid is not None:
+                found[str(ns.pid)] = True
+            found[ns.path] = True
+            for link in netlab.kernel_links(ns).values():
+                found.setdefault(link["address"], False)  # a MAC inside: the full walk
+                for addr in link.get("addr_info", ()):
+                    found[addr["local"]] = False  # an IP: the full walk
+        for pair in topology.pairs:
+            for end in (pair.a, pair.b):
+                if end.ns.is_host:
+                    link = host_links[end.ifname]
+                    pairs_out = link.get("linkinfo", {}).get("info_kind") == "veth" and "link_netnsid" in link
+                    found[end.ifname] = pairs_out
+                    found[link["address"]] = pairs_out
+    found.update({f"{lab.prefix}-nothing": False, "lo": False})
+    return found
+
+
+def test_focused_which_answers_as_the_full_walk(world: tuple[Lab, list[Topology]]) -> None:
+    lab, topologies = world
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    sources = [kernel.KernelNames()]
+    full = gather(Request(sources=sources, ovs=False, fdb=True), env)
+    discovery = discover()
+    took = []
+    for target, shortcut in _targets(lab, topologies).items():
+        focused = gather(Request(sources=sources, ovs=False, fdb=True, target=target), env)
+        assert _answer(focused, target) == _answer(full, target), target
+        if shortcut:
+            assert locate(discovery, target) is not None, f"{target} took the full walk"
+            assert len(focused.snapshot.views) < len(full.snapshot.views), target
+            took.append(target)
+    assert len(took) > 20
+
+
+def test_a_peer_in_a_third_namespace_is_read_too(world: tuple[Lab, list[Topology]]) -> None:
+    """straight_pair: eth0's peer is another lab namespace, not the host: both are read."""
+    _lab, topologies = world
+    left, right = topologies[0].namespaces
+    assert left.name is not None
+    found = locate(discover(), left.name)
+    assert found is not None
+    assert {key.ino for key in found.namespaces} == {left.inode, right.inode}
+    assert found.host_links == ()
