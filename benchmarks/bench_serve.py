@@ -34,6 +34,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.lab.serve_lab import BridgeLab, free_port, serve, wait_ready  # noqa: E402
+from tests.lab.serve_lab import BridgeLab, free_port, ip_batch, serve, wait_ready  # noqa: E402
+from vethpeer.serve.live import DEMAND  # noqa: E402
 
 TARGETS = {"fresh": 0.5, "cached": 0.020, "concurrent": 2.0, "plugin": 3.0, "tls": 0.030}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -194,6 +196,183 @@ def plugin_phase(nodes: int, repeat: int) -> tuple[float, float, int]:
         return statistics.median(every), statistics.median(one), rows
 
 
+class Churn:
+    """Namespaces (``vqg-<tag>-c*``, each with a veth on ``bridge``) created and removed at ``per_minute``,
+    ``alive`` at a time, from a thread; ``probe()`` adds one more and says when it was made."""
+
+    def __init__(self, bridge: str, per_minute: float, alive: int = 10) -> None:
+        self.bridge, self.gap, self.alive = bridge, 60.0 / per_minute, alive
+        self.tag = os.urandom(2).hex()
+        self.count = 0
+        self.made: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _add(self, stem: str) -> tuple[str, str]:
+        ns, veth = f"vqg-{self.tag}-{stem}", f"vqg{self.tag}{stem}"
+        self.made.append(ns)
+        ip_batch(
+            [
+                f"netns add {ns}",
+                f"link add {veth} type veth peer name eth0 netns {ns}",
+                f"link set {veth} master {self.bridge} up",
+            ]
+        )
+        return ns, veth
+
+    def _run(self) -> None:
+        live: list[str] = []
+        due = time.monotonic()
+        while not self.stop.is_set():
+            self.count += 1
+            live.append(self._add(f"c{self.count}")[0])
+            if len(live) > self.alive:
+                ip_batch([f"netns del {live.pop(0)}"])
+            due += self.gap
+            self.stop.wait(max(0.0, due - time.monotonic()))
+
+    def probe(self, number: int) -> tuple[str, str, float]:
+        ns, veth = self._add(f"p{number}")
+        return ns, veth, time.perf_counter()
+
+    def __enter__(self) -> Churn:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        ip_batch([f"netns del {ns}" for ns in self.made if os.path.exists(f"/run/netns/{ns}")] or ["help"])
+
+
+def seen(port: int, device: str) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        return f'device="{device}"'.encode() in conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def visibility(port: int, churn: Churn, probes: int) -> tuple[list[float], list[float], list[float]]:
+    """Seconds until a new veth is in /metrics; after its namespace is deleted, until the kernel
+    has destroyed the veth (the namespace is torn down asynchronously), and from then until it is
+    gone from /metrics."""
+    came, destroyed, went = [], [], []
+    for i in range(probes):
+        ns, veth, made = churn.probe(i)
+        while not seen(port, veth) and time.perf_counter() - made < 30:
+            time.sleep(0.02)
+        came.append(time.perf_counter() - made)
+        deleted = time.perf_counter()
+        ip_batch([f"netns del {ns}"])
+        while os.path.exists(f"/sys/class/net/{veth}") and time.perf_counter() - deleted < 60:
+            time.sleep(0.005)
+        gone = time.perf_counter()
+        destroyed.append(gone - deleted)
+        while seen(port, veth) and time.perf_counter() - gone < 30:
+            time.sleep(0.02)
+        went.append(time.perf_counter() - gone)
+    return came, destroyed, went
+
+
+def top_refresh(rounds: int) -> list[float]:
+    """`top`'s refresh in-process (a Walker round with counters, the rates), as the live screen does."""
+    import io
+
+    from vethpeer.collect import Request
+    from vethpeer.environment import Environment
+    from vethpeer.live.rates import rates, sample
+    from vethpeer.live.walker import Walker
+
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    times = []
+    with Walker(Request(stats=True, ovs=False), env, addresses=False, links_every=5.0) as walker:
+        older = sample(walker.round(), walker.read_at, walker.read_times())
+        for _ in range(rounds):
+            time.sleep(1.0)
+            start = time.perf_counter()
+            report = walker.round()
+            newer = sample(report, walker.read_at, walker.read_times())
+            rates(report.rows, older, newer)
+            older = newer
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def churn_phase(args: argparse.Namespace) -> int:
+    """serve (walks on demand) and serve --live, one after the other, under the same churn."""
+    results: dict[str, dict[str, float]] = {}
+    with BridgeLab(args.size, inside=False) as lab:
+        print(
+            f"N={args.size} namespaces (lab {lab.tag}), "
+            f"churn: {args.churn:g} namespaces/min created and removed"
+        )
+        for mode in ("walks", "live"):
+            extra = ("--live",) if mode == "live" else ()
+            with serve(*extra, "--no-kube", timeout=180, port=free_port(21600, 21699)) as served:
+                port, pid = served.port, served.process.pid
+                scrape(port)
+                # idle: nobody asks (the live model reads counters for DEMAND s after a request)
+                time.sleep(2.0 + (DEMAND if mode == "live" else 0.0))
+                cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+                time.sleep(args.idle)
+                idle = (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
+                with Churn(lab.bridge, args.churn) as churn:
+                    time.sleep(2.0)
+                    cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+                    latencies = []
+                    while time.monotonic() - wall0 < args.seconds:
+                        latencies.append(timed(lambda: scrape(port)))  # noqa: B023
+                        time.sleep(max(0.0, args.scrape_every - latencies[-1]))
+                    busy = (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
+                    came, destroyed, went = visibility(port, churn, args.probes)
+                    tops = top_refresh(args.repeat) if mode == "live" else []
+            results[mode] = {
+                "metrics_median": statistics.median(latencies),
+                "metrics_max": max(latencies),
+                "came_max": max(came),
+                "came_median": statistics.median(came),
+                "went_max": max(went),
+                "destroyed_median": statistics.median(destroyed),
+                "went_median": statistics.median(went),
+                "cpu": busy,
+                "idle": idle,
+            }
+            if tops:
+                results[mode]["top_max"] = max(tops)
+                results[mode]["top_median"] = statistics.median(tops)
+    before, after = results["walks"], results["live"]
+    print(
+        f"scrapes every {args.scrape_every:g} s for {args.seconds:g} s; {args.probes} probe veths; "
+        "before = serve, after = serve --live"
+    )
+    print(
+        row(
+            "/metrics under churn (median), live",
+            after["metrics_median"],
+            "ms",
+            before["metrics_median"],
+            0.050,
+        )
+    )
+    print(
+        row("/metrics under churn (slowest), live", after["metrics_max"], "ms", before["metrics_max"], 0.050)
+    )
+    print(row("new veth in /metrics (slowest of probes)", after["came_max"], "s", before["came_max"], 1.0))
+    print(row("removed veth gone (slowest of probes)", after["went_max"], "s", before["went_max"], 1.0))
+    print(
+        f"    counted from when the kernel destroyed it: after `ip netns del`, the namespace's teardown "
+        f"took {after['destroyed_median']:.2f} s (median) under this churn, before and after alike"
+    )
+    print(row("serve CPU under churn (fraction of a core)", after["cpu"], "", before["cpu"], 0.10))
+    print(row("serve CPU idle (fraction of a core)", after["idle"], "", before["idle"], 0.01))
+    print(row("top refresh under churn (slowest)", after["top_max"], "s", target=0.3))
+    print(row("top refresh under churn (median)", after["top_median"], "s", target=0.3))
+    print("    baseline: the same figure from `serve` walking on demand (--min-interval 5), same run")
+    return 0
+
+
 def row(
     name: str, value: float, unit: str, baseline: float | None = None, target: float | None = None
 ) -> str:
@@ -217,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--nodes", type=int, default=50, help="simulated nodes for the plugin (0: skip)")
     parser.add_argument("--plugin-lab", type=int, default=0, help="with --size 0: namespaces on every node")
+    parser.add_argument("--churn", type=float, default=0, help="namespaces/min: before/after serve --live")
+    parser.add_argument("--seconds", type=float, default=20.0, help="with --churn: how long to scrape")
+    parser.add_argument(
+        "--scrape-every", type=float, default=1.0, help="with --churn: seconds between scrapes"
+    )
+    parser.add_argument("--probes", type=int, default=5, help="with --churn: veths timed in and out")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
@@ -226,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    if args.churn:
+        return churn_phase(args)
     interval = 2.0
     if args.size == 0:
         with BridgeLab(args.plugin_lab, inside=False) if args.plugin_lab else contextlib.nullcontext():

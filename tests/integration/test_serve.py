@@ -32,9 +32,11 @@ def lab() -> Iterator[BridgeLab]:
         yield built
 
 
-@pytest.fixture(scope="module")
-def server(lab: BridgeLab) -> Iterator[Served]:
-    with serve("--min-interval", "1", "--no-kube") as served:
+@pytest.fixture(scope="module", params=["walks", "live"])
+def server(lab: BridgeLab, request: pytest.FixtureRequest) -> Iterator[Served]:
+    """The same answers whether walks on demand or the live model (`serve --live`) serve them."""
+    live = ("--live",) if request.param == "live" else ()
+    with serve(*live, "--min-interval", "1", "--no-kube") as served:
         wait_for_checks(served)
         yield served
 

@@ -132,6 +132,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default an eighth of --max-clients, at least 4",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request on stderr")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="answer from a model kept current by the kernel's events (one full walk at start, then "
+        "only what changed); counters are read every --min-interval while requests come",
+    )
+    parser.add_argument(
+        "--resync",
+        type=options.positive_seconds,
+        default=300.0,
+        metavar="S",
+        help="with --live: a full walk this often checks the model (default 300)",
+    )
     options.add_journal(parser, writes=True)
     parser.add_argument("--no-journal", action="store_true", help="record nothing")
     parser.add_argument(
@@ -181,6 +194,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    import io
     import signal
     import threading
     import time
@@ -189,13 +203,16 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from functools import partial
 
     from ..collect import check_privilege
+    from ..live.model import LiveModel
     from ..serve.api import Response, Service, route
     from ..serve.auth import AuthCounts, Authenticator, guard
     from ..serve.cache import WalkCache
-    from ..serve.engine import Walker
+    from ..serve.engine import Observation, Walker
     from ..serve.http import Server, serve_in_thread
+    from ..serve.live import LiveCache
     from ..serve.secure import open_web_config, web_authenticator
     from ..serve.webfile import with_web_config
+    from ..targets import scoped
 
     if args.max_clients < 1:
         raise UsageError("--max-clients must be at least 1")
@@ -214,8 +231,16 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     request = replace(options.request(args, fdb=True), stats=True)
     writer = None if args.no_journal else journal_writer(args, env)
     observe = writer.observe if writer is not None else None
-    walker = Walker(request, env, env.warn, namespace=args.namespace, observe=observe)
-    cache = WalkCache(walker, args.min_interval, then=walker.diagnose, log=env.warn, debug=request.debug)
+    walker = Walker(request, env, env.warn, namespace=args.namespace, observe=None if args.live else observe)
+    cache: WalkCache[Observation] | LiveCache = WalkCache(
+        walker, args.min_interval, then=walker.diagnose, log=env.warn, debug=request.debug
+    )
+    if args.live:
+        model = LiveModel(request, env.replace(stderr=io.StringIO()), env.warn, resync=args.resync)
+        if observe is not None:  # the journal records each report the model publishes (as -n cuts it)
+            journal = observe
+            model.subscribe(lambda report, at: journal(scoped(report, args.namespace), at))
+        cache = LiveCache(model, walker, env.warn, args.min_interval, namespace=args.namespace)
     service = Service(
         cache,
         wait=args.max_wait,
@@ -278,6 +303,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
                 cache.get(0.0)
     finally:
         server.stop()
+        if isinstance(cache, LiveCache):
+            cache.model.stop()
         if writer is not None:
             writer.stop()
         for sig, handler in previous.items():

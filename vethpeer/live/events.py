@@ -1,7 +1,8 @@
 """The host's netlink event socket: link and address changes in every namespace with an nsid.
 
 One NETLINK_ROUTE socket, made in the host namespace, joins the groups RTNLGRP_LINK,
-RTNLGRP_IPV4_IFADDR and RTNLGRP_IPV6_IFADDR and sets ``NETLINK_LISTEN_ALL_NSID``: the
+RTNLGRP_IPV4_IFADDR and RTNLGRP_IPV6_IFADDR (and RTNLGRP_NEIGH, for the bridges' MAC tables,
+when asked) and sets ``NETLINK_LISTEN_ALL_NSID``: the
 kernel then also delivers the events of every namespace the host has an nsid for
 (it needs CAP_NET_BROADCAST), each with that nsid as ``SOL_NETLINK`` ancillary data;
 events of the host itself carry none. Namespaces without an nsid in the host send
@@ -32,22 +33,34 @@ NETLINK_ADD_MEMBERSHIP = 1
 NETLINK_LISTEN_ALL_NSID = 8
 SO_RCVBUFFORCE = 33
 RTNLGRP_LINK = 1
+RTNLGRP_NEIGH = 3
 RTNLGRP_IPV4_IFADDR = 5
 RTNLGRP_IPV6_IFADDR = 9
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR = 16, 17, 20, 21
+RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
+AF_BRIDGE = 7
 IFLA_NEW_NETNSID = 45
 IFLA_NEW_IFINDEX = 49
 RCVBUF = 4 << 20
 RECV_BYTES = 1 << 16
 _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBI")
-_TYPES = {RTM_NEWLINK: "newlink", RTM_DELLINK: "dellink", RTM_NEWADDR: "newaddr", RTM_DELADDR: "deladdr"}
+_NDMSG = struct.Struct("=BxxxiHBB")
+_TYPES = {
+    RTM_NEWLINK: "newlink",
+    RTM_DELLINK: "dellink",
+    RTM_NEWADDR: "newaddr",
+    RTM_DELADDR: "deladdr",
+    RTM_NEWNEIGH: "fdb",
+    RTM_DELNEIGH: "fdb",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class KernelEvent:
     """One notification: where it happened (``nsid`` as the host calls that namespace, None:
-    the host itself), what (``type``: newlink, dellink, newaddr, deladdr) and to which ifindex."""
+    the host itself), what (``type``: newlink, dellink, newaddr, deladdr; fdb: a bridge's MAC
+    table learned or forgot an address) and to which ifindex."""
 
     type: str
     nsid: int | None
@@ -70,6 +83,11 @@ def parse(data: bytes, nsid: int | None) -> list[KernelEvent]:
         kind = _TYPES.get(rtype)
         if kind is None:
             continue
+        if rtype in (RTM_NEWNEIGH, RTM_DELNEIGH):
+            family, port, _state, _flags, _type = _NDMSG.unpack_from(data, body)
+            if family == AF_BRIDGE:  # ARP and NDP neighbours are not ours to follow
+                found.append(KernelEvent(kind, nsid, port))
+            continue
         if rtype in (RTM_NEWADDR, RTM_DELADDR):
             found.append(KernelEvent(kind, nsid, _IFADDR.unpack_from(data, body)[4]))
             continue
@@ -89,7 +107,8 @@ def parse(data: bytes, nsid: int | None) -> list[KernelEvent]:
 class EventSocket:
     """The listening socket; make it in the host namespace (the walker's home or ``inside``)."""
 
-    def __init__(self, rcvbuf: int = RCVBUF) -> None:
+    def __init__(self, rcvbuf: int = RCVBUF, *, fdb: bool = False) -> None:
+        """``fdb``: the neighbour group too, for the bridges' MAC tables (learned, aged out)."""
         self._sock = socket.socket(
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
         )
@@ -101,7 +120,13 @@ class EventSocket:
                 except OSError:
                     continue
             self._sock.bind((0, 0))
-            for group in (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR):
+            groups = (
+                RTNLGRP_LINK,
+                RTNLGRP_IPV4_IFADDR,
+                RTNLGRP_IPV6_IFADDR,
+                *((RTNLGRP_NEIGH,) if fdb else ()),
+            )
+            for group in groups:
                 self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
             self._sock.setsockopt(SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, 1)
             self._sock.setblocking(False)

@@ -42,7 +42,7 @@ from ..collect import Inflight, Naming, Request, check_privilege, check_sources,
 from ..correlate import correlate
 from ..environment import Environment
 from ..errors import NamespaceGone
-from ..model import Link, Namespace, NsKey, NsView, Report, Snapshot
+from ..model import FdbEntry, Link, Namespace, NsKey, NsView, Report, Snapshot
 from ..netlink import NetlinkError, RtnlSocket
 from ..netns import Discovery, discover, home_fd, inside, raise_fd_limit
 from ..sources import Context
@@ -54,6 +54,21 @@ T = TypeVar("T")
 NAMING_MIN = 2.0  # seconds: the runtimes' sources are asked at most this often when namespaces churn
 
 
+Face = tuple[NsKey, bool, tuple[str, ...], tuple[str, ...], tuple[int, ...], str | None]
+
+
+def faces(discovery: Discovery) -> frozenset[Face]:
+    """What a discovery says of each namespace that a report shows or names it by."""
+    return frozenset(
+        (ns.key, ns.is_host, ns.mounts, ns.reachable, ns.pids[:1], ns.comm) for ns in discovery.namespaces
+    )
+
+
+def _shape(links: tuple[Link, ...]) -> tuple[Link, ...]:
+    """The links without their counters (what a change of the kernel's state is about)."""
+    return tuple(replace(link, stats=None) if link.stats is not None else link for link in links)
+
+
 @dataclass(slots=True)
 class _Kept:
     """A namespace held open between rounds: its fd, a socket made inside it, its last dump."""
@@ -62,6 +77,7 @@ class _Kept:
     fd: int
     sock: RtnlSocket
     links: tuple[Link, ...] = ()
+    fdb: tuple[FdbEntry, ...] = ()  # its bridges' MAC tables, when the request asks (read with the links)
     read_at: float = 0.0  # time.monotonic() of the last dump or counters read
 
 
@@ -92,8 +108,9 @@ class Walker:
         self._errors: dict[NsKey, str] = {}
         self._asked: dict[tuple[NsKey, NsKey], int] = {}
         self._naming: Naming | None = None
-        self._named: frozenset[NsKey] = frozenset()
+        self._named: frozenset[Face] = frozenset()
         self._named_at = 0.0
+        self._stale = False  # a runtime said something changed: ask the sources again
         self.discovery: Discovery | None = None
         self.report: Report | None = None
         self.read_at = 0.0  # time.monotonic() when the last round read the counters: a Sample's time
@@ -126,22 +143,40 @@ class Walker:
     # ---------------------------------------------------------------- rounds
 
     def rediscover(self) -> bool:
-        """Find the namespaces again; close what went away. True if the set changed."""
-        before = frozenset(ns.key for ns in self.discovery.namespaces) if self.discovery else None
+        """Find the namespaces again; close what went away. True if any changed (came, went, or
+        was mounted, unmounted, or is held by another first process now)."""
+        before = faces(self.discovery) if self.discovery else None
         self.discovery = discover(self.env.proc)
         now = frozenset(ns.key for ns in self.discovery.namespaces)
         for key in set(self._kept) - now:
             self._drop(key)
         for key in set(self._errors) - now:
             del self._errors[key]
-        return before != now
+        return before != faces(self.discovery)
 
-    def rename(self) -> None:
-        """Have the next round ask the sources again (a runtime said something changed)."""
-        self._named_at = float("-inf")
+    def rename(self, *, now: bool = False) -> None:
+        """Have a round ask the sources again (a runtime said something changed): the next one,
+        or the first one ``NAMING_MIN`` s after the sources were last asked (see :meth:`naming_due`);
+        ``now``: the next one, whenever they were last asked."""
+        self._stale = True
+        if now:
+            self._named_at = float("-inf")
 
-    def round(self, dirty: Collection[NsKey] | None = None, *, rediscover: bool = True) -> Report:
-        """One walk: every namespace re-dumped, or only ``dirty`` ones (and new ones)."""
+    def naming_due(self) -> float | None:
+        """When a round should ask the sources again (clock time), None: no need."""
+        if self._naming is None or self.discovery is None:
+            return None
+        if self._stale or faces(self.discovery) != self._named:
+            return self._named_at + NAMING_MIN
+        return None
+
+    def round(
+        self, dirty: Collection[NsKey] | None = None, *, rediscover: bool = True, full: bool = False
+    ) -> Report:
+        """One walk: every namespace re-dumped, or only ``dirty`` ones (and new ones).
+
+        ``full``: every namespace's links again even when ``links_every`` would read counters only.
+        """
         if threading.get_ident() != self._thread:
             raise RuntimeError("a Walker must be used from the thread that made it (setns is per thread)")
         if rediscover or self.discovery is None:
@@ -151,6 +186,7 @@ class Walker:
         now = self.clock()
         counters_only = (
             dirty is None
+            and not full
             and self.request.stats
             and self.links_every is not None
             and now - self._links_at < self.links_every
@@ -184,6 +220,22 @@ class Walker:
         self.report = report
         return report
 
+    def reread(self, keys: Collection[NsKey]) -> set[NsKey]:
+        """Dump ``keys`` again; those whose links (beyond their counters) or MAC tables changed."""
+        changed = set()
+        resolved = self._resolved
+        for key in keys:
+            kept = self._kept.get(key)
+            if kept is None:
+                continue
+            before = (_shape(kept.links), kept.fdb)
+            self._dump(kept)
+            if key not in self._kept or (_shape(kept.links), kept.fdb) != before:
+                changed.add(key)
+        if not changed:
+            self._resolved = resolved  # the same links: the peers found before still hold
+        return changed
+
     def _open(self, ns: Namespace) -> None:
         try:
             fd, sock = socket_in(ns, self._home, self.env.proc)
@@ -203,9 +255,15 @@ class Walker:
         try:
             links = kept.sock.links(self.request.stats)
             kept.links = with_addresses(links, kept.sock) if self.addresses else tuple(links)
+            kept.fdb = self._fdb(kept)
         except OSError as error:
             self._drop(kept.ns.key)
             self._errors[kept.ns.key] = f"cannot read: {error.strerror or error}"
+
+    def _fdb(self, kept: _Kept) -> tuple[FdbEntry, ...]:
+        if not self.request.fdb or not any(link.kind == "bridge" for link in kept.links):
+            return ()
+        return tuple(kept.sock.fdb())
 
     def _repair(self, host: NsKey) -> nsids.Resolved | None:
         """After a partial round: re-dump the namespaces where a veth's peer is missing or stale.
@@ -229,6 +287,11 @@ class Walker:
                 other = indexes[target].get(link.link)
                 if other is None or other.link != link.index:
                     stale.add(target)
+                elif other.link_netnsid is not None and resolved[target].get(other.link_netnsid) not in (
+                    key,
+                    None,
+                ):
+                    stale.add(target)  # the other end still points where this one was before a move
         for key in stale:
             self._dump(self._kept[key])
         return None if stale else resolved  # what the snapshot needs, unless links were read again
@@ -246,10 +309,11 @@ class Walker:
                 if kept.ns.key not in self._kept:
                     return
                 read_at, counters = time.monotonic(), kept.sock.stats()
+            fdb = self._fdb(kept)  # a bridge learns without telling anyone: read as often as the counters
         except OSError:
             self._dump(kept)
             return
-        kept.read_at = read_at
+        kept.read_at, kept.fdb = read_at, fdb
         kept.links = tuple(  # most links are idle: only those whose counters moved are rebuilt
             replace(link, stats=counters[link.index])
             if link.index in counters and link.stats != counters[link.index]
@@ -277,7 +341,7 @@ class Walker:
             links = {key: kept.links for key, kept in self._kept.items()}
             resolved = nsids.resolve(links, discovery.host, self._ask)
         self._resolved = resolved
-        views = [NsView(kept.ns, kept.links, resolved[key]) for key, kept in self._kept.items()]
+        views = [NsView(kept.ns, kept.links, resolved[key], kept.fdb) for key, kept in self._kept.items()]
         by_key = {ns.key: ns for ns in discovery.namespaces}
         views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]
         views.sort(key=lambda view: view.ns.key)
@@ -291,15 +355,18 @@ class Walker:
 
     def _naming_for(self, discovery: Discovery) -> Naming:
         keys = frozenset(ns.key for ns in discovery.namespaces)
+        seen = faces(discovery)  # a new mount or first process names a namespace anew, as a new one
         now = self.clock()
-        if self._naming is not None and keys != self._named and now - self._named_at < NAMING_MIN:
+        wanted = seen != self._named or self._stale
+        if self._naming is not None and wanted and now - self._named_at < NAMING_MIN:
             # namespaces come and go faster than the daemons should be asked: the kernel's own
             # names (ip netns, mounts, processes) now, the runtimes' at most every NAMING_MIN s
-            return self._kernel_names(discovery, self._naming)
-        if self._naming is None or keys != self._named or now - self._named_at >= self.naming_every:
+            return self._kernel_names(discovery, self._naming) if seen != self._named else self._naming
+        if self._naming is None or wanted or now - self._named_at >= self.naming_every:
+            self._stale = False
             fresh = name_namespaces(discovery, self.request, self.env)
             self._naming = fresh if self._naming is None else remember(self._naming, fresh, keys)
-            self._named, self._named_at = keys, now
+            self._named, self._named_at = seen, now
             statuses = [r.status for r in self._naming.results]
             if self._naming.ovs is not None:
                 statuses.append(self._naming.ovs.status)

@@ -29,6 +29,7 @@ from ..targets import scoped
 from .cache import Answer, WalkCache
 from .engine import Observation
 from .history import history_route, which_at
+from .live import LiveCache
 from .metrics import Health, MetricsPage, accepts_gzip
 
 JSON_TYPE = "application/json"
@@ -52,7 +53,7 @@ class Response:
 class Service:
     """What the routes need: the cache of walks, the rendered /metrics, and the limits."""
 
-    cache: WalkCache[Observation]
+    cache: WalkCache[Observation] | LiveCache  # walks on demand, or `serve --live`'s model
     wait: float  # longest a request waits for a walk
     proc: str = "/proc"
     namespace: str | None = None  # `serve -n`: the only Kubernetes namespace served (the walks are cut to it)

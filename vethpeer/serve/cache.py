@@ -25,9 +25,12 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..errors import VethpeerError
+
+if TYPE_CHECKING:
+    from ..live.model import ModelStats
 
 T = TypeVar("T")
 
@@ -60,6 +63,7 @@ class CacheStats:
     errors: int  # walks that failed
     running: bool
     error: str | None  # why the latest walk failed (None: it succeeded, or none finished)
+    model: ModelStats | None = None  # `serve --live`: the live model's own figures
 
 
 class WalkCache(Generic[T]):

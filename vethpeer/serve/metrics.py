@@ -27,6 +27,8 @@ from prometheus_client.metrics_core import Metric
 from .. import __version__
 from ..checks import Severity
 from ..journal.record import JournalHealth
+from ..live.drift import KINDS as DRIFT_KINDS
+from ..live.model import ModelStats
 from ..model import End, Relation, Report, Row, SourceState, Workload, WorkloadKind
 from .cache import Answer, CacheStats
 from .engine import Observation
@@ -193,6 +195,8 @@ def health_families(health: Health) -> list[Metric]:
             1 if health.answer.stale else 0,
         ),
     ]
+    if health.stats.model is not None:
+        families += model_families(health.stats.model)
     if health.auth is not None:
         families.append(auth_family(*health.auth))
     if health.journal is not None:
@@ -250,6 +254,33 @@ def health_families(health: Health) -> list[Metric]:
         ),
     ]
     return families
+
+
+def model_families(model: ModelStats) -> list[Metric]:
+    """`serve --live`: the live model's generation, whether it settled, and its resyncs' drift."""
+    drift = Metric(
+        "vethpeer_resync_drift",
+        "Differences a resync's full walk found in the live model, by kind (each is a missed event).",
+        "counter",
+    )
+    for kind in sorted({*DRIFT_KINDS, *model.drift}):
+        drift.add_sample("vethpeer_resync_drift_total", {"kind": kind}, model.drift.get(kind, 0))
+    return [
+        _gauge("vethpeer_model_generation", "Reports the live model has published.", model.generation),
+        _gauge(
+            "vethpeer_model_settled",
+            "1 when the live model has nothing pending and did not change for half a second.",
+            1 if model.settled else 0,
+        ),
+        _gauge("vethpeer_model_up", "1 while the live model's thread runs.", 1 if model.error is None else 0),
+        _counter("vethpeer_resyncs", "Full walks that checked the live model.", model.resyncs),
+        _counter(
+            "vethpeer_netlink_overflows",
+            "Netlink event overflows (ENOBUFS), each a full walk.",
+            model.overflows,
+        ),
+        drift,
+    ]
 
 
 def auth_family(mode: str, counts: Mapping[str, int]) -> Metric:
