@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.lab.serve_lab import BridgeLab, free_port, ip_batch, serve, wait_ready  # noqa: E402
-from vethpeer.serve.live import DEMAND  # noqa: E402
+from vethpeer.agent.live import DEMAND  # noqa: E402
 
 TARGETS = {"fresh": 0.5, "cached": 0.020, "concurrent": 2.0, "plugin": 3.0, "tls": 0.030}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -126,7 +126,7 @@ def _host_names(world: World, name: str) -> list[str]:
 
 def _ovs_truth(world: World, truth: Truth) -> None:
     """OVS ports from OVSDB: the kernel (userspace datapath) shows no master for them."""
-    from vethpeer.graph.build import ovs_bridge_id
+    from vethpeer.drawing.build import ovs_bridge_id
 
     host = netlab.kernel_links(HOST)
     bridge = world.ovs_bridge
@@ -334,7 +334,7 @@ def test_hostile_names_render_and_never_inject(world: World, tmp_path: Path) -> 
 
 
 def _hostile_checks(world: World, ns: Ns, tmp_path: Path) -> None:
-    from vethpeer.graph.text import shorten
+    from vethpeer.drawing.text import shorten
 
     dot = run_vethpeer("graph", HOSTILE, "-o", "dot", env=world.env)
     assert dot.returncode == 0, dot.stderr

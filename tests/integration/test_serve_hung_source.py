@@ -15,10 +15,10 @@ import pytest
 from tests.lab.serve_lab import hung_unix_socket
 from tests.policy import need_root
 from tests.unit.test_collect_threads import Hangs
+from vethpeer.agent.engine import Walker
 from vethpeer.collect import STILL_RUNNING, Request
 from vethpeer.environment import Environment
 from vethpeer.model import SourceState
-from vethpeer.serve.engine import Walker
 from vethpeer.sources import Options
 from vethpeer.sources.docker import DockerNames
 

@@ -198,8 +198,8 @@ def test_the_namespace_allows_the_privileged_pod_security_level() -> None:
 
 
 def test_the_port_is_the_documented_default() -> None:
+    from vethpeer.agent import DEFAULT_PORT as PACKAGE_PORT
     from vethpeer.commands.serve import DEFAULT_PORT
-    from vethpeer.serve import DEFAULT_PORT as PACKAGE_PORT
 
     assert DEFAULT_PORT == PACKAGE_PORT == 10098
     assert by_kind("Service")["spec"]["ports"][0]["port"] == DEFAULT_PORT

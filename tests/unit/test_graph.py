@@ -17,9 +17,9 @@ import pytest
 
 from vethpeer.commands.graph import AUTO_COLLAPSE_ABOVE
 from vethpeer.correlate import correlate
+from vethpeer.drawing import build, dot, graphviz, html, mermaid, shape, text
+from vethpeer.drawing.elements import EdgeKind, Mark, NodeKind, document
 from vethpeer.errors import ExitStatus, MissingProgram
-from vethpeer.graph import build, dot, graphviz, html, mermaid, shape, text
-from vethpeer.graph.elements import EdgeKind, Mark, NodeKind, document
 from vethpeer.model import Claim, Link, Namespace, NsKey, NsView, Report, Snapshot, Workload, WorkloadKind
 from vethpeer.netlink import IFF_UP
 

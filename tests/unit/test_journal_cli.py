@@ -11,13 +11,13 @@ import pytest
 
 from tests.unit.builders import cri_pods
 from tests.unit.test_exit_paths import one_line
+from vethpeer.agent.api import Service, route
+from vethpeer.agent.cache import WalkCache
+from vethpeer.agent.engine import Observation
 from vethpeer.errors import ExitStatus
 from vethpeer.journal.binding import Binding
 from vethpeer.journal.store import SCHEMA_VERSION, Start, Store
 from vethpeer.journal.times import rfc3339
-from vethpeer.serve.api import Service, route
-from vethpeer.serve.cache import WalkCache
-from vethpeer.serve.engine import Observation
 
 from .fakeproc import FakeProc
 

@@ -12,10 +12,10 @@ import pytest
 
 from tests.lab.kube_api import ApiServer, User, api_server, kubeconfig_file, service_account
 from tests.lab.serve_lab import free_port
-from vethpeer.serve.api import Response
-from vethpeer.serve.auth import PEER_HEADER, AuthCounts, guard
-from vethpeer.serve.kubeauth import KubeAuth, attributes, bearer, from_options
-from vethpeer.serve.metrics import auth_family
+from vethpeer.agent.api import Response
+from vethpeer.agent.auth import PEER_HEADER, AuthCounts, guard
+from vethpeer.agent.kubeauth import KubeAuth, attributes, bearer, from_options
+from vethpeer.agent.metrics import auth_family
 
 PROMETHEUS = service_account("monitoring", "prometheus-k8s")
 ALICE = User("alice", ("oncall", "system:authenticated"))

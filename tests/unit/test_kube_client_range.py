@@ -27,7 +27,7 @@ SCRIPT = """
 import json, sys
 import kubernetes
 from vethpeer.kubectl.cluster import Cluster
-from vethpeer.serve.kubeauth import from_options
+from vethpeer.agent.kubeauth import from_options
 cluster = Cluster(sys.argv[1])
 pod = cluster.get_json("/api/v1/namespaces/shop/pods/web-1", 5)
 missing = cluster.get("/api/v1/namespaces/shop/pods/nope", 5)

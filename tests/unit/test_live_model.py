@@ -6,11 +6,11 @@ from __future__ import annotations
 import struct
 from dataclasses import replace
 
+from vethpeer.agent.cache import Answer, CacheStats
+from vethpeer.agent.metrics import Health, health_families
 from vethpeer.live import drift, events
 from vethpeer.live.model import ModelStats
 from vethpeer.model import Claim, LinkStats, NsKey, Workload, WorkloadKind
-from vethpeer.serve.cache import Answer, CacheStats
-from vethpeer.serve.metrics import Health, health_families
 
 from .test_live import _attr, _nlmsg, pod_pair, report
 
@@ -91,9 +91,9 @@ def test_the_model_families_count_drift_by_kind() -> None:
 
 
 def test_findings_about_a_veth_gone_go_with_it() -> None:
+    from vethpeer.agent.live import still_there
     from vethpeer.checks import Diagnosis
     from vethpeer.checks.base import Finding, Severity
-    from vethpeer.serve.live import still_there
 
     before = report({5: pod_pair(5, 10), 6: pod_pair(6, 11)})
     found = tuple(

@@ -15,8 +15,8 @@ import pytest
 
 from vethpeer import cli, shell
 from vethpeer.checks import Diagnosis, Finding, Severity
+from vethpeer.drawing import text as graphtext
 from vethpeer.environment import Environment
-from vethpeer.graph import text as graphtext
 from vethpeer.kubectl import render as kubectlrender
 from vethpeer.kubectl.fanout import NodeAnswer
 from vethpeer.live.changes import Event, subject
@@ -319,7 +319,7 @@ def test_netlink_names_keep_their_bytes() -> None:
 
 
 def test_metrics_labels_stay_utf8() -> None:
-    from vethpeer.serve.metrics import interface_labels
+    from vethpeer.agent.metrics import interface_labels
 
     row = next(r for r in _report().rows if r.end.link.name == CLEAR)
     labels = interface_labels(row)

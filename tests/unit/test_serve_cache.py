@@ -7,8 +7,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from vethpeer.agent.cache import WalkCache
 from vethpeer.errors import NoPrivilege
-from vethpeer.serve.cache import WalkCache
 
 
 class Walks:

@@ -9,8 +9,8 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
-from vethpeer.serve.api import Response
-from vethpeer.serve.http import Server, serve_in_thread
+from vethpeer.agent.api import Response
+from vethpeer.agent.http import Server, serve_in_thread
 
 PORTS = range(21400, 21420)
 

@@ -8,6 +8,9 @@ import gzip
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from vethpeer.agent.cache import Answer, CacheStats, Walk
+from vethpeer.agent.engine import Observation
+from vethpeer.agent.metrics import Health, MetricsPage, accepts_gzip, host_side_rows, interface_families
 from vethpeer.model import (
     End,
     Link,
@@ -24,9 +27,6 @@ from vethpeer.model import (
     Workload,
     WorkloadKind,
 )
-from vethpeer.serve.cache import Answer, CacheStats, Walk
-from vethpeer.serve.engine import Observation
-from vethpeer.serve.metrics import Health, MetricsPage, accepts_gzip, host_side_rows, interface_families
 
 HOST_KEY = NsKey(4, 1)
 HOST_NS = Namespace(HOST_KEY, is_host=True)
@@ -65,7 +65,7 @@ def samples(text: str, name: str) -> list:  # type: ignore[type-arg]
 
 
 def render_text(r: Report) -> str:
-    from vethpeer.serve.metrics import render
+    from vethpeer.agent.metrics import render
 
     body, _type = render(interface_families(Observation(r)), "")
     return body.decode()

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from vethpeer.agent.api import Response, Service, route
+from vethpeer.agent.cache import WalkCache
+from vethpeer.agent.engine import Walker
 from vethpeer.collect import Request
 from vethpeer.correlate import correlate
 from vethpeer.environment import Environment
 from vethpeer.model import Claim, LinkStats, NsKey, Report, Workload
 from vethpeer.model import WorkloadKind as Kind
-from vethpeer.serve.api import Response, Service, route
-from vethpeer.serve.cache import WalkCache
-from vethpeer.serve.engine import Walker
 from vethpeer.targets import scoped
 
 from .builders import HOST, Topo, answered

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from vethpeer.serve.api import Service, route
-from vethpeer.serve.cache import Answer, Walk
-from vethpeer.serve.engine import Observation
+from vethpeer.agent.api import Service, route
+from vethpeer.agent.cache import Answer, Walk
+from vethpeer.agent.engine import Observation
 
 from .builders import cri_pods
 

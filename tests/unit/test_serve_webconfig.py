@@ -15,13 +15,13 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from vethpeer.serve import webfile
-from vethpeer.serve.api import Response
-from vethpeer.serve.auth import AuthCounts, Decision, guard
-from vethpeer.serve.basic_auth import BasicAuth, credentials
-from vethpeer.serve.throttle import ThrottledLog
-from vethpeer.serve.tls import peer_allowed
-from vethpeer.serve.webconfig import WebConfigError, duration_seconds, parse
+from vethpeer.agent import webfile
+from vethpeer.agent.api import Response
+from vethpeer.agent.auth import AuthCounts, Decision, guard
+from vethpeer.agent.basic_auth import BasicAuth, credentials
+from vethpeer.agent.throttle import ThrottledLog
+from vethpeer.agent.tls import peer_allowed
+from vethpeer.agent.webconfig import WebConfigError, duration_seconds, parse
 
 DATA = Path(__file__).parent / "data" / "exporter_toolkit"
 

@@ -11,7 +11,7 @@ from . import options
 
 if TYPE_CHECKING:
     from ..checks import Finding
-    from ..graph.elements import Graph
+    from ..drawing.elements import Graph
     from ..model import Report, Row
 
 NAME = "graph"
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def shown_rows(report: Report, graph: Graph) -> tuple[Row, ...]:
-    from ..graph.build import cluster_id
+    from ..drawing.build import cluster_id
 
     shown = {c.id for c in graph.clusters}
     return tuple(row for row in report.rows if cluster_id(row.end.ns.key) in shown)
@@ -66,7 +66,7 @@ def shown_rows(report: Report, graph: Graph) -> tuple[Row, ...]:
 
 def shape(report: Report, args: argparse.Namespace, proc: str) -> tuple[Graph, tuple[Row, ...]]:
     """Build, narrow, mark doctor's findings, collapse: the pure middle of the command."""
-    from ..graph import build, shape
+    from ..drawing import build, shape
     from ..targets import resolve, scoped
 
     graph = build.build(report)
@@ -115,9 +115,9 @@ def _findings(report: Report, rows: tuple[Row, ...], proc: str, *, full: bool) -
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..collect import gather
+    from ..drawing import dot, graphviz, html, mermaid
+    from ..drawing.elements import document
     from ..errors import UsageError
-    from ..graph import dot, graphviz, html, mermaid
-    from ..graph.elements import document
     from ..render import json as jsonrender
 
     if args.output == "png" and env.stdout_isatty:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 NAME = "serve"
 HELP = "serve Prometheus metrics and the JSON documents over HTTP (read-only)"
-DEFAULT_PORT = 10098  # = vethpeer.serve.DEFAULT_PORT (not imported: the parser stays stdlib-only)
+DEFAULT_PORT = 10098  # = vethpeer.agent.DEFAULT_PORT (not imported: the parser stays stdlib-only)
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 DESCRIPTION = (
     "A long-running HTTP server: GET /metrics (Prometheus text or OpenMetrics), /api/v1/table, "
@@ -202,16 +202,16 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from dataclasses import replace
     from functools import partial
 
+    from ..agent.api import Response, Service, route
+    from ..agent.auth import AuthCounts, Authenticator, guard
+    from ..agent.cache import WalkCache
+    from ..agent.engine import Observation, Walker
+    from ..agent.http import Server, serve_in_thread
+    from ..agent.live import LiveCache
+    from ..agent.secure import open_web_config, web_authenticator
+    from ..agent.webfile import with_web_config
     from ..collect import check_privilege
     from ..live.model import LiveModel
-    from ..serve.api import Response, Service, route
-    from ..serve.auth import AuthCounts, Authenticator, guard
-    from ..serve.cache import WalkCache
-    from ..serve.engine import Observation, Walker
-    from ..serve.http import Server, serve_in_thread
-    from ..serve.live import LiveCache
-    from ..serve.secure import open_web_config, web_authenticator
-    from ..serve.webfile import with_web_config
     from ..targets import scoped
 
     if args.max_clients < 1:
@@ -253,7 +253,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     router: Callable[[str, str, Mapping[str, str]], Response] = partial(route, service)
     authenticator: Authenticator | None = web_authenticator(web) if web is not None else None
     if args.kube_auth:  # with a web config: its TLS, and Kubernetes authentication
-        from ..serve.kubeauth import from_options
+        from ..agent.kubeauth import from_options
 
         try:
             authenticator = from_options(args.kube_auth_kubeconfig, args.kube_auth_proxy_cidr, env.environ)

@@ -54,7 +54,7 @@ def source_changes(before: dict[str, SourceStatus], after: tuple[SourceStatus, .
 
 
 class Walker:
-    """Callable for :class:`~vethpeer.serve.cache.WalkCache`: walk; :meth:`diagnose` is its ``then``.
+    """Callable for :class:`~vethpeer.agent.cache.WalkCache`: walk; :meth:`diagnose` is its ``then``.
 
     gather() warns on stderr about every failing source on every walk; a server walks
     every few seconds, so those go to a scratch stream and only changes are logged.

@@ -1,4 +1,4 @@
-"""Report (+ doctor's findings) -> :class:`~vethpeer.graph.elements.Graph`. Pure: no I/O.
+"""Report (+ doctor's findings) -> :class:`~vethpeer.drawing.elements.Graph`. Pure: no I/O.
 
 * every readable namespace is a cluster labelled with its best workload;
 * every interface in it is a node, loopback only when it is the namespace's only one;
