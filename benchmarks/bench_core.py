@@ -29,8 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +38,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.harness import Pods, best, mark, pods_on_bridges, run_once, torn_down  # noqa: E402
 from tests.lab import netlab  # noqa: E402
+from tests.lab.common import busy  # noqa: E402
 from tests.lab.netlab import HOST, Lab  # noqa: E402
 from tests.tools import search_path  # noqa: E402
 
@@ -68,18 +68,6 @@ def export(revision: str) -> Path:
 
 
 REFERENCE = [sys.executable, str(ROOT / "benchmarks" / "raw_netlink.py")]
-
-
-@contextmanager
-def busy(loops: int) -> Iterator[None]:
-    """``loops`` busy loops (other work on the node) for the block, then ended by PID."""
-    started = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(loops)]
-    try:
-        yield
-    finally:
-        for proc in started:
-            proc.kill()
-            proc.wait()
 
 
 def which_targets(lab: Lab, built: Pods) -> dict[str, tuple[str, str]]:

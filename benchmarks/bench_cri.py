@@ -30,10 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_core import REFERENCE, VETHPEER, busy  # noqa: E402
-from benchmarks.harness import mark, run_once  # noqa: E402
+from benchmarks.bench_core import REFERENCE, VETHPEER  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    as_root,
+    mark,
+    run_once,
+)
+from tests.lab.common import busy  # noqa: E402
 from tests.lab.cri_lab import cri_lab  # noqa: E402
-from tests.tools import search_path  # noqa: E402
 
 TARGETS = {"added": 0.050, "which_vs_table": 0.6, "completion": 0.3}
 NOWHERE = "unix:///run/vpk-bench-no-runtime.sock"
@@ -75,9 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="best of R (default 5)")
     parser.add_argument("--load", type=int, default=0, metavar="K", help="again beside K busy loops")
     args = parser.parse_args(argv)
-    os.environ["PATH"] = search_path()
-    if os.geteuid() != 0:
-        print("bench_cri: needs root", file=sys.stderr)
+    if not as_root("bench_cri"):
         return 5
     results = []
     with cri_lab() as lab:

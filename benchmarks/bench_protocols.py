@@ -31,10 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_core import busy  # noqa: E402
-from benchmarks.harness import pods_on_bridges, run_once, torn_down  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    as_root,
+    pods_on_bridges,
+    run_once,
+    torn_down,
+)
+from tests.lab.common import busy  # noqa: E402
 from tests.lab.netlab import Lab  # noqa: E402
-from tests.tools import search_path  # noqa: E402
 
 RUNNER = [sys.executable, str(ROOT / "benchmarks" / "libraries.py")]
 DOCKER_PREFIX = "vqh-bp"
@@ -117,9 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="best of R (default 5)")
     parser.add_argument("--load", type=int, default=0, metavar="K", help="again beside K busy loops")
     args = parser.parse_args(argv)
-    os.environ["PATH"] = search_path()
-    if os.geteuid() != 0:
-        print("bench_protocols: needs root", file=sys.stderr)
+    if not as_root("bench_protocols"):
         return 5
     labs = {
         "netlink": ("pyroute2", lambda: netlink_lab(args.n)),

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 from tests.lab import netlab
 from tests.lab.netlab import HOST, Lab, Ns
+from tests.tools import search_path
 
 ROOT = Path(__file__).resolve().parents[1]
 LabT = TypeVar("LabT", bound=Lab)
@@ -148,3 +150,12 @@ def torn_down(lab: LabT) -> Iterator[LabT]:
 
 def mark(ok: bool) -> str:
     return "ok" if ok else "MISSED"
+
+
+def as_root(name: str) -> bool:
+    """PATH as the install put the tools (tests/tools.py); False, said on stderr, unless root."""
+    os.environ["PATH"] = search_path()
+    if os.geteuid() != 0:
+        print(f"{name}: needs root", file=sys.stderr)
+        return False
+    return True

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.conftest import run_vethpeer
+from tests.lab.common import busy
 from tests.lab.kube_api import api_server
 from tests.policy import need
 
@@ -32,13 +33,8 @@ LOOPS = 4
 def loaded() -> Iterator[None]:
     """Every core busy: LOOPS busy loops, ended by their PIDs afterwards."""
     need(os.geteuid() == 0, "needs root")
-    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(LOOPS)]
-    try:
+    with busy(LOOPS):
         yield
-    finally:
-        for loop in loops:
-            loop.kill()
-            loop.wait()
 
 
 def import_seconds() -> float:

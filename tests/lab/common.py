@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import subprocess
+import sys
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static
@@ -88,3 +89,15 @@ def busybox_rootfs(path: str, needed: Iterable[str] = ("sleep",)) -> None:
             tar.extractall(path, filter="tar")
         else:
             tar.extractall(path)
+
+
+@contextlib.contextmanager
+def busy(loops: int) -> Iterator[None]:
+    """``loops`` busy loops (other work on the node) for the block, then ended by PID."""
+    started = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(loops)]
+    try:
+        yield
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()
