@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from vethpeer.agent.api import Service, route
-from vethpeer.agent.cache import Answer, Walk
+from vethpeer.agent.cache import Answer, CacheStats, Walk
 from vethpeer.agent.engine import Observation
 
 from .builders import cri_pods
@@ -68,3 +68,20 @@ def test_the_whole_table_cache_survives_a_fan_out_while_walks_move_on(fast_switc
         documents = list(pool.map(ask, range(4000)))
     assert all(document == expected for document in documents)
     assert expected["interfaces"]
+
+
+class FailingCache:
+    """No walk has succeeded: the latest failed on a namespace whose name is not a line of text."""
+
+    def stats(self) -> CacheStats:
+        return CacheStats(walks=1, errors=1, running=False, error="cannot read netns/\x1b]0;own\x07\udcff")
+
+    def latest(self) -> None:
+        return None
+
+
+def test_readyz_shows_a_failed_walks_reason_as_every_text_output_shows_names() -> None:
+    reply = route(Service(FailingCache(), wait=1.0), "GET", "/readyz", {})  # type: ignore[arg-type]
+    assert reply.status == 503
+    reason = "cannot read netns/\\x1b]0;own\\x07\\xff"
+    assert reply.body.decode() == f"not ready: no walk has succeeded yet ({reason})\n"

@@ -25,6 +25,7 @@ from ..journal.record import JournalHealth
 from ..journal.store import JournalError
 from ..render import findings
 from ..render import json as jsonrender
+from ..render.safe import shown
 from ..targets import scoped
 from .cache import Answer, WalkCache
 from .engine import Observation
@@ -90,7 +91,8 @@ def _error(status: int, message: str, **extra: Any) -> Response:
 
 
 def _text(status: int, text: str) -> Response:
-    return Response(status, (text + "\n").encode())
+    """A line for people (a walk's error can carry a name: shown as every text output shows it)."""
+    return Response(status, (shown(text) + "\n").encode())
 
 
 def _wait_for(service: Service, headers: Mapping[str, str]) -> float:
