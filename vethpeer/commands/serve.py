@@ -198,18 +198,15 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     import signal
     import threading
     import time
-    from collections.abc import Callable, Mapping
     from dataclasses import replace
     from functools import partial
 
-    from ..agent.api import Response, Service, route
-    from ..agent.auth import AuthCounts, Authenticator, guard
+    from ..agent.api import Service, route
     from ..agent.cache import WalkCache
     from ..agent.engine import Observation, Walker
     from ..agent.http import Server, serve_in_thread
     from ..agent.live import LiveCache
-    from ..agent.secure import open_web_config, web_authenticator
-    from ..agent.webfile import with_web_config
+    from ..agent.secure import front, open_web_config
     from ..collect import check_privilege
     from ..live.model import LiveModel
     from ..targets import scoped
@@ -250,21 +247,13 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         journal_path=writer.path if writer is not None else None,
         journal=writer.health if writer is not None else None,
     )
-    router: Callable[[str, str, Mapping[str, str]], Response] = partial(route, service)
-    authenticator: Authenticator | None = web_authenticator(web) if web is not None else None
-    if args.kube_auth:  # with a web config: its TLS, and Kubernetes authentication
-        from ..agent.kubeauth import from_options
-
-        try:
-            authenticator = from_options(args.kube_auth_kubeconfig, args.kube_auth_proxy_cidr, env.environ)
-        except ValueError as error:
-            raise ServeFailed(str(error)) from None
-    if authenticator is not None:
-        counts = AuthCounts()
-        service.auth = (authenticator.name, counts.snapshot)
-        router = guard(router, authenticator, counts, env.warn)
-    if web is not None:
-        router = with_web_config(router, web)
+    kube_auth = (
+        (args.kube_auth_kubeconfig, args.kube_auth_proxy_cidr, env.environ) if args.kube_auth else None
+    )
+    try:
+        router = front(partial(route, service), service, web, kube_auth, env.warn)
+    except ValueError as error:  # --kube-auth's kubeconfig
+        raise ServeFailed(str(error)) from None
     host, port = args.listen
     try:
         server = Server(
