@@ -28,7 +28,7 @@ from .deadline import Deadline
 from .environment import Environment
 from .errors import NoPrivilege, SourceFailed
 from .focus import locate
-from .model import Report, Snapshot, SourceResult, SourceState, SourceStatus
+from .model import NsKey, Report, Snapshot, SourceResult, SourceState, SourceStatus
 from .netns import Discovery, discover
 from .sources import Context, Options, Source, all_sources
 from .walk import snapshot
@@ -263,6 +263,7 @@ def gather(request: Request, env: Environment) -> Report:
     check_privilege(env.proc)
     discovery = discover(env.proc)
     walked, named, host_links = discovery, discovery, None
+    asked: set[NsKey] | None = None  # with a focus: the namespaces the sources are asked about
     focus = locate(discovery, request.target, env.proc) if request.target is not None else None
     if request.host_only:
         walked = replace(
@@ -272,18 +273,17 @@ def gather(request: Request, env: Environment) -> Report:
         keep = focus.namespaces | {discovery.host}
         walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
         # The sources name the namespaces read, not the host's own processes (unless it is the target).
-        ask = focus.namespaces or {discovery.host}
-        named = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in ask))
+        asked = set(focus.namespaces or {discovery.host})
+        named = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in asked))
         host_links = focus.host_links
     naming = _Naming(named, request, env)  # the sources run in their threads during the walk
     snap = snapshot(walked, fdb=request.fdb, host_links=host_links, proc=env.proc, stats=request.stats)
     found = naming.finish()
-    if focus is not None:  # claims on namespaces not read would name nothing that is shown
-        wanted = focus.namespaces or {discovery.host}
+    if asked is not None:  # claims on namespaces not read would name nothing that is shown
         found = replace(
             found,
             results=tuple(
-                replace(result, claims=tuple(c for c in result.claims if c.netns in wanted))
+                replace(result, claims=tuple(c for c in result.claims if c.netns in asked))
                 for result in found.results
             ),
         )

@@ -10,7 +10,6 @@ caught by one or the other). Everything made here carries the ``vqg`` prefix.
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import time
@@ -21,9 +20,10 @@ from typing import Any, ClassVar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.conftest import table_json
 from tests.lab import docker_lab
 from tests.lab.netlab import HOST, Lab, Ns
-from tests.lab.serve_lab import PYTHON, ROOT, Served, free_port, get, serve
+from tests.lab.serve_lab import Served, free_port, get, serve
 from tests.policy import need_binary, need_root
 
 pytestmark = pytest.mark.integration
@@ -75,15 +75,7 @@ def comparable(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def fresh_table() -> dict[str, Any]:
-    done = subprocess.run(
-        [PYTHON, "-m", "vethpeer", "table", "--json", "--no-kube"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
-    assert done.returncode in (0, 6), done.stderr
-    return comparable(json.loads(done.stdout))
+    return comparable(table_json("--no-kube"))
 
 
 def differences(model: dict[str, Any], walk: dict[str, Any]) -> list[str]:

@@ -11,7 +11,6 @@ checked against the API schemas in tests/unit/test_deploy_manifests.py.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import subprocess
@@ -22,9 +21,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.conftest import table_json
 from tests.lab.agent_image import agent_image
 from tests.lab.common import busybox_rootfs_tar
-from tests.lab.serve_lab import PYTHON, ROOT, BridgeLab, free_port, get
+from tests.lab.serve_lab import BridgeLab, free_port, get
 from tests.policy import need, need_binary
 
 pytestmark = pytest.mark.integration
@@ -112,15 +112,7 @@ def agent(image: str, tag: str) -> Iterator[int]:
 
 
 def host_table() -> dict[str, Any]:
-    done = subprocess.run(
-        [PYTHON, "-m", "vethpeer", "table", "--json", "--no-kube"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-    )
-    document: dict[str, Any] = json.loads(done.stdout)
-    return document
+    return table_json("--no-kube")
 
 
 def ours(document: dict[str, Any], inodes: set[int]) -> list[dict[str, Any]]:
