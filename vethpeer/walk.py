@@ -57,10 +57,14 @@ def _some_links(sock: RtnlSocket, names: Collection[str | int], stats: bool = Fa
     return found
 
 
-def _port_names(sock: RtnlSocket, fdb: Iterable[FdbEntry], links: Iterable[Link]) -> dict[int, str]:
-    """The names of the FDB's ports that are not among ``links`` (RTM_GETLINK by ifindex)."""
-    known = {link.index for link in links}
-    asked = (sock.link(index=i) for i in sorted({e.port for e in fdb} - known))
+def _port_names(host: _Open, opened: Iterable[_Open]) -> dict[int, str]:
+    """A host read only in part: the names of the ports its bridges learned the walked
+    namespaces' MACs on, where those ports were not read (RTM_GETLINK by ifindex, one a port).
+    An FDB verdict says where a row's MAC was learned; the other entries name nothing shown."""
+    macs = {link.mac for o in opened if o is not host for link in o.links}
+    known = {link.index for link in host.links}
+    ports = {e.port for e in host.fdb if e.mac in macs} - known
+    asked = (host.sock.link(index=i) for i in sorted(ports))
     return {link.index: link.name for link in asked if link is not None}
 
 
@@ -89,8 +93,6 @@ def _read(
         opened = _Open(ns, fd, sock, with_addresses(links, sock))
         if fdb and any(link.kind == "bridge" for link in opened.links):
             opened.fdb = tuple(sock.fdb())
-            if only is not None:  # where a MAC was learned is named by its port, read or not
-                opened.port_names = _port_names(sock, opened.fdb, opened.links)
     except OSError:
         sock.close()
         os.close(fd)
@@ -142,6 +144,9 @@ def _snapshot(
             except NetlinkError:
                 return None
 
+        host = opened.get(discovery.host)
+        if host_links is not None and host is not None and host.fdb:
+            host.port_names = _port_names(host, opened.values())
         links = {key: o.links for key, o in opened.items()}
         resolved = nsids.resolve(links, discovery.host, ask)
         views = [
