@@ -27,27 +27,11 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from ..commands.options import moment
-    from .fanout import AGENT_NAMESPACE, AGENT_SELECTOR
 
-    common = _Parser(add_help=False)
-    common.add_argument("-n", "--namespace", metavar="NS", help="the pods' Kubernetes namespace")
-    common.add_argument(
-        "-A", "--all-namespaces", action="store_true", help="every namespace (table: every node)"
-    )
-    common.add_argument(
-        "--kubeconfig", metavar="FILE", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
-    )
-    common.add_argument("--context", metavar="NAME", help="kubeconfig context")
-    common.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table")
-    common.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per node (default 5)")
-    common.add_argument("--debug", action="store_true", help="tracebacks instead of one-line errors")
-    common.add_argument(
-        "--agent-namespace", default=AGENT_NAMESPACE, metavar="NS", help=f"default {AGENT_NAMESPACE}"
-    )
-    common.add_argument(
-        "--agent-selector", default=AGENT_SELECTOR, metavar="LABELS", help="the agents' pod labels"
-    )
-    parser = _Parser(prog="kubectl vethpeer", description=__doc__.splitlines()[0], parents=[common])
+    top, common = _Parser(add_help=False), _Parser(add_help=False)
+    add_common(top, defaults=True)
+    add_common(common, defaults=False)
+    parser = _Parser(prog="kubectl vethpeer", description=__doc__.splitlines()[0], parents=[top])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     which = commands.add_parser(
         "which", parents=[common], help="a pod's interfaces, host-side veths and bridges"
@@ -73,6 +57,48 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "doctor":
             sub.add_argument("--all", dest="show_info", action="store_true", help="info findings too")
     return parser
+
+
+def add_common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """Options accepted before or after the command (`kubectl vethpeer --debug table` = `... table
+    --debug`): the top-level parser sets the defaults; each command's parser repeats the options
+    with SUPPRESS defaults, so a value given before the command is not reset after it."""
+    from ..commands.options import positive_seconds
+    from .fanout import AGENT_NAMESPACE, AGENT_SELECTOR
+
+    def d(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "-n", "--namespace", metavar="NS", default=d(None), help="the pods' Kubernetes namespace"
+    )
+    parser.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        default=d(False),
+        help="every namespace (table: every node)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        default=d(None),
+        help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)",
+    )
+    parser.add_argument("--context", metavar="NAME", default=d(None), help="kubeconfig context")
+    parser.add_argument("-o", "--output", choices=("table", "wide", "json"), default=d("table"))
+    parser.add_argument(
+        "--timeout", type=positive_seconds, default=d(5.0), metavar="S", help="per node (default 5)"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=d(False), help="tracebacks instead of one-line errors"
+    )
+    parser.add_argument(
+        "--agent-namespace", default=d(AGENT_NAMESPACE), metavar="NS", help=f"default {AGENT_NAMESPACE}"
+    )
+    parser.add_argument(
+        "--agent-selector", default=d(AGENT_SELECTOR), metavar="LABELS", help="the agents' pod labels"
+    )
 
 
 def pod_target(target: str, namespace: str | None, default: str) -> tuple[str, str]:
