@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from vethpeer.correlate import correlate
-from vethpeer.errors import Ambiguous
+from vethpeer.errors import Ambiguous, NotFound
 from vethpeer.model import Claim, Namespace, NsKey, NsView, Snapshot, SourceResult, Workload, WorkloadKind
-from vethpeer.targets import resolve
+from vethpeer.targets import resolve, workload_namespaces
 
 from .builders import LO, answered
 
@@ -102,3 +102,26 @@ def test_which_says_a_joined_container_shares_the_namespace(monkeypatch: pytest.
         assert text.startswith("join shares docker/web's network namespace\n"), text
         assert "docker/web (+join)" in text
     assert "shares" not in _which_text(monkeypatch, "web")
+
+
+@pytest.mark.parametrize(
+    "target", ["web", "join", "db", "b7", "1a", JOIN_ID, WEB_ID[:12], "hostnet", "docker/db", "nothing"]
+)
+def test_the_namespaces_a_name_is_placed_in_are_resolves(target: str) -> None:
+    """focus.by_name reads what workload_namespaces gives: one namespace, resolve's answer there;
+    several, resolve's ambiguity; none, not found; the host's, host network."""
+    snapshot, results = _report(with_host_network=True)
+    keys = workload_namespaces(correlate(Snapshot(HOST, ()), results), target, None)
+    report = correlate(snapshot, results)
+    try:
+        match = resolve(report, target)
+    except Ambiguous:
+        assert len(keys) > 1
+        return
+    except NotFound:
+        assert not keys
+        return
+    if match.host_network:
+        assert keys == {HOST}
+    else:
+        assert keys == {row.end.ns.key for row in match.rows} and len(keys) == 1
