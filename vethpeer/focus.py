@@ -16,7 +16,7 @@ interface the VM holds) needs the host's links, so its name walks everything.
 The order is :func:`vethpeer.targets.resolve`'s: a target that an earlier kind of target
 would claim (an IP, a MAC, ...) never takes a later kind's shortcut, so the answer is the
 full walk's. ``tests/integration/test_focus.py`` compares the two on the truth topologies,
-``tests/integration/test_cri.py`` on pods of a real containerd.
+``tests/integration/test_focus_cri.py`` on pods of a real containerd beside Docker containers.
 """
 
 from __future__ import annotations

@@ -6,7 +6,19 @@ import pytest
 
 from vethpeer.correlate import correlate
 from vethpeer.errors import Ambiguous, NotFound
-from vethpeer.model import Claim, Namespace, NsKey, NsView, Snapshot, SourceResult, Workload, WorkloadKind
+from vethpeer.focus import Focus, by_name
+from vethpeer.model import (
+    Claim,
+    LinkClaim,
+    Namespace,
+    NsKey,
+    NsView,
+    Snapshot,
+    SourceResult,
+    Workload,
+    WorkloadKind,
+)
+from vethpeer.netns import Discovery
 from vethpeer.targets import resolve, workload_namespaces
 
 from .builders import LO, answered
@@ -125,3 +137,16 @@ def test_the_namespaces_a_name_is_placed_in_are_resolves(target: str) -> None:
         assert keys == {HOST}
     else:
         assert keys == {row.end.ns.key for row in match.rows} and len(keys) == 1
+
+
+def test_by_name_reads_no_row_for_nothing_an_ambiguity_or_the_host_and_walks_for_a_tap() -> None:
+    snapshot, results = _report(with_host_network=True)
+    discovery = Discovery(HOST, "pid 1", tuple(view.ns for view in snapshot.views), 0, 0)
+    nothing = Focus(frozenset(), ())
+    assert by_name(discovery, results, "nothing") == nothing
+    assert by_name(discovery, results, "b7") == nothing  # ambiguous
+    assert by_name(discovery, results, "hostnet") == nothing  # host network: no row
+    vm = Workload(WorkloadKind.VM, "vm1", id="42", source="taps")
+    with_tap = [*results, answered("taps", links=[LinkClaim(HOST, "tap0", vm, 10)])]
+    assert by_name(discovery, with_tap, "vm1") is None  # its row is a host interface: walk it all
+    assert by_name(discovery, with_tap, "nothing") == nothing
