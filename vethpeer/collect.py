@@ -27,7 +27,7 @@ from .correlate import correlate
 from .deadline import Deadline
 from .environment import Environment
 from .errors import NoPrivilege, SourceFailed
-from .focus import locate
+from .focus import BY_NAME, Focus, by_name, locate
 from .model import NsKey, Report, Snapshot, SourceResult, SourceState, SourceStatus
 from .netns import Discovery, discover
 from .sources import Context, Options, Source, all_sources
@@ -67,6 +67,7 @@ class Request:
     fdb: bool = False  # read the bridges' MAC tables too
     stats: bool = False  # read every link's IFLA_STATS64 counters too (Link.stats)
     target: str | None = None  # `which TARGET`: read only what it names, when it says where (focus.py)
+    namespace: str | None = None  # `which -n NS TARGET`: the Kubernetes namespace a workload target is in
     host_only: bool = False  # read the host's links only (the sources still name every namespace)
     strict: bool = False  # a present source that did not answer is a failure (exit 7)
     debug: bool = False  # tracebacks in the statuses of sources that raised
@@ -265,11 +266,13 @@ def gather(request: Request, env: Environment) -> Report:
     walked, named, host_links = discovery, discovery, None
     asked: set[NsKey] | None = None  # with a focus: the namespaces the sources are asked about
     focus = locate(discovery, request.target, env.proc) if request.target is not None else None
+    if focus == BY_NAME and not request.host_only:
+        return _gather_by_name(discovery, request, env)
     if request.host_only:
         walked = replace(
             discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key == discovery.host)
         )
-    elif focus is not None:
+    elif isinstance(focus, Focus):
         keep = focus.namespaces | {discovery.host}
         walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
         # The sources name the namespaces read, not the host's own processes (unless it is the target).
@@ -287,4 +290,20 @@ def gather(request: Request, env: Environment) -> Report:
                 for result in found.results
             ),
         )
+    return join(snap, found, request, env)
+
+
+def _gather_by_name(discovery: Discovery, request: Request, env: Environment) -> Report:
+    """`which WORKLOAD`: the sources name every namespace first (the target is one of their
+    names), then only the namespace those names place it in is read, with its peers; their
+    claims are all kept, so the target resolves, or is ambiguous, as in the full walk."""
+    assert request.target is not None
+    found = _Naming(discovery, request, env).finish()
+    focus = by_name(discovery, found.results, request.target, request.namespace, env.proc)
+    walked, host_links = discovery, None
+    if focus is not None:
+        keep = focus.namespaces | {discovery.host}
+        walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
+        host_links = focus.host_links
+    snap = snapshot(walked, fdb=request.fdb, host_links=host_links, proc=env.proc, stats=request.stats)
     return join(snap, found, request, env)

@@ -132,7 +132,7 @@ def _netns_name(report: Report, target: str) -> Match | None:
     return None
 
 
-def _workload_matchers(target: str, namespace: str | None) -> tuple[Callable[[Workload], bool], ...]:
+def workload_matchers(target: str, namespace: str | None) -> tuple[Callable[[Workload], bool], ...]:
     """Exact matchers first, then the ID prefix one."""
     kube_ns, _, kube_name = target.partition("/")
     name = target[4:] if target.startswith("pod/") else target
@@ -188,14 +188,31 @@ def _candidate(w: Workload, target: str) -> str:
     return w.label
 
 
-def _workload(report: Report, target: str, namespace: str | None) -> Match | None:
+def _candidates(report: Report) -> list[tuple[NsKey, Workload]]:
+    """Every workload the sources named, on its namespace (the host's for host-network ones)."""
     candidates = [(key, w) for key, found in report.workloads.items() for w in found]
-    candidates += [(report.snapshot.host, w) for w in report.host_network]
+    return candidates + [(report.snapshot.host, w) for w in report.host_network]
+
+
+def workload_namespaces(report: Report, target: str, namespace: str | None) -> frozenset[NsKey]:
+    """Where :func:`resolve` finds a workload target among the sources' names, by its own
+    matchers: one namespace is its answer (the host's: it shares the host network), several an
+    ambiguity, none not found. Taps (a VM holding a host interface) are not looked at."""
+    candidates = _candidates(report)
+    for matcher in workload_matchers(target, namespace):
+        keys = frozenset(key for key, w in candidates if matcher(w))
+        if keys:
+            return keys
+    return frozenset()
+
+
+def _workload(report: Report, target: str, namespace: str | None) -> Match | None:
+    candidates = _candidates(report)
     # Workloads that own single interfaces of the host (a VM and its taps), not a namespace.
     taps = [
         row for row in report.rows if row.relation is Relation.TAP and row.end.ns.key == report.snapshot.host
     ]
-    for matcher in _workload_matchers(target, namespace):
+    for matcher in workload_matchers(target, namespace):
         held = tuple(row for row in taps if matcher(row.end.workload))
         keys = {key for key, w in candidates if matcher(w)}
         if held and not keys:

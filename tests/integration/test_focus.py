@@ -5,7 +5,10 @@ Both walks run in this process against the same lab (prefix ``vqh``): ``gather``
 target (the focused walk) and without (everything), then ``targets.resolve`` on each; the
 rows (ends, peers, bridges, relations, workloads), the host-network answer and any error
 must be the same. Every target kind that may take the shortcut does (asserted), and the ones
-that may not (IPs, MACs inside namespaces, workload names) are compared too.
+that may not (IPs, MACs inside namespaces) are compared too. Workload names (here the kernel
+source's: a process's ``pid/N (comm)``, a bind mount's path, an ID or a prefix of one) take
+the shortcut after the sources (``by_name``); tests/integration/test_focus_cri.py does the
+same for pods and Docker containers.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from tests.lab.netlab import HOST, Lab, Topology
 from vethpeer.collect import Request, gather
 from vethpeer.environment import Environment
 from vethpeer.errors import VethpeerError
-from vethpeer.focus import locate
+from vethpeer.focus import BY_NAME, by_name, locate
 from vethpeer.model import Report, Row
 from vethpeer.netns import discover
-from vethpeer.sources import kernel
+from vethpeer.sources import Context, kernel
 from vethpeer.targets import resolve
 
 
@@ -124,6 +127,34 @@ def test_focused_which_answers_as_the_full_walk(world: tuple[Lab, list[Topology]
             assert len(focused.snapshot.views) < len(full.snapshot.views), target
             took.append(target)
     assert len(took) > 20
+
+
+def _workload_targets(full: Report) -> set[str]:
+    """Every name, label and ID the sources gave, a prefix of each ID, and names of nothing."""
+    found = {"vqh-nothing", "pod/vqh-nothing", "vqh-a/vqh-b", "f", "0"}
+    workloads = [w for claimed in full.workloads.values() for w in claimed]
+    for w in workloads:
+        found |= {w.name, w.label}
+        if w.id:
+            found |= {w.id, w.id[:2]}
+    return {t for t in found if t.strip()}
+
+
+def test_focused_which_by_name_answers_as_the_full_walk(world: tuple[Lab, list[Topology]]) -> None:
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    sources = [kernel.KernelNames()]
+    full = gather(Request(sources=sources, ovs=False, fdb=True), env)
+    discovery = discover()
+    results = [kernel.KernelNames().collect(Context(discovery.host, discovery.namespaces))]
+    by_names = 0
+    for target in sorted(_workload_targets(full)):
+        focused = gather(Request(sources=sources, ovs=False, fdb=True, target=target), env)
+        assert _answer(focused, target) == _answer(full, target), target
+        if locate(discovery, target) == BY_NAME:
+            assert by_name(discovery, results, target) is not None, target
+            assert len(focused.snapshot.views) < len(full.snapshot.views), target
+            by_names += 1
+    assert by_names > 20
 
 
 def test_a_peer_in_a_third_namespace_is_read_too(world: tuple[Lab, list[Topology]]) -> None:

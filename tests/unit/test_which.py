@@ -5,9 +5,21 @@ from __future__ import annotations
 import pytest
 
 from vethpeer.correlate import correlate
-from vethpeer.errors import Ambiguous
-from vethpeer.model import Claim, Namespace, NsKey, NsView, Snapshot, SourceResult, Workload, WorkloadKind
-from vethpeer.targets import resolve
+from vethpeer.errors import Ambiguous, NotFound
+from vethpeer.focus import Focus, by_name
+from vethpeer.model import (
+    Claim,
+    LinkClaim,
+    Namespace,
+    NsKey,
+    NsView,
+    Snapshot,
+    SourceResult,
+    Workload,
+    WorkloadKind,
+)
+from vethpeer.netns import Discovery
+from vethpeer.targets import resolve, workload_namespaces
 
 from .builders import LO, answered
 
@@ -102,3 +114,39 @@ def test_which_says_a_joined_container_shares_the_namespace(monkeypatch: pytest.
         assert text.startswith("join shares docker/web's network namespace\n"), text
         assert "docker/web (+join)" in text
     assert "shares" not in _which_text(monkeypatch, "web")
+
+
+@pytest.mark.parametrize(
+    "target", ["web", "join", "db", "b7", "1a", JOIN_ID, WEB_ID[:12], "hostnet", "docker/db", "nothing"]
+)
+def test_the_namespaces_a_name_is_placed_in_are_resolves(target: str) -> None:
+    """focus.by_name reads what workload_namespaces gives: one namespace, resolve's answer there;
+    several, resolve's ambiguity; none, not found; the host's, host network."""
+    snapshot, results = _report(with_host_network=True)
+    keys = workload_namespaces(correlate(Snapshot(HOST, ()), results), target, None)
+    report = correlate(snapshot, results)
+    try:
+        match = resolve(report, target)
+    except Ambiguous:
+        assert len(keys) > 1
+        return
+    except NotFound:
+        assert not keys
+        return
+    if match.host_network:
+        assert keys == {HOST}
+    else:
+        assert keys == {row.end.ns.key for row in match.rows} and len(keys) == 1
+
+
+def test_by_name_reads_no_row_for_nothing_an_ambiguity_or_the_host_and_walks_for_a_tap() -> None:
+    snapshot, results = _report(with_host_network=True)
+    discovery = Discovery(HOST, "pid 1", tuple(view.ns for view in snapshot.views), 0, 0)
+    nothing = Focus(frozenset(), ())
+    assert by_name(discovery, results, "nothing") == nothing
+    assert by_name(discovery, results, "b7") == nothing  # ambiguous
+    assert by_name(discovery, results, "hostnet") == nothing  # host network: no row
+    vm = Workload(WorkloadKind.VM, "vm1", id="42", source="taps")
+    with_tap = [*results, answered("taps", links=[LinkClaim(HOST, "tap0", vm, 10)])]
+    assert by_name(discovery, with_tap, "vm1") is None  # its row is a host interface: walk it all
+    assert by_name(discovery, with_tap, "nothing") == nothing

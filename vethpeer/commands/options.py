@@ -135,6 +135,7 @@ def request(args: argparse.Namespace, *, fdb: bool = False, target: str | None =
         ),
         fdb=fdb,
         target=target,
+        namespace=args.namespace if target is not None else None,
         strict=args.strict,
         debug=args.debug,
     )

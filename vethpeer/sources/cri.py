@@ -9,8 +9,8 @@ server is reachable. Three kinds of call, each under the one deadline
   but runs with the CRI plugin disabled: UNIMPLEMENTED),
 * ``ListPodSandbox`` (READY sandboxes only: a pod recreated several times leaves
   NOTREADY sandboxes behind whose namespace is closed) and ``ListContainers``
-  (once, for the container names and IDs of every sandbox), side by side,
-* ``PodSandboxStatus(verbose=true)`` for every ready sandbox, all in flight at once
+  (once, for the container names and IDs of every sandbox), the three sent at once,
+* ``PodSandboxStatus(verbose=true)`` for every ready sandbox not placed by its cgroup, all in flight at once
   on one HTTP/2 connection (it is the only per-pod call; there is no batch form).
   Its ``info["info"]`` JSON (containerd and CRI-O alike) carries the sandbox's
   ``pid`` and ``runtimeSpec.linux.namespaces[type=network].path``.
@@ -227,8 +227,9 @@ def _query(
     from ..cri.client import Channel
 
     with Channel(path, deadline, service=SERVICE, max_message=MAX_MESSAGE) as channel:
-        version = channel.call("Version", pb.VersionRequest(version="v1"), pb.VersionResponse)
-        runtime = f"{version.runtime_name} {version.runtime_version}".strip()
+        # The three in one round trip: a runtime without CRI fails all three alike (Version's
+        # error is the one raised), and each wake-up of this thread can wait for the GIL.
+        version_call = channel.start("Version", pb.VersionRequest(version="v1"), pb.VersionResponse)
         ready = pb.PodSandboxFilter(state=pb.PodSandboxStateValue(state=pb.SANDBOX_READY))
         sandboxes_call = channel.start(
             "ListPodSandbox", pb.ListPodSandboxRequest(filter=ready), pb.ListPodSandboxResponse
@@ -236,6 +237,8 @@ def _query(
         containers_call = channel.start(
             "ListContainers", pb.ListContainersRequest(), pb.ListContainersResponse
         )
+        version = version_call.result()
+        runtime = f"{version.runtime_name} {version.runtime_version}".strip()
         sandboxes = [s for s in sandboxes_call.result().items if s.state == pb.SANDBOX_READY]
         containers = _containers_by_sandbox(containers_call.result().containers)
         # This host's runtime: a sandbox its pause process's cgroup places needs no status call.
