@@ -101,7 +101,8 @@ def _locate(
     if target.startswith(("/", "./")):
         return _namespace(discovery, key_of(target), host_fd, proc)
     link = sock.link(target) if _could_be_ifname(target) else None
-    if link is not None:  # a host interface, before any `ip netns` name
+    # The kernel finds a link by an alternative name too; a target is an interface by its name only.
+    if link is not None and link.name == target:  # a host interface, before any `ip netns` name
         return _behind_host_link(discovery, sock, [link], proc)
     named = [ns.key for ns in discovery.namespaces if target in ns.netns_names]
     if not named:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -166,3 +167,22 @@ def test_a_peer_in_a_third_namespace_is_read_too(world: tuple[Lab, list[Topology
     assert found is not None
     assert {key.ino for key in found.namespaces} == {left.inode, right.inode}
     assert found.host_links == ()
+
+
+def test_an_alternative_name_is_not_taken_for_the_interfaces_name(world: tuple[Lab, list[Topology]]) -> None:
+    """RTM_GETLINK by name finds a link by an altname too, but a target names an interface by its
+    name only: a host veth whose altname is another namespace's `ip netns` name answers for that
+    namespace, as the full walk does."""
+    _lab, topologies = world
+    host = next((t, e) for t in topologies for p in t.pairs for e in (p.a, p.b) if e.ns.is_host)
+    alt = next(ns.name for t in topologies if t is not host[0] for ns in t.namespaces if ns.name)
+    subprocess.run(["ip", "link", "property", "add", "dev", host[1].ifname, "altname", alt], check=True)
+    try:
+        env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+        sources = [kernel.KernelNames()]
+        full = gather(Request(sources=sources, ovs=False, fdb=True), env)
+        focused = gather(Request(sources=sources, ovs=False, fdb=True, target=alt), env)
+        assert _answer(full, alt)[0] == "rows"
+        assert _answer(focused, alt) == _answer(full, alt)
+    finally:
+        subprocess.run(["ip", "link", "property", "del", "dev", host[1].ifname, "altname", alt], check=False)
