@@ -320,6 +320,16 @@ class RtnlSocket:
             raise
         return None
 
+    def links_holding(self, raw: bytes) -> list[Link]:
+        """The links whose message carries these bytes (a MAC's six), out of one dump: only those
+        are parsed (`which MAC` scans every namespace); the caller checks the field it meant."""
+
+        def parse(data: bytes, body: int, end: int) -> Link | None:
+            return parse_link(data, body, end) if data.find(raw, body, end) >= 0 else None
+
+        payload = _IFINFO.pack(0, 0, 0, 0, 0) + NLA.pack(8, IFLA_EXT_MASK) + U32.pack(RTEXT_FILTER_SKIP_STATS)
+        return self.dump(RTM_GETLINK, RTM_NEWLINK, payload, parse)
+
     def dump(
         self, msg_type: int, reply_type: int, payload: bytes, parse: Callable[[bytes, int, int], T | None]
     ) -> list[T]:
