@@ -75,9 +75,12 @@ def which_targets(lab: Lab, built: Pods) -> dict[str, tuple[str, str]]:
     i = len(built.host_veths) // 2
     veth, ns = built.host_veths[i], built.namespaces[i]
     link = netlab.ip_json(HOST, "link", "show", "dev", veth)[0]
+    address = lab.ip4(0, 2)
+    lab.addr(netlab.End(ns, "eth0"), address)  # one namespace holds it: `which IP` may focus
     return {
         "veth": (veth, veth),
         "mac": (link["address"], veth),
+        "ip": (address.split("/")[0], veth),
         "netns": (ns.name, veth),
         "path": (f"/run/netns/{ns.name}", veth),
     }
@@ -91,15 +94,19 @@ def measure(
         built = pods_on_bridges(lab, count)
         build_s = time.perf_counter() - started
         figures = {"n": count, "namespaces": len(netlab.ip_json(HOST, "netns", "list")), "build": build_s}
+        targets = which_targets(lab, built)
         for phase, loops in (("", 0), ("load_", load)) if load else (("", 0),):
             with busy(loops):
-                figures.update({phase + k: v for k, v in timed(lab, built, count, repeat, iproute2).items()})
+                found = timed(built, targets, count, repeat, iproute2)
+                figures.update({phase + k: v for k, v in found.items()})
         if before is not None:
             figures.update(earlier(built, repeat, before))
         return figures
 
 
-def timed(lab: Lab, built: Pods, count: int, repeat: int, iproute2: bool) -> dict[str, float]:
+def timed(
+    built: Pods, targets: dict[str, tuple[str, str]], count: int, repeat: int, iproute2: bool
+) -> dict[str, float]:
     """table, the raw-netlink reference interleaved with it, which per target kind, completion."""
     walls: dict[str, list[float]] = {"table": [], "reference": []}
     table_rss = 0
@@ -119,7 +126,7 @@ def timed(lab: Lab, built: Pods, count: int, repeat: int, iproute2: bool) -> dic
             [["ip", "-all", "netns", "exec", "ip", "-o", "link"], ["ip", "-o", "-d", "link"]], repeat
         )
     whiches, which_rss = {}, 0
-    for kind, (target, veth) in which_targets(lab, built).items():
+    for kind, (target, veth) in targets.items():
         whiches[f"which_{kind}"], rss, runs = best([[*VETHPEER, "which", "-q", target]], repeat)
         which_rss = max(which_rss, rss)
         if runs[0].stdout.split() != [veth]:
@@ -202,12 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{title}:\n")
         print(
             "| N | namespaces | `table --json` (s) | raw netlink (s) | ratio | iproute2 (s) "
-            "| `which -q` veth / MAC / netns / path (s) | `completion --list-targets` (s) "
+            "| `which -q` veth / MAC / IP / netns / path (s) | `completion --list-targets` (s) "
             "| peak RSS (MB) |"
         )
         print("|---:|---:|---:|---:|---:|---:|---|---:|---:|")
         for r in results:
-            w = " / ".join(f"{r[phase + 'which_' + k]:.3f}" for k in ("veth", "mac", "netns", "path"))
+            w = " / ".join(f"{r[phase + 'which_' + k]:.3f}" for k in ("veth", "mac", "ip", "netns", "path"))
             print(
                 f"| {r['n']} | {r['namespaces']} | {r[phase + 'table']:.3f} | {r[phase + 'reference']:.3f} "
                 f"| {r[phase + 'vs_reference']:.2f}x | {r[phase + 'baseline']:.3f} | {w} "
