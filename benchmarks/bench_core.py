@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -193,7 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for count in sizes:
             print(f"N={count}: building and timing ...", file=sys.stderr, flush=True)
             before = export(args.before) if args.before else None
-            results.append(measure(count, args.repeat, before, args.load, args.iproute2))
+            try:
+                results.append(measure(count, args.repeat, before, args.load, args.iproute2))
+            finally:
+                if before is not None:  # the exported revision: a temporary folder per size
+                    shutil.rmtree(before, ignore_errors=True)
     except KeyboardInterrupt:
         print("bench_core: interrupted; everything built was removed", file=sys.stderr)
         return 130
