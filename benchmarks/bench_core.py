@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,9 +76,12 @@ def which_targets(lab: Lab, built: Pods) -> dict[str, tuple[str, str]]:
     i = len(built.host_veths) // 2
     veth, ns = built.host_veths[i], built.namespaces[i]
     link = netlab.ip_json(HOST, "link", "show", "dev", veth)[0]
+    address = lab.ip4(0, 2)
+    lab.addr(netlab.End(ns, "eth0"), address)  # one namespace holds it: `which IP` may focus
     return {
         "veth": (veth, veth),
         "mac": (link["address"], veth),
+        "ip": (address.split("/")[0], veth),
         "netns": (ns.name, veth),
         "path": (f"/run/netns/{ns.name}", veth),
     }
@@ -91,15 +95,19 @@ def measure(
         built = pods_on_bridges(lab, count)
         build_s = time.perf_counter() - started
         figures = {"n": count, "namespaces": len(netlab.ip_json(HOST, "netns", "list")), "build": build_s}
+        targets = which_targets(lab, built)
         for phase, loops in (("", 0), ("load_", load)) if load else (("", 0),):
             with busy(loops):
-                figures.update({phase + k: v for k, v in timed(lab, built, count, repeat, iproute2).items()})
+                found = timed(built, targets, count, repeat, iproute2)
+                figures.update({phase + k: v for k, v in found.items()})
         if before is not None:
             figures.update(earlier(built, repeat, before))
         return figures
 
 
-def timed(lab: Lab, built: Pods, count: int, repeat: int, iproute2: bool) -> dict[str, float]:
+def timed(
+    built: Pods, targets: dict[str, tuple[str, str]], count: int, repeat: int, iproute2: bool
+) -> dict[str, float]:
     """table, the raw-netlink reference interleaved with it, which per target kind, completion."""
     walls: dict[str, list[float]] = {"table": [], "reference": []}
     table_rss = 0
@@ -119,7 +127,7 @@ def timed(lab: Lab, built: Pods, count: int, repeat: int, iproute2: bool) -> dic
             [["ip", "-all", "netns", "exec", "ip", "-o", "link"], ["ip", "-o", "-d", "link"]], repeat
         )
     whiches, which_rss = {}, 0
-    for kind, (target, veth) in which_targets(lab, built).items():
+    for kind, (target, veth) in targets.items():
         whiches[f"which_{kind}"], rss, runs = best([[*VETHPEER, "which", "-q", target]], repeat)
         which_rss = max(which_rss, rss)
         if runs[0].stdout.split() != [veth]:
@@ -186,7 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for count in sizes:
             print(f"N={count}: building and timing ...", file=sys.stderr, flush=True)
             before = export(args.before) if args.before else None
-            results.append(measure(count, args.repeat, before, args.load, args.iproute2))
+            try:
+                results.append(measure(count, args.repeat, before, args.load, args.iproute2))
+            finally:
+                if before is not None:  # the exported revision: a temporary folder per size
+                    shutil.rmtree(before, ignore_errors=True)
     except KeyboardInterrupt:
         print("bench_core: interrupted; everything built was removed", file=sys.stderr)
         return 130
@@ -202,12 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{title}:\n")
         print(
             "| N | namespaces | `table --json` (s) | raw netlink (s) | ratio | iproute2 (s) "
-            "| `which -q` veth / MAC / netns / path (s) | `completion --list-targets` (s) "
+            "| `which -q` veth / MAC / IP / netns / path (s) | `completion --list-targets` (s) "
             "| peak RSS (MB) |"
         )
         print("|---:|---:|---:|---:|---:|---:|---|---:|---:|")
         for r in results:
-            w = " / ".join(f"{r[phase + 'which_' + k]:.3f}" for k in ("veth", "mac", "netns", "path"))
+            w = " / ".join(f"{r[phase + 'which_' + k]:.3f}" for k in ("veth", "mac", "ip", "netns", "path"))
             print(
                 f"| {r['n']} | {r['namespaces']} | {r[phase + 'table']:.3f} | {r[phase + 'reference']:.3f} "
                 f"| {r[phase + 'vs_reference']:.2f}x | {r[phase + 'baseline']:.3f} | {w} "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -146,6 +145,8 @@ def guarded(name: str, work: Callable[[], T], failed: Callable[[SourceStatus], T
     except Exception as error:
         detail = f"{type(error).__name__}: {error}"
         if debug:
+            import traceback  # only with --debug, after a source raised
+
             detail += "\n" + traceback.format_exc()
         return failed(SourceStatus(name, SourceState.ERROR, detail))
 

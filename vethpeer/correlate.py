@@ -104,6 +104,13 @@ class _Index:
 
     def peer(self, view: NsView, link: Link) -> tuple[Relation | None, End | None, str | None]:
         """(relation, the other end, why it is unresolved)."""
+        relation, found, unresolved = self.peer_link(view, link)
+        return relation, None if found is None else self.end(*found), unresolved
+
+    def peer_link(
+        self, view: NsView, link: Link
+    ) -> tuple[Relation | None, tuple[Namespace, Link] | None, str | None]:
+        """:meth:`peer`, the other end as (its namespace, its link): no End is built for it."""
         if (view.ns.key, link.name) in self.link_owners and link.kind == "tun":
             return Relation.TAP, None, None  # the other end is a process's file descriptor
         if not link.link or (link.link == link.index and link.link_netnsid is None):
@@ -129,7 +136,7 @@ class _Index:
             return relation, None, f"ifindex {link.link} is gone from the peer's namespace"
         if relation is Relation.VETH and other.link != link.index:
             return relation, None, f"ifindex {link.link} there does not point back (changed during the walk?)"
-        return relation, self.end(target_view.ns, other), None
+        return relation, (target_view.ns, other), None
 
 
 def _wanted(view: NsView, link: Link, host: NsKey, index: _Index) -> bool:
@@ -140,8 +147,9 @@ def _wanted(view: NsView, link: Link, host: NsKey, index: _Index) -> bool:
         return True  # a tap held by a VM: the VM's row
     if link.kind not in PAIR_KINDS:
         return False
-    _relation, peer, unresolved = index.peer(view, link)
-    return unresolved is not None or (peer is not None and peer.ns.key == host)
+    # a thousand host veths whose peers are rows elsewhere: their peers' Ends are not built
+    _relation, peer, unresolved = index.peer_link(view, link)
+    return unresolved is not None or (peer is not None and peer[0].key == host)
 
 
 def _order(row: Row) -> tuple[int, str, int, str]:

@@ -1,11 +1,13 @@
 """`which TARGET` without a full walk, when the target says which namespace it is about.
 
-A host interface (by name, or a host veth by MAC), a PID, a namespace path and an ``ip netns``
-name each lead to one namespace before anything is walked. Then only that namespace is read
-whole, plus what its rows need: the host links its peers are (RTM_GETLINK by ifindex, not a
-dump of the host) and any other namespace a peer lives in, each found by asking RTM_GETNSID
-until the nsid matches (which allocates nothing). An IP (it lives inside some namespace) or
-anything ambiguous gets ``None``: the caller walks everything.
+A host interface (by name), a PID, a namespace path and an ``ip netns`` name each lead to one
+namespace before anything is walked. Then only that namespace is read whole, plus what its rows
+need: the host links its peers are (RTM_GETLINK by ifindex, not a dump of the host) and any
+other namespace a peer lives in, each found by asking RTM_GETNSID until the nsid matches (which
+allocates nothing). A MAC or an IP may be anywhere (a cloned MAC, a duplicated IP): every
+namespace is asked for it first (one link or address dump each, only what carries it parsed),
+and only one holder on the whole node (a host veth's MAC; a namespace's IP) is a focus.
+Anything ambiguous gets ``None``: the caller walks everything.
 
 A target none of those kinds claims is a workload's name or ID: :func:`locate` says
 :data:`BY_NAME`, every source names every namespace first, and :func:`by_name` matches the
@@ -24,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,7 +40,6 @@ from .walk import socket_in
 
 _MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
 PAIR_KINDS = frozenset({"veth", "netkit"})
-_NEVER_ROWS = frozenset({"bridge", "openvswitch", "macvlan", "ipvlan", "vlan", "dummy", "vxlan"})
 BY_NAME: Literal["by name"] = "by name"  # the target is a workload's name or ID: see by_name()
 
 
@@ -72,7 +73,7 @@ def locate(discovery: Discovery, target: str, proc: str = "/proc") -> Focus | Li
     None: walk everything."""
     target = target.strip()
     host = next((ns for ns in discovery.namespaces if ns.key == discovery.host), None)
-    if host is None or not target or _is_ip(target):
+    if host is None or not target:
         return None
     try:
         with home_namespace(proc) as home_fd:
@@ -92,10 +93,9 @@ def _locate(
     discovery: Discovery, target: str, sock: RtnlSocket, host_fd: int, proc: str
 ) -> Focus | Literal["by name"] | None:
     if _MAC.match(target.lower()):
-        mac = target.lower().replace("-", ":")
-        # A bridge takes a port's MAC; it is never a row, so only the links that can be are counted.
-        rows = [link for link in sock.links() if link.mac == mac and link.kind not in _NEVER_ROWS]
-        return _behind_host_link(discovery, sock, rows, proc)
+        return _by_mac(discovery, target.lower().replace("-", ":"), sock, proc)
+    if _is_ip(target):
+        return _by_ip(discovery, target, sock, host_fd, proc)
     if target.isdigit() and os.path.exists(f"{proc}/{target}"):
         return _namespace(discovery, key_of(f"{proc}/{target}/ns/net"), host_fd, proc)
     if target.startswith(("/", "./")):
@@ -133,6 +133,71 @@ def by_name(
         return _namespace(discovery, next(iter(keys)), None, proc)
     except (OSError, NamespaceGone):
         return None
+
+
+def _by_mac(discovery: Discovery, mac: str, sock: RtnlSocket, proc: str) -> Focus | None:
+    """The one link on the whole node with this MAC is a host veth: its peer's namespace.
+
+    Any other link with it anywhere (a cloned MAC inside a container, a bridge that took its
+    port's MAC and may be a macvlan's parent) could be a row the full walk matches too: then
+    None. Proving it reads every namespace's links, parsing only those that carry the MAC."""
+    raw = bytes.fromhex(mac.replace(":", ""))
+    on_host = [link for link in sock.links_holding(raw) if link.mac == mac]
+    if len(on_host) != 1 or on_host[0].kind not in PAIR_KINDS or on_host[0].link_netnsid is None:
+        return None
+    veth = on_host[0]
+
+    def holds(asked: RtnlSocket) -> bool:
+        return any(link.mac == mac for link in asked.links_holding(raw))
+
+    holders, peer = _scan(discovery, proc, holds, sock, veth)
+    return Focus(frozenset({peer}), (veth.name,)) if not holders and peer is not None else None
+
+
+def _by_ip(discovery: Discovery, target: str, sock: RtnlSocket, host_fd: int, proc: str) -> Focus | None:
+    """The one namespace on the node with this address, read as a PID's would be.
+
+    Rows match an IP on their own interface, so every namespace's addresses are asked (one dump
+    each): none, several (a duplicated IP: ambiguous) or the host's own give None."""
+    wanted = ipaddress.ip_interface(target).ip
+
+    def holds(asked: RtnlSocket) -> bool:
+        return any(ipaddress.ip_interface(a.address).ip == wanted for a in asked.addresses())
+
+    if holds(sock):
+        return None
+    holders, _ = _scan(discovery, proc, holds, sock)
+    return _namespace(discovery, holders.pop(), host_fd, proc) if len(holders) == 1 else None
+
+
+def _scan(
+    discovery: Discovery,
+    proc: str,
+    holds: Callable[[RtnlSocket], bool],
+    host_sock: RtnlSocket,
+    veth: Link | None = None,
+) -> tuple[set[NsKey], NsKey | None]:
+    """Every namespace but the host's asked whether it ``holds`` the target: those that do, and the
+    one ``veth`` (a host link) has its peer in. One that cannot be read raises: nothing is proven."""
+    holders: set[NsKey] = set()
+    peer = None
+    with home_namespace(proc) as home_fd:
+        for ns in discovery.namespaces:
+            if ns.key == discovery.host:
+                continue
+            try:
+                fd, sock = socket_in(ns, home_fd, proc)
+            except NamespaceGone:
+                continue  # gone since discovery: it holds nothing
+            try:
+                if holds(sock):
+                    holders.add(ns.key)
+                if veth is not None and peer is None and host_sock.nsid_of(fd) == veth.link_netnsid:
+                    peer = ns.key
+            finally:
+                sock.close()
+                os.close(fd)
+    return holders, peer
 
 
 def _behind_host_link(discovery: Discovery, sock: RtnlSocket, links: list[Link], proc: str) -> Focus | None:

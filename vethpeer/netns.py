@@ -53,22 +53,33 @@ def _unescape_mountinfo(field: str) -> str:
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
-def nsfs_mounts(mountinfo: str) -> list[str]:
-    """Mount points of network-namespace nsfs bind mounts, from mountinfo text."""
-    return list(nsfs_mount_inodes(mountinfo))
-
-
 # One nsfs mount of a network namespace in mountinfo: id parent major:minor root mountpoint
-# options [optional fields] - fstype source super. The root names the namespace: net:[INODE].
-_NSFS_MOUNT = re.compile(r"^\S+ \S+ \S+ net:\[(\d+)\] (\S+) [^\n]*? - nsfs ", re.MULTILINE)
+# options [optional fields] - fstype source super. The root names the namespace: net:[INODE]
+# (any other filesystem's root is a path, "/..."). Searched from the literal, not from each
+# line's start, and only nsfs lines get past it: at thousands of mounts this one findall over
+# the whole table is most of the parse (issue 18).
+_NSFS_MOUNT = re.compile(r" net:\[(\d+)\] (\S++) \S++ (?:\S++ )*?- nsfs ")
 
 
-def nsfs_mount_inodes(mountinfo: str) -> dict[str, int]:
-    """Mount point -> the namespace's inode (mountinfo's root field, ``net:[INODE]``), in order."""
-    found: dict[str, int] = {}
-    for match in _NSFS_MOUNT.finditer(mountinfo):
-        found.setdefault(_unescape_mountinfo(match[2]), int(match[1]))
-    return found
+def nsfs_mounts(mountinfo: str) -> dict[str, list[str]]:
+    """The namespace's inode (mountinfo's root field, ``net:[INODE]``, as text) -> its mount points.
+
+    A mount point mounted over twice names the later mount: the one on top, that opening the
+    path reaches. Nothing is converted per mount (a node can have thousands): the caller turns
+    each namespace's inode into a number."""
+    found = _NSFS_MOUNT.findall(mountinfo)
+    if "\\" in mountinfo:
+        latest = {_unescape_mountinfo(path): inode for inode, path in found}
+    else:
+        latest = {path: inode for inode, path in found}
+    by_inode: dict[str, list[str]] = {}
+    for path, inode in latest.items():
+        paths = by_inode.get(inode)
+        if paths is None:
+            by_inode[inode] = [path]
+        else:
+            paths.append(path)
+    return by_inode
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +108,20 @@ def _host_key(proc: str) -> tuple[NsKey, str]:
 
 
 def _read(path: str) -> str | None:
+    """A whole /proc file, in as few read()s as it takes (a big mountinfo is one)."""
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    chunks = []
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 def _node_process(proc: str) -> str | None:
@@ -146,14 +166,16 @@ def mount_tables(proc: str) -> list[tuple[str, str]]:
     return tables
 
 
-def _mount_keys(inodes: dict[str, int], prefix: str, nsfs_dev: int) -> Iterator[tuple[str, tuple[int, int]]]:
-    """(path, key) of each nsfs mount. Our own table names each mount's namespace (its inode; every
-    nsfs file has the one nsfs device): no stat per mount, which at thousands of mounts was most of
-    discovery. A table reached through another root (the node's) is stat'ed, mount by mount, as
-    only the paths that reach a namespace from here count."""
-    for path, inode in inodes.items():
-        if not prefix:
-            yield path, (nsfs_dev, inode)
+def _node_mount_keys(
+    inodes: dict[str, list[str]], prefix: str, ours: set[str]
+) -> Iterator[tuple[str, tuple[int, int]]]:
+    """(path, key) of each nsfs mount of the node's table that ours does not have.
+
+    Our own table names each mount's namespace (its inode; every nsfs file has the one nsfs
+    device): nothing is stat'ed for it. The node's, reached through another root, is stat'ed
+    mount by mount, as only the paths that reach a namespace from here count."""
+    for path in (path for paths in inodes.values() for path in paths):
+        if path in ours:  # the node's mount, propagated into our table too (/run/netns)
             continue
         try:
             st = os.stat(prefix + path)
@@ -182,28 +204,30 @@ def discover(proc: str = "/proc") -> Discovery:
             continue
         pids.setdefault((st.st_dev, st.st_ino), []).append(int(name))
 
-    mounts: dict[tuple[int, int], dict[str, str]] = {}  # node path -> the path that reaches it from here
-    seen: set[str] = set()
-    for text, prefix in mount_tables(proc):
-        for path, found_key in _mount_keys(nsfs_mount_inodes(text), prefix, host.dev):
-            if path in seen:  # the node's mount, propagated into our table too (/run/netns)
-                continue
-            seen.add(path)
-            mounts.setdefault(found_key, {})[path] = prefix + path
+    # The namespace -> its mounts as the node names them; and, for the node's table read through
+    # /proc/PID/root, the path that reaches each from here (ours reach themselves).
+    reach: dict[str, str] = {}
+    (ours, _), *others = mount_tables(proc)
+    own = nsfs_mounts(ours)
+    mounts = {(host.dev, int(inode)): paths for inode, paths in own.items()}  # all on the one nsfs
+    for text, prefix in others:
+        seen = {path for paths in own.values() for path in paths}
+        for path, found_key in _node_mount_keys(nsfs_mounts(text), prefix, seen):
+            mounts.setdefault(found_key, []).append(path)
+            reach[path] = prefix + path
 
     namespaces = []
     for dev, ino in sorted(pids.keys() | mounts.keys()):
         members = sorted(pids.get((dev, ino), ()))
-        found = mounts.get((dev, ino), {})
+        paths = sorted(mounts.get((dev, ino), ()))
+        reached = reach and not reach.keys().isdisjoint(paths)
         key = NsKey(dev, ino)
         namespaces.append(
             Namespace(
                 key=key,
                 is_host=key == host,
-                mounts=tuple(sorted(found)),
-                reachable=tuple(found[p] for p in sorted(found))
-                if any(p != r for p, r in found.items())
-                else (),
+                mounts=tuple(paths),
+                reachable=tuple(reach.get(p, p) for p in paths) if reached else (),
                 pids=tuple(members),
                 comm=procfs.comm(members[0], proc) if members and key != host else None,
             )

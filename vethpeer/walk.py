@@ -92,7 +92,7 @@ def _read(
         links = sock.links(stats) if only is None else _some_links(sock, only, stats)
         opened = _Open(ns, fd, sock, with_addresses(links, sock))
         if fdb and any(link.kind == "bridge" for link in opened.links):
-            opened.fdb = tuple(sock.fdb())
+            opened.fdb = tuple(sock.bridge_fdb())  # what fdb.py reads: entries that name their bridge
     except OSError:
         sock.close()
         os.close(fd)

@@ -5,10 +5,12 @@ Both walks run in this process against the same lab (prefix ``vqh``): ``gather``
 target (the focused walk) and without (everything), then ``targets.resolve`` on each; the
 rows (ends, peers, bridges, relations, workloads), the host-network answer and any error
 must be the same. Every target kind that may take the shortcut does (asserted), and the ones
-that may not (IPs, MACs inside namespaces) are compared too. Workload names (here the kernel
-source's: a process's ``pid/N (comm)``, a bind mount's path, an ID or a prefix of one) take
-the shortcut after the sources (``by_name``); tests/integration/test_focus_cri.py does the
-same for pods and Docker containers.
+that may not (a MAC or an IP held twice on the node, MACs inside namespaces) are compared too:
+:func:`cloned` holds a host veth's MAC cloned into another namespace and one IP in two
+namespaces, where the full walk says "ambiguous". Workload names (here the kernel source's: a
+process's ``pid/N (comm)``, a bind mount's path, an ID or a prefix of one) take the shortcut
+after the sources (``by_name``); tests/integration/test_focus_cri.py does the same for pods and
+Docker containers.
 """
 
 from __future__ import annotations
@@ -46,10 +48,26 @@ def world() -> Iterator[tuple[Lab, list[Topology]]]:
     try:
         topologies = list(netlab.everything(lab))
         topologies.append(netlab.isolated_pairs(lab, 2))
+        topologies.append(cloned(lab))
         yield lab, topologies
     finally:
         lab.cleanup()
         settled()
+
+
+def cloned(lab: Lab) -> Topology:
+    """Two host veths' namespaces; the second's eth0 takes the first host veth's MAC, and both
+    eth0s one IP (a cloned MAC, a duplicated IP: the full walk answers "ambiguous" for each)."""
+    first, second = lab.netns_many(["kc", "kd"])
+    pairs = (
+        lab.veth(HOST, lab.link_name("kc"), first, "eth0"),
+        lab.veth(HOST, lab.link_name("kd"), second, "eth0"),
+    )
+    mac = netlab.kernel_links(HOST)[pairs[0].a.ifname]["address"]
+    netlab._run([*second.ip(), "link", "set", "dev", "eth0", "address", mac])
+    for pair in pairs:
+        lab.addr(pair.b, lab.ip4(7, 2))
+    return Topology((first, second), pairs)
 
 
 def settled(timeout: float = 20.0) -> None:
@@ -91,6 +109,12 @@ def _targets(lab: Lab, topologies: list[Topology]) -> dict[str, bool]:
     """target -> whether it may take the shortcut."""
     found: dict[str, bool] = {str(os.getpid()): True, "/proc/self/ns/net": True}
     host_links = netlab.kernel_links(HOST)
+    macs: dict[str, int] = {}  # MAC -> how many links have it, on the whole node
+    ips: dict[str, set[str]] = {}  # IP -> the namespaces that hold it ("" the host)
+    for link in host_links.values():
+        macs[link["address"]] = macs.get(link["address"], 0) + 1
+        for cidr in link.get("addresses", ()):
+            ips.setdefault(cidr.split("/")[0], set()).add("")
     for topology in topologies:
         for ns in topology.namespaces:
             if ns.name:
@@ -100,15 +124,20 @@ def _targets(lab: Lab, topologies: list[Topology]) -> dict[str, bool]:
             found[ns.path] = True
             for link in netlab.kernel_links(ns).values():
                 found.setdefault(link["address"], False)  # a MAC inside: the full walk
-                for addr in link.get("addr_info", ()):
-                    found[addr["local"]] = False  # an IP: the full walk
+                macs[link["address"]] = macs.get(link["address"], 0) + 1
+                for cidr in link.get("addresses", ()):
+                    ips.setdefault(cidr.split("/")[0], set()).add(ns.path)
+    for ip, holders in ips.items():  # an IP one namespace holds, the host not: the shortcut
+        found[ip] = len(holders) == 1 and "" not in holders
+    for topology in topologies:
         for pair in topology.pairs:
             for end in (pair.a, pair.b):
                 if end.ns.is_host:
                     link = host_links[end.ifname]
                     pairs_out = link.get("linkinfo", {}).get("info_kind") == "veth" and "link_netnsid" in link
                     found[end.ifname] = pairs_out
-                    found[link["address"]] = pairs_out
+                    # its MAC, when no other link on the node has it (a bridge takes its lowest port's)
+                    found[link["address"]] = pairs_out and macs[link["address"]] == 1
     found.update({f"{lab.prefix}-nothing": False, "lo": False})
     return found
 
@@ -128,6 +157,23 @@ def test_focused_which_answers_as_the_full_walk(world: tuple[Lab, list[Topology]
             assert len(focused.snapshot.views) < len(full.snapshot.views), target
             took.append(target)
     assert len(took) > 20
+    kinds = {"mac": [t for t in took if t.count(":") == 5], "ip": [t for t in took if t.startswith("100.")]}
+    assert all(kinds.values()), kinds
+
+
+def test_a_cloned_mac_and_a_duplicated_ip_walk_everything(world: tuple[Lab, list[Topology]]) -> None:
+    """The full walk says "ambiguous" for both: the shortcut must see it cannot prove otherwise."""
+    lab, topologies = world
+    first, second = topologies[-1].pairs
+    mac = netlab.kernel_links(HOST)[first.a.ifname]["address"]
+    assert netlab.kernel_links(second.b.ns)["eth0"]["address"] == mac
+    discovery = discover()
+    assert locate(discovery, mac) is None
+    assert locate(discovery, lab.ip4(7, 2).split("/")[0]) is None
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    for target in (mac, lab.ip4(7, 2).split("/")[0]):
+        focused = gather(Request(sources=[kernel.KernelNames()], ovs=False, target=target), env)
+        assert _answer(focused, target)[:2] == ("error", "Ambiguous"), target
 
 
 def _workload_targets(full: Report) -> set[str]:

@@ -14,7 +14,7 @@ import importlib.util
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -69,6 +69,7 @@ class Dump:
     links: dict[int, dict[str, Any]]
     addresses: set[tuple[int, str]]
     fdb: set[tuple[Any, ...]]
+    bridged: set[tuple[Any, ...]] = field(default_factory=set)  # ours: bridge_fdb() (pyroute2: none)
 
 
 def _socket_in(ns: Ns, home_fd: int) -> RtnlSocket:
@@ -86,7 +87,8 @@ def _ours(ns: Ns, home_fd: int) -> Dump:
         links = {link.index: _link_fields(link) for link in sock.links()}
         addresses = {(a.index, a.address) for a in sock.addresses()}
         fdb = {_fdb_fields(e) for e in sock.fdb()}
-    return Dump(links, addresses, fdb)
+        bridged = {_fdb_fields(e) for e in sock.bridge_fdb()}
+    return Dump(links, addresses, fdb, bridged)
 
 
 def _link_fields(link: Link) -> dict[str, Any]:
@@ -163,6 +165,7 @@ def _restrict(dump: Dump, indexes: set[int]) -> Dump:
         {i: link for i, link in dump.links.items() if i in indexes},
         {a for a in dump.addresses if a[0] in indexes},
         {e for e in dump.fdb if e[0] in indexes},
+        {e for e in dump.bridged if e[0] in indexes},
     )
 
 
@@ -226,6 +229,7 @@ def test_fdb_matches_pyroute2(world: World, home_fd: int) -> None:
     for ns in world.namespaces:
         ours, ref = _both(world, ns, home_fd)
         assert ours.fdb == ref.fdb, str(ns)
+        assert ours.bridged == {entry for entry in ref.fdb if entry[2] is not None}, str(ns)  # NDA_MASTER
         total += len(ref.fdb)
         static += sum(1 for entry in ref.fdb if entry[1] == "02:00:5e:10:00:01")
     assert total > 10

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests import contract
+from vethpeer import cli
 from vethpeer.environment import Environment
 from vethpeer.errors import Ambiguous, NotFound
 from vethpeer.render import json as jsonrender
@@ -70,3 +71,26 @@ def test_plain_table_when_not_a_tty() -> None:
     ]
     assert "\x1b[" not in out.getvalue()
     assert len(lines) == 4
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["table", "--json"],
+        ["-n", "table", "which", "x"],  # a command's name as an option's value
+        ["--timeout", "5", "which", "-q", "veth1"],
+        ["which", "table"],
+        ["doctor", "--json"],
+        ["capture", "web", "--", "-c", "1"],
+    ],
+)
+def test_one_commands_parser_parses_as_the_whole_one(argv: list[str]) -> None:
+    """cli.parse builds only the named command's subparser: the result is the whole parser's."""
+    from vethpeer.commands.options import split_argv
+    from vethpeer.commands.parser import build_parser
+
+    words, tcpdump_args = split_argv(argv)
+    whole = vars(build_parser().parse_args(words))
+    if tcpdump_args:
+        whole["tcpdump_args"] = tcpdump_args
+    assert vars(cli.parse(argv)) == whole

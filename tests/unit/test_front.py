@@ -13,7 +13,7 @@ import pytest
 from vethpeer import checks, cli, commands
 from vethpeer.checks import Diagnosis, Finding, Severity
 from vethpeer.environment import Environment
-from vethpeer.netns import discover
+from vethpeer.netns import discover, nsfs_mounts
 from vethpeer.render import findings
 from vethpeer.render import json as jsonrender
 
@@ -37,6 +37,21 @@ def test_discovery_on_a_recorded_tree(tmp_path: Path) -> None:
     assert by_pid[(1,)].is_host and by_pid[(pid,)].comm == "sleep"
     (named,) = [ns for ns in found.namespaces if ns.mounts]
     assert named.mounts == (str(pinned),) and named.netns_names == ("vp-pinned",)
+
+
+def test_nsfs_mounts_from_mountinfo_text() -> None:
+    """Only network-namespace nsfs mounts, whatever their optional fields; escaped paths; a
+    mount point mounted over twice names the mount on top (listed later)."""
+    table = (
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        "40 22 0:4 net:[11] /run/netns/a rw shared:5 master:2 - nsfs nsfs rw\n"
+        "41 22 0:4 net:[11] /tmp/with\\040space rw - nsfs nsfs rw\n"
+        "42 22 0:4 mnt:[12] /tmp/mnt-ns rw - nsfs nsfs rw\n"
+        "43 22 0:50 / /tmp/x rw - tmpfs net:[13] rw\n"
+        "44 22 0:4 net:[14] /run/netns/b rw - nsfs nsfs rw\n"
+        "45 44 0:4 net:[15] /run/netns/b rw - nsfs nsfs rw\n"
+    )
+    assert nsfs_mounts(table) == {"11": ["/run/netns/a", "/tmp/with space"], "15": ["/run/netns/b"]}
 
 
 def test_discovery_reads_the_nodes_mount_table_from_a_container(tmp_path: Path) -> None:

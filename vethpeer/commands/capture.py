@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import getopt
 import os
-import shutil
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -179,6 +178,8 @@ def command(chosen: Sequence[Candidate], args: Sequence[str]) -> list[str]:
 
 def execute(argv: Sequence[str], chosen: Sequence[Candidate], env: Environment) -> None:
     """Become tcpdump. Returns only by raising."""
+    import shutil  # here: every command's parser imports this module
+
     path = shutil.which(argv[0], path=env.environ.get("PATH", os.defpath))
     if path is None:
         raise TcpdumpMissing(

@@ -24,7 +24,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, hint=f"see: {self.prog} --help")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``only``: with that command's subparser alone (its options parse the same)."""
     parser = _Parser(
         prog="vethpeer",
         description="Which host veth belongs to which container, pod or namespace.",
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vethpeer {__version__}")
     options.add_common(parser, defaults=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in NAMES:
+    for name in NAMES if only is None else (only,):
         command = load(name)
         sub = subparsers.add_parser(name, help=command.HELP, description=command.DESCRIPTION, epilog=EPILOG)
         options.add_common(sub, defaults=False)

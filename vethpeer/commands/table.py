@@ -24,14 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..collect import gather
     from ..render import OutputFormat
-    from ..render import json as jsonrender
-    from ..render import tables as tablerender
-    from ..targets import scoped
 
     output = OutputFormat(args.output)
-    report = scoped(gather(options.request(args, fdb=output is not OutputFormat.TABLE), env), args.namespace)
+    report = gather(options.request(args, fdb=output is not OutputFormat.TABLE), env)
+    if args.namespace is not None:  # only then: what each run imports is part of its time
+        from ..targets import scoped
+
+        report = scoped(report, args.namespace)
     if output is OutputFormat.JSON:
+        from ..render import json as jsonrender
+
         jsonrender.write(jsonrender.report_json(report), env)
     else:
+        from ..render import tables as tablerender
+
         tablerender.write_table(report, env, wide=output is OutputFormat.WIDE)
     return ExitStatus.SUCCESS
