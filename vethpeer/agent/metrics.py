@@ -152,32 +152,40 @@ def finding_labels(finding: Finding, host: NsKey) -> Labels:
     return _utf8(labels)
 
 
+LabelSet = tuple[tuple[str, str], ...]  # labels in name order: one series
+
+
+def finding_series(finding: Finding, host: NsKey) -> tuple[Labels, LabelSet]:
+    labels = finding_labels(finding, host)
+    return labels, tuple(sorted(labels.items()))
+
+
 def findings(
-    observation: Observation, labelled: Callable[[Finding, NsKey], Labels] = finding_labels
-) -> list[Labels]:
-    """The labels of the finding series: findings at warning and above, each label set once."""
+    observation: Observation,
+    series: Callable[[Finding, NsKey], tuple[Labels, LabelSet]] = finding_series,
+) -> list[tuple[Labels, LabelSet]]:
+    """The finding series: findings at warning and above, each label set once."""
     diagnosis = observation.diagnosis
     if diagnosis is None:
         return []
     host = observation.report.snapshot.host
-    seen: set[tuple[tuple[str, str], ...]] = set()
+    seen: set[LabelSet] = set()
     found = []
     for f in diagnosis.findings:
         if f.severity is Severity.INFO:
             continue
-        labels = labelled(f, host)
-        key = tuple(sorted(labels.items()))
+        labels, key = series(f, host)
         if key not in seen:
             seen.add(key)
-            found.append(labels)
+            found.append((labels, key))
     return found
 
 
-def finding_family(found: Iterable[Labels]) -> Metric:
+def finding_family(found: Iterable[tuple[Labels, LabelSet]]) -> Metric:
     family = Metric(
         "vethpeer_finding", "A doctor finding at warning level or above (1 while it holds).", "gauge"
     )
-    for labels in found:
+    for labels, _key in found:
         family.add_sample("vethpeer_finding", labels, 1)
     return family
 

@@ -25,10 +25,11 @@ from .metrics import (
     Device,
     Health,
     Labels,
+    LabelSet,
     device_families,
     devices,
     finding_family,
-    finding_labels,
+    finding_series,
     findings,
     health_families,
     render,
@@ -78,9 +79,9 @@ class DeviceLines:
         empty = render([*device_families([]), finding_family([])], accept)[0]
         *self._headers, self._finding_header = [header for header, _samples in sections(empty)]
         self._lines: dict[Key, Lines] = {}
-        self._findings: dict[tuple[tuple[str, str], ...], bytes] = {}  # a finding's line by its labels
-        self._labelled: dict[int, tuple[Finding, NsKey, Labels]] = {}  # by id(): the same findings
-        # come back with each report until the checks run again
+        self._findings: dict[LabelSet, bytes] = {}  # a finding's line by its labels
+        # by id(): the same findings come back with each report until the checks run again
+        self._series: dict[int, tuple[Finding, NsKey, tuple[Labels, LabelSet]]] = {}
 
     def page(self, observation: Observation) -> bytes:
         """The walk's part of the page (no ``# EOF``): what the library renders for
@@ -127,25 +128,24 @@ class DeviceLines:
     def _finding_lines(self, observation: Observation) -> bytes:
         """The finding family, its lines kept like the devices' (a failing host can have a finding
         for every veth)."""
-        kept, seen = self._labelled, {}
+        kept, seen = self._series, {}
 
-        def labelled(finding: Finding, host: NsKey) -> Labels:
+        def series(finding: Finding, host: NsKey) -> tuple[Labels, LabelSet]:
             known = kept.get(id(finding))
             if known is None or known[0] is not finding or known[1] != host:
-                known = finding, host, finding_labels(finding, host)
+                known = finding, host, finding_series(finding, host)
             seen[id(finding)] = known
             return known[2]
 
-        found = findings(observation, labelled)
-        self._labelled = seen
-        keys = [tuple(labels.items()) for labels in found]
+        found = findings(observation, series)
+        self._series = seen
         lines = self._findings
-        new = {key: labels for key, labels in zip(keys, found, strict=True) if key not in lines}
+        new = [(labels, key) for labels, key in found if key not in lines]
         if new:
-            (_header, rendered), *_rest = sections(render([finding_family(new.values())], self._accept)[0])
-            lines = {**lines, **dict(zip(new, rendered, strict=True))}
-        self._findings = {key: lines[key] for key in keys}
-        return b"".join([self._finding_header, *(lines[key] for key in keys)])
+            (_header, rendered), *_rest = sections(render([finding_family(new)], self._accept)[0])
+            lines = {**lines, **dict(zip((key for _labels, key in new), rendered, strict=True))}
+        self._findings = {key: lines[key] for _labels, key in found}
+        return b"".join([self._finding_header, *self._findings.values()])
 
 
 class MetricsPage:
