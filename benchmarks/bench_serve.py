@@ -19,6 +19,10 @@ on 127.0.0.1 (port 19400-19499), and measures:
   (tests/lab/kube_cluster.py; no kube-apiserver can run here) whose pod proxy forwards to one
   real `vethpeer serve` per node; baseline: the same plugin asking one node (`--node`).
 
+``--churn R``: instead, `serve` walking on demand and `serve --live` under R namespaces created and
+removed a minute; ``--older TREE`` adds `serve --live` run from an older checkout (e.g.
+``git archive main | tar -x -C /tmp/old``), so a change is measured against it in the same run.
+
 Needs root. ``python benchmarks/bench_serve.py --size 1000``. Targets (issue 10, 2 cores):
 fresh < 0.5 s, cached < 20 ms, 100 concurrent < 2 s, idle CPU ~ 0, RSS flat; table -A at 50 nodes < 3 s.
 """
@@ -308,9 +312,11 @@ def churn_phase(args: argparse.Namespace) -> int:
             f"N={args.size} namespaces (lab {lab.tag}), "
             f"churn: {args.churn:g} namespaces/min created and removed"
         )
-        for mode in ("walks", "live"):
-            extra = ("--live",) if mode == "live" else ()
-            with serve(*extra, "--no-kube", timeout=180, port=free_port(21600, 21699)) as served:
+        for mode in ("walks", "live", *(("older",) if args.older else ())):
+            extra = ("--live",) if mode != "walks" else ()
+            root = Path(args.older) if mode == "older" else ROOT
+            port = free_port(21600, 21699)
+            with serve(*extra, "--no-kube", timeout=180, port=port, root=root) as served:
                 port, pid = served.port, served.process.pid
                 scrape(port)
                 # idle: nobody asks (the live model reads counters for DEMAND s after a request)
@@ -370,6 +376,12 @@ def churn_phase(args: argparse.Namespace) -> int:
     print(row("top refresh under churn (slowest)", after["top_max"], "s", target=0.3))
     print(row("top refresh under churn (median)", after["top_median"], "s", target=0.3))
     print("    baseline: the same figure from `serve` walking on demand (--min-interval 5), same run")
+    if args.older:
+        older = results["older"]
+        print(f"serve --live from {args.older} (baseline) and from this tree, same run:")
+        for name, key in (("median", "metrics_median"), ("slowest", "metrics_max")):
+            print(row(f"/metrics under churn ({name}), live", after[key], "ms", older[key], 0.050))
+        print(row("serve --live CPU under churn", after["cpu"], "", older["cpu"], 0.10))
     return 0
 
 
@@ -402,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         "--scrape-every", type=float, default=1.0, help="with --churn: seconds between scrapes"
     )
     parser.add_argument("--probes", type=int, default=5, help="with --churn: veths timed in and out")
+    parser.add_argument(
+        "--older",
+        metavar="TREE",
+        help="with --churn: also measure `serve --live` run from this source tree (an older checkout)",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)

@@ -216,8 +216,10 @@ def serve(
     ready: bool = True,
     timeout: float = 20.0,
     env: dict[str, str] | None = None,
+    root: Path = ROOT,
 ) -> Iterator[Served]:
     """`vethpeer serve` as a real process on 127.0.0.1:PORT; stopped (SIGTERM, then SIGKILL) on exit.
+    ``root``: the source tree it runs from (a benchmark may run an older checkout beside this one).
 
     Without a fixed ``port``, a port that turns out to be taken when the server binds it is
     replaced by another (a few times), so many servers can start at once.
@@ -227,7 +229,7 @@ def serve(
     # Each server keeps its journal in its own folder unless the test names one.
     environ = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(root),
         "VETHPEER_JOURNAL": str(tmp / "journal.sqlite"),
         **(env or {}),
     }
@@ -239,7 +241,7 @@ def serve(
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 env=environ,
-                cwd=ROOT,
+                cwd=root,
             )
         served = Served(process, chosen, err)
         if port is not None or _listening(served, timeout):

@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from vethpeer.agent.cache import Answer, CacheStats, Walk
 from vethpeer.agent.engine import Observation
-from vethpeer.agent.metrics import Health, MetricsPage, accepts_gzip, host_side_rows, interface_families
+from vethpeer.agent.metrics import Health, accepts_gzip, host_side_rows, interface_families
+from vethpeer.agent.page import MetricsPage
 from vethpeer.model import (
     End,
     Link,

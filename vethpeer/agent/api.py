@@ -31,7 +31,8 @@ from .cache import Answer, WalkCache
 from .engine import Observation
 from .history import history_route, which_at
 from .live import LiveCache
-from .metrics import Health, MetricsPage, accepts_gzip
+from .metrics import Health, accepts_gzip
+from .page import MetricsPage
 
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"

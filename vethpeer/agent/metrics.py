@@ -15,9 +15,7 @@ or user labels become labels.
 
 from __future__ import annotations
 
-import gzip
-import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -25,11 +23,11 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
 from .. import __version__
-from ..checks import Severity
+from ..checks import Finding, Severity
 from ..journal.record import JournalHealth
 from ..live.drift import KINDS as DRIFT_KINDS
 from ..live.model import ModelStats
-from ..model import End, Relation, Report, Row, SourceState, Workload, WorkloadKind
+from ..model import End, LinkStats, NsKey, Relation, Report, Row, SourceState, Workload, WorkloadKind
 from .cache import Answer, CacheStats
 from .engine import Observation
 
@@ -112,50 +110,83 @@ def _where(end: End, prefix: str) -> Labels:
     return labels
 
 
-def interface_families(observation: Observation) -> list[Metric]:
-    """Everything that depends only on the walk (rendered once per walk and format)."""
-    report = observation.report
-    rows = host_side_rows(report)
+Device = tuple[Labels, LinkStats | None]  # one host device's series: its labels, the workload side's counters
+
+
+def devices(report: Report) -> list[Device]:
+    """The labels and counters of every host device's series, in the page's order."""
+    return [(interface_labels(row), row.end.link.stats) for row in host_side_rows(report)]
+
+
+def device_families(found: Iterable[Device]) -> list[Metric]:
+    """The info family, then one family per counter: a sample per device in each."""
     info = Metric("vethpeer_interface", "A host-side interface and the workload it belongs to.", "info")
     counters = {
         part: Metric(f"vethpeer_workload_network_{part}", doc, "counter") for part, _field, doc in COUNTERS
     }
-    for row in rows:
-        labels = interface_labels(row)
+    for labels, stats in found:
         info.add_sample("vethpeer_interface_info", labels, 1)
-        stats = row.end.link.stats
         if stats is None:
             continue
         for part, field, _doc in COUNTERS:
             family = counters[part]
             family.add_sample(f"{family.name}_total", labels, getattr(stats, field))
-    return [info, *counters.values(), finding_family(observation)]
+    return [info, *counters.values()]
 
 
-def finding_family(observation: Observation) -> Metric:
-    family = Metric(
-        "vethpeer_finding", "A doctor finding at warning level or above (1 while it holds).", "gauge"
-    )
+def interface_families(observation: Observation) -> list[Metric]:
+    """Everything that depends only on the walk (agent/page.py renders it row by row; this whole
+    render is its oracle)."""
+    return [*device_families(devices(observation.report)), finding_family(findings(observation))]
+
+
+def finding_labels(finding: Finding, host: NsKey) -> Labels:
+    """One finding's labels: the check, the severity, the host device, both ends, the workload."""
+    labels: Labels = {"check": finding.check, "severity": finding.severity.value}
+    ends = (finding.end, finding.peer)
+    _put(labels, "device", next((e.link.name for e in ends if e is not None and e.ns.key == host), None))
+    labels.update(_where(finding.end, ""))
+    labels.update(workload_labels(finding.end.workload))
+    if finding.peer is not None:
+        labels.update(_where(finding.peer, "peer_"))
+    return _utf8(labels)
+
+
+LabelSet = tuple[tuple[str, str], ...]  # labels in name order: one series
+
+
+def finding_series(finding: Finding, host: NsKey) -> tuple[Labels, LabelSet]:
+    labels = finding_labels(finding, host)
+    return labels, tuple(sorted(labels.items()))
+
+
+def findings(
+    observation: Observation,
+    series: Callable[[Finding, NsKey], tuple[Labels, LabelSet]] = finding_series,
+) -> list[tuple[Labels, LabelSet]]:
+    """The finding series: findings at warning and above, each label set once."""
     diagnosis = observation.diagnosis
     if diagnosis is None:
-        return family
+        return []
     host = observation.report.snapshot.host
-    seen: set[tuple[tuple[str, str], ...]] = set()
+    seen: set[LabelSet] = set()
+    found = []
     for f in diagnosis.findings:
         if f.severity is Severity.INFO:
             continue
-        labels: Labels = {"check": f.check, "severity": f.severity.value}
-        device = next((e.link.name for e in (f.end, f.peer) if e is not None and e.ns.key == host), None)
-        _put(labels, "device", device)
-        labels.update(_where(f.end, ""))
-        labels.update(workload_labels(f.end.workload))
-        if f.peer is not None:
-            labels.update(_where(f.peer, "peer_"))
-        labels = _utf8(labels)
-        key = tuple(sorted(labels.items()))
+        labels, key = series(f, host)
         if key not in seen:
             seen.add(key)
-            family.add_sample("vethpeer_finding", labels, 1)
+            found.append((labels, key))
+    return found
+
+
+def finding_family(found: Iterable[tuple[Labels, LabelSet]]) -> Metric:
+    family = Metric(
+        "vethpeer_finding", "A doctor finding at warning level or above (1 while it holds).", "gauge"
+    )
+    for labels, _key in found:
+        family.add_sample("vethpeer_finding", labels, 1)
     return family
 
 
@@ -318,39 +349,6 @@ def render(families: Iterable[Metric], accept: str, process: bool = False) -> tu
         ProcessCollector(registry=registry)
     encoder, content_type = choose_encoder(accept)
     return encoder(registry), content_type
-
-
-EOF_LINE = b"# EOF\n"
-
-
-class MetricsPage:
-    """/metrics: the walk's part rendered (and gzipped) once per walk and format, the health part
-    every request. Gzip members concatenate into one valid gzip stream (RFC 1952), which is
-    what Prometheus' reader and Python's gzip read."""
-
-    def __init__(self) -> None:
-        self._walk: tuple[int, bool] | None = None
-        self._bodies: dict[tuple[str, bool], bytes] = {}
-        self._lock = threading.Lock()  # a storm right after a walk renders it once, not once per request
-
-    def build(self, health: Health, accept: str, compress: bool = False) -> tuple[bytes, str]:
-        dynamic, content_type = render(health_families(health), accept, process=True)
-        if compress:
-            dynamic = gzip.compress(dynamic, compresslevel=1, mtime=0)
-        walk = health.answer.walk
-        if walk is None:
-            return dynamic, content_type
-        with self._lock:
-            if self._walk != (walk.number, walk.complete):
-                self._walk, self._bodies = (walk.number, walk.complete), {}
-            body = self._bodies.get((content_type, compress))
-            if body is None:
-                rendered, _type = render(interface_families(walk.value), accept)
-                body = rendered.removesuffix(EOF_LINE)
-                if compress:
-                    body = gzip.compress(body, compresslevel=1, mtime=0)
-                self._bodies[(content_type, compress)] = body
-        return body + dynamic, content_type
 
 
 def accepts_gzip(header: str) -> bool:
