@@ -114,6 +114,9 @@ class Watcher:
             timeout = min(timeout, limit)
         ready = dict(self._poll.poll(timeout * 1000))
         mounts = self._mounts.fileno() in ready
+        heard = self.sock.fileno() in ready
+        if heard or (mounts and self.gap):  # a burst (events, namespaces mounted) is one look
+            time.sleep(max(COALESCE if heard else 0.0, self._looked + self.gap - self.clock()))
         if mounts:
             self._mounts.seek(0)
             self._mounts.read()  # re-arms the mount table's poll
@@ -127,9 +130,7 @@ class Watcher:
             rescan, self._held = held != self._held, held
             deaf = self.walker.reread(self._deaf())
         batch = Batch(())
-        if self.sock.fileno() in ready:
-            time.sleep(max(COALESCE, self._looked + self.gap - self.clock()))
-        if self.sock.fileno() in ready or deaf:
+        if heard or deaf:
             # after the rereads: a move seen there was announced (RTM_DELLINK) before, so is in this batch
             batch = self.sock.drain()
         now = self.clock()
