@@ -205,6 +205,23 @@ def test_the_recorder_writes_changes_only_and_last_seen_in_batches(path: str) ->
     assert (rows["two"].first_seen, rows["two"].last_seen, rows["two"].gone) == (T0, T0 + 5, T0 + 10)
 
 
+def test_still_moves_last_seen_on_between_a_live_models_reports(path: str) -> None:
+    store = writer_store(path)
+    recorder = Recorder()
+    one = b()
+    recorder.still(T0 - 1)  # nothing observed yet: nothing to say
+    recorder.observe_bindings(frozenset({one}), T0)
+    recorder.flush(store)
+    recorder.still(T0 + 4)
+    assert recorder.flush(store) == 0  # only last seen
+    (r,) = store.find(["veth0"])
+    assert (r.last_seen, r.gone) == (T0 + 4, None)
+    recorder.observe_bindings(frozenset(), T0 + 6)
+    recorder.flush(store)
+    (r,) = store.find(["veth0"])
+    assert (r.first_seen, r.last_seen, r.gone) == (T0, T0 + 4, T0 + 6)
+
+
 def test_a_short_lived_binding_between_two_flushes_is_still_recorded(path: str) -> None:
     store = writer_store(path)
     recorder = Recorder()

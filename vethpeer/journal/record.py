@@ -139,6 +139,14 @@ class Recorder:
             self._sources = {s.name: s.state for s in report.sources}
         self.observe_bindings(found, at)
 
+    def still(self, at: float) -> None:
+        """Things still stand as last observed, at ``at``: what a live model, which publishes every
+        change, says between changes (the open bindings' last seen moves on; nothing else)."""
+        with self._lock:
+            if self._current is not None and (self._latest is None or at > self._latest):
+                self._latest = at
+                self._unwritten = True
+
     def observe_bindings(self, current: frozenset[Binding], at: float) -> None:
         with self._lock:
             previous = self._current if self._current is not None else frozenset(self._written)
@@ -263,6 +271,10 @@ class JournalWriter:
         recorder's diff (cheap, no I/O), then a nudge to write it now."""
         self.recorder.observe(report, at)
         self._wake.set()
+
+    def still(self, at: float) -> None:
+        """Nothing changed since the last observation, as of ``at`` (:meth:`Recorder.still`)."""
+        self.recorder.still(at)
 
     def wake(self) -> None:
         """Write now rather than at the next tick (after an observation with changes)."""
