@@ -42,7 +42,7 @@ from ..collect import Inflight, Naming, Request, check_privilege, check_sources,
 from ..correlate import correlate
 from ..environment import Environment
 from ..errors import NamespaceGone
-from ..model import FdbEntry, Link, Namespace, NsKey, NsView, Report, Snapshot
+from ..model import FdbEntry, Link, LinkStats, Namespace, NsKey, NsView, Report, Snapshot
 from ..netlink import NetlinkError, RtnlSocket
 from ..netns import Discovery, discover, home_fd, inside, raise_fd_limit
 from ..sources import Context
@@ -68,6 +68,10 @@ def faces(discovery: Discovery) -> frozenset[Face]:
 def _shape(links: tuple[Link, ...]) -> tuple[Link, ...]:
     """The links without their counters (what a change of the kernel's state is about)."""
     return tuple(replace(link, stats=None) if link.stats is not None else link for link in links)
+
+
+def _with_stats(link: Link | None, stats: LinkStats | None) -> Link | None:
+    return link if link is None or link.stats == stats else replace(link, stats=stats)
 
 
 @dataclass(slots=True)
@@ -283,7 +287,8 @@ class Walker:
 
     def _patch(self, kept: _Kept, indexes: Collection[int]) -> None:
         """Only these links again (RTM_GETLINK each; none: gone), their addresses, and the MAC
-        table entries of these devices: what a dump would now say of them, the rest kept.
+        table entries of these devices: what a dump would now say of them, the rest kept (and
+        the counters of the namespace's last read, taken at one moment, ``read_at``).
 
         Sound because every change of a link sends an event naming it (the caller's events),
         but one: a veth whose peer moved away points elsewhere silently; the caller names that
@@ -298,7 +303,12 @@ class Walker:
                     found = tuple(address.address for address in sock.addresses(index))
                     link = replace(link, addresses=found) if found else link
                 fresh[index] = link
-            kept_links = [fresh.pop(link.index, link) for link in kept.links]
+            # a patched link keeps the counters of the namespace's last read (read_at): a rate
+            # takes both from one moment
+            kept_links = [
+                _with_stats(fresh.pop(link.index), link.stats) if link.index in fresh else link
+                for link in kept.links
+            ]
             links = tuple(link for link in [*kept_links, *fresh.values()] if link is not None)
             kept.links = links
             if not self.request.fdb or not any(link.kind == "bridge" for link in links):
