@@ -91,6 +91,9 @@ NDA_MASTER = 9
 # NETNSA_* (linux/net_namespace.h)
 NETNSA_NSID = 1
 NETNSA_FD = 3
+# sockopts (linux/netlink.h)
+SOL_NETLINK = 270
+NETLINK_GET_STRICT_CHK = 12  # Linux 4.20+: dump requests' headers are checked, and their filters honoured
 
 AF_BRIDGE = 7
 IFF_UP = 0x1
@@ -388,11 +391,41 @@ class RtnlSocket:
             return self.dump(RTM_GETLINK, RTM_NEWLINK, payload, _parse_link_with_stats)
         return self.dump(RTM_GETLINK, RTM_NEWLINK, payload, parse_link)
 
-    def addresses(self) -> list[RawAddress]:
-        return self.dump(RTM_GETADDR, RTM_NEWADDR, _IFADDR.pack(0, 0, 0, 0, 0), parse_address)
+    def addresses(self, index: int = 0) -> list[RawAddress]:
+        """Every address; with ``index``, only that link's (the kernel filters the dump by ifindex
+        under strict checking, Linux 4.20+; older kernels send all, filtered here). A link gone
+        meanwhile has none."""
+        payload = _IFADDR.pack(0, 0, 0, 0, index)
+        if not index:
+            return self.dump(RTM_GETADDR, RTM_NEWADDR, payload, parse_address)
+        strict = self._strict(True)
+        try:
+            found = self.dump(RTM_GETADDR, RTM_NEWADDR, payload, parse_address)
+        except NetlinkError as error:
+            if error.errno == errno.ENODEV:
+                return []
+            raise
+        finally:
+            if strict:
+                self._strict(False)
+        return [address for address in found if address.index == index]
 
-    def fdb(self) -> list[FdbEntry]:
-        return self.dump(RTM_GETNEIGH, RTM_NEWNEIGH, NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0), parse_fdb)
+    def _strict(self, on: bool) -> bool:
+        """Strict checking on or off for the next requests; False if the kernel has none."""
+        try:
+            self._sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, int(on))
+        except OSError:
+            return False
+        return True
+
+    def fdb(self, port: int = 0) -> list[FdbEntry]:
+        """The bridges' MAC tables (AF_BRIDGE neighbours); with ``port``, only the entries of that
+        device (a bridge port's, or a bridge's own), asked as `bridge fdb show brport` does: an
+        ifinfomsg naming it, which every kernel since 4.12 filters by."""
+        if not port:
+            return self.dump(RTM_GETNEIGH, RTM_NEWNEIGH, NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0), parse_fdb)
+        payload = _IFINFO.pack(AF_BRIDGE, 0, port, 0, 0)
+        return [e for e in self.dump(RTM_GETNEIGH, RTM_NEWNEIGH, payload, parse_fdb) if e.port == port]
 
     def nsid_of(self, ns_fd: int) -> int | None:
         """The nsid this socket's namespace has assigned to the namespace behind ns_fd.

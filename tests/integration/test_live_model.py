@@ -1,11 +1,12 @@
 """`serve --live` against a fresh walk, through a long churn: the model's answers stay a walk's answers.
 
 Namespaces are created and removed, veths moved between namespaces, renamed, set down and up,
-re-addressed, enslaved and released, held by a process only; Docker containers started and
-removed. At many points, once the model has settled (nothing pending, its generation quiet
-for 0.5 s), ``/api/v1/table`` must equal a fresh ``vethpeer table --json``, and the resyncs'
-drift counter must stay 0 (a resync every 2 s repairs the model, so a missed event is
-caught by one or the other). Everything made here carries the ``vqg`` prefix.
+re-addressed, enslaved and released, held by a process only, with both ends in one namespace
+or both in the host (the host's devices are read again only where events point); Docker
+containers started and removed. At many points, once the model has settled (nothing pending,
+its generation quiet for 0.5 s), ``/api/v1/table`` must equal a fresh ``vethpeer table --json``,
+and the resyncs' drift counter must stay 0 (a resync every 2 s repairs the model, so a missed
+event is caught by one or the other). Everything made here carries the ``vqg`` prefix.
 """
 
 from __future__ import annotations
@@ -135,7 +136,10 @@ def churn(lab: VqgLab, served: Served, rounds: int, seed: int) -> None:
         fresh_ns()
     for step in range(rounds):
         action = rng.choice(
-            ["add", "add", "remove", "move", "rename", "down", "addr", "release", "process", "lonely"]
+            [
+                *("add", "add", "remove", "move", "rename", "down", "addr", "release", "process", "lonely"),
+                *("hostpair", "hostrename", "samens"),
+            ]
         )
         if action == "add" or len(alive) < 3:
             fresh_ns()
@@ -181,6 +185,28 @@ def churn(lab: VqgLab, served: Served, rounds: int, seed: int) -> None:
             ip("-n", str(x.name), "link", "set", "a0", "down")
             ip("-n", str(x.name), "link", "set", "a0", "name", "a1")
             ip("-n", str(y.name), "addr", "add", lab.ip4(3, 1 + step % 250), "dev", "b0")
+        elif action == "hostpair":  # host-side devices added, renamed, removed: both ends in the host
+            counter += 1
+            a, b = lab.link_name(f"a{counter}"), lab.link_name(f"b{counter}")
+            ip("link", "add", a, "type", "veth", "peer", "name", b)
+            lab.host_links += [a, b]
+            ip("link", "set", b, "up")
+            ip("link", "set", b, "name", lab.link_name(f"c{counter}"))
+            lab.host_links.append(lab.link_name(f"c{counter}"))
+            ip("link", "del", a)
+        elif action == "hostrename":  # a workload's host end renamed (and the name given back)
+            ports = [
+                link for link in lab.host_links if link.startswith(lab.link_name("h")) and _has(HOST, link)
+            ]
+            if ports:
+                port = rng.choice(ports)
+                ip("link", "set", port, "name", lab.link_name("tmp"))
+                check_same(served, f"step {step} (a host end renamed)")
+                ip("link", "set", lab.link_name("tmp"), "name", port)
+        elif action == "samens":  # both ends in one namespace
+            ns = rng.choice(alive)
+            counter += 1
+            lab.veth(ns, f"s{counter}", ns, f"t{counter}")
         elif action == "process":
             ns = fresh_ns()
             lab.hold_by_fd_only(ns)  # the bind mount goes: only a process holds it now

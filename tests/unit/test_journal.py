@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.builders import cri_pods
+from tests.unit.builders import HOST, Topo, cri_pods
 from vethpeer.errors import Ambiguous, NotFound
 from vethpeer.journal import query
 from vethpeer.journal.annotate import Index, annotate_line
 from vethpeer.journal.binding import Binding
-from vethpeer.journal.record import JournalWriter, Recorder, bindings
+from vethpeer.journal.record import Bindings, JournalWriter, Recorder, bindings
 from vethpeer.journal.store import SCHEMA_VERSION, JournalError, JournalTooNew, Start, Store
 from vethpeer.journal.stream import Annotator, output_of
 from vethpeer.journal.times import line_time, parse_when, rfc3339
+from vethpeer.model import NsKey
 
 T0 = 1_764_800_000.0  # 2025-12-03T22:13:20Z
 
@@ -62,6 +63,38 @@ def test_bindings_of_a_report_are_the_workload_interfaces_with_their_host_side()
         ("pod/shop/db", "eth0", "veth2", "br0"),
     ]
     assert found[0].addresses == ("10.0.0.2/24",) and found[0].workload_id == "abc00000"
+
+
+def test_bindings_remembered_between_reports_are_the_bindings_of_each() -> None:
+    """The recorder's per-row memory against the pure :func:`bindings` (the oracle), through
+    reports that share most of their objects, as a live model's do."""
+    topo = Topo()
+    bridge = topo.bridge(HOST, "br0")
+    pods = [topo.netns(f"n{i}") for i in range(4)]
+    for i, key in enumerate(pods):
+        host_end, _ = topo.veth(HOST, f"veth{i}", key, "eth0")
+        topo.enslave(HOST, host_end, bridge)
+    remembered = Bindings()
+    report = topo.report()
+
+    def rename(key: NsKey, old: str, new: str) -> None:
+        topo.links[key] = [replace(link, name=new) if link.name == old else link for link in topo.links[key]]
+
+    steps = [
+        lambda: None,
+        lambda: rename(pods[0], "eth0", "eth9"),  # renamed inside
+        lambda: rename(HOST, "veth1", "vethX"),  # the host end renamed
+        lambda: topo.set(pods[2], "eth0", addresses=("10.0.0.2/24",)),
+        lambda: topo.set(HOST, "vethX", master=None),  # released from the bridge
+        lambda: topo.names.update({pods[3]: "renamed"}),  # the workload named anew
+        lambda: topo.veth(pods[3], "a0", pods[3], "a1"),  # both ends in one namespace
+    ]
+    for step in steps:
+        step()
+        previous, report = report, topo.report()
+        assert remembered(report) == bindings(report)
+        assert remembered(previous) == bindings(previous)  # and back
+        assert remembered(report) == bindings(report)
 
 
 def test_a_walk_with_a_failed_source_does_not_rename_bindings(path: str) -> None:
@@ -170,6 +203,23 @@ def test_the_recorder_writes_changes_only_and_last_seen_in_batches(path: str) ->
     rows = {r.binding.name: r for r in store.find(["veth1", "veth2"])}
     assert (rows["one"].first_seen, rows["one"].last_seen, rows["one"].gone) == (T0, T0 + 10, None)
     assert (rows["two"].first_seen, rows["two"].last_seen, rows["two"].gone) == (T0, T0 + 5, T0 + 10)
+
+
+def test_still_moves_last_seen_on_between_a_live_models_reports(path: str) -> None:
+    store = writer_store(path)
+    recorder = Recorder()
+    one = b()
+    recorder.still(T0 - 1)  # nothing observed yet: nothing to say
+    recorder.observe_bindings(frozenset({one}), T0)
+    recorder.flush(store)
+    recorder.still(T0 + 4)
+    assert recorder.flush(store) == 0  # only last seen
+    (r,) = store.find(["veth0"])
+    assert (r.last_seen, r.gone) == (T0 + 4, None)
+    recorder.observe_bindings(frozenset(), T0 + 6)
+    recorder.flush(store)
+    (r,) = store.find(["veth0"])
+    assert (r.first_seen, r.last_seen, r.gone) == (T0, T0 + 4, T0 + 6)
 
 
 def test_a_short_lived_binding_between_two_flushes_is_still_recorded(path: str) -> None:

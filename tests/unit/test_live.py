@@ -24,7 +24,8 @@ from vethpeer.model import (
     WorkloadKind,
 )
 from vethpeer.netlink import IFF_UP
-from vethpeer.sources.kernel import names_of
+from vethpeer.sources import Context
+from vethpeer.sources.kernel import KernelNames, names_of
 
 from .builders import UP, answered
 
@@ -308,3 +309,24 @@ def test_a_host_pair_end_moved_into_a_container_is_one_move_not_a_deletion() -> 
     assert kinds(found) == ["netns-appeared", "moved"]
     back = changes.diff(after, before, [changes.Move(NsKey(4, 7), 2, HOST, 21)])
     assert kinds(back) == ["moved", "netns-gone"]  # and back: the host end's row returns, not "created"
+
+
+def test_kernel_names_asked_again_make_only_what_changed_and_equal_a_fresh_answer() -> None:
+    host = Namespace(NsKey(4, 1), is_host=True, pids=(1,))
+    first = (
+        host,
+        Namespace(NsKey(4, 2), mounts=("/run/netns/a",)),
+        Namespace(NsKey(4, 3), pids=(40, 41), comm="sleep"),
+    )
+    later = (
+        host,
+        first[1],  # unchanged: its claims are the ones made before
+        Namespace(NsKey(4, 3), pids=(41,), comm="sh"),  # its first process exited
+        Namespace(NsKey(4, 5), mounts=("/run/docker/netns/abc",)),  # new
+    )
+    kept = KernelNames()
+    before = kept.collect(Context(host.key, first))
+    again = kept.collect(Context(host.key, later))
+    for namespaces, answer in ((first, before), (later, again)):
+        assert answer == KernelNames().collect(Context(host.key, namespaces))
+    assert again.claims[0] is before.claims[0]

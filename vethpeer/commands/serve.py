@@ -288,7 +288,12 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         if writer is not None:
             env.warn(f"vethpeer serve: recording bindings in {writer.path}")
         while not stop.wait(min(0.5, args.min_interval)):
-            if writer is not None:  # the journal records between scrapes too: a walk every --min-interval
+            if writer is None:
+                continue
+            if isinstance(cache, LiveCache):  # the model publishes each change: in between, nothing changed
+                if cache.model.stats().running and cache.model.latest() is not None:
+                    writer.still(time.time())
+            else:  # the journal records between scrapes too: a walk every --min-interval
                 cache.get(0.0)
     finally:
         server.stop()

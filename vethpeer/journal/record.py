@@ -61,6 +61,34 @@ def bindings(report: Report) -> frozenset[Binding]:
     return frozenset(b for b in map(binding_of, report.rows) if b is not None)
 
 
+class Bindings:
+    """:func:`bindings`, remembered row by row between observations (pure otherwise).
+
+    A live model publishes a report several times a second, and most of its rows are made of
+    the very objects of the one before (the links not read again, the same workloads): a row
+    whose inputs are the same as last time (compared by identity first, then by value) keeps
+    the binding it had, so a report costs a look at each row, not a new binding each."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[int, int], tuple[tuple[object, ...], Binding | None]] = {}
+
+    def __call__(self, report: Report) -> frozenset[Binding]:
+        known, self._known = self._known, {}
+        found = []
+        for row in report.rows:
+            end, peer = row.end, row.peer
+            inputs: tuple[object, ...] = (end.link, end.ns.key, end.workload, row.relation)
+            if peer is not None:
+                inputs += (peer.link, peer.ns.key, peer.master)
+            key = (end.ns.key.ino, end.link.index)
+            hit = known.get(key)
+            binding = hit[1] if hit is not None and hit[0] == inputs else binding_of(row)
+            self._known[key] = (inputs, binding)
+            if binding is not None:
+                found.append(binding)
+        return frozenset(found)
+
+
 def _interface(b: Binding) -> tuple[object, ...]:
     """A binding without its workload: the interfaces, their addresses and namespaces."""
     return (b.netns, b.inner_ifindex, b.inner_name, b.inner_mac, b.addresses, b.host_name, b.host_ifindex,
@@ -99,16 +127,25 @@ class Recorder:
         self._latest: float | None = None  # the latest observation
         self._unwritten = False  # the latest observation's time is not on disk yet
         self._sources: dict[str, SourceState] = {}  # each source's state in the latest good walk
+        self._bindings = Bindings()
 
     def observe(self, report: Report, at: float) -> None:
         """Record that ``report`` is how things stood at ``at`` (Unix time). Cheap; no I/O."""
-        found = bindings(report)
+        found = self._bindings(report)
         if degraded(self._sources, report.sources):
             with self._lock:
                 found = steady(self._current if self._current is not None else self._written, found)
         else:
             self._sources = {s.name: s.state for s in report.sources}
         self.observe_bindings(found, at)
+
+    def still(self, at: float) -> None:
+        """Things still stand as last observed, at ``at``: what a live model, which publishes every
+        change, says between changes (the open bindings' last seen moves on; nothing else)."""
+        with self._lock:
+            if self._current is not None and (self._latest is None or at > self._latest):
+                self._latest = at
+                self._unwritten = True
 
     def observe_bindings(self, current: frozenset[Binding], at: float) -> None:
         with self._lock:
@@ -234,6 +271,10 @@ class JournalWriter:
         recorder's diff (cheap, no I/O), then a nudge to write it now."""
         self.recorder.observe(report, at)
         self._wake.set()
+
+    def still(self, at: float) -> None:
+        """Nothing changed since the last observation, as of ``at`` (:meth:`Recorder.still`)."""
+        self.recorder.still(at)
 
     def wake(self) -> None:
         """Write now rather than at the next tick (after an observation with changes)."""

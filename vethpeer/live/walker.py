@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TypeVar
@@ -42,7 +42,7 @@ from ..collect import Inflight, Naming, Request, check_privilege, check_sources,
 from ..correlate import correlate
 from ..environment import Environment
 from ..errors import NamespaceGone
-from ..model import FdbEntry, Link, Namespace, NsKey, NsView, Report, Snapshot
+from ..model import FdbEntry, Link, LinkStats, Namespace, NsKey, NsView, Report, Snapshot
 from ..netlink import NetlinkError, RtnlSocket
 from ..netns import Discovery, discover, home_fd, inside, raise_fd_limit
 from ..sources import Context
@@ -52,6 +52,7 @@ from .carry import remember, restat
 
 T = TypeVar("T")
 NAMING_MIN = 2.0  # seconds: the runtimes' sources are asked at most this often when namespaces churn
+PATCH_BELOW = 4  # a namespace is patched, not dumped, when events name fewer than 1/4 of its links
 
 
 Face = tuple[NsKey, bool, tuple[str, ...], tuple[str, ...], tuple[int, ...], str | None]
@@ -67,6 +68,10 @@ def faces(discovery: Discovery) -> frozenset[Face]:
 def _shape(links: tuple[Link, ...]) -> tuple[Link, ...]:
     """The links without their counters (what a change of the kernel's state is about)."""
     return tuple(replace(link, stats=None) if link.stats is not None else link for link in links)
+
+
+def _with_stats(link: Link | None, stats: LinkStats | None) -> Link | None:
+    return link if link is None or link.stats == stats else replace(link, stats=stats)
 
 
 @dataclass(slots=True)
@@ -101,6 +106,7 @@ class Walker:
         self.naming_every, self.links_every, self.clock = naming_every, links_every, clock
         self._links_at = float("-inf")
         self._resolved: nsids.Resolved | None = None  # valid while no links were read again
+        self._last_resolved: nsids.Resolved = {}  # the latest resolution, kept when links are read again
         self._joined: Naming | None = None  # the naming the last report was joined with
         self._thread = threading.get_ident()
         self._home = home_fd(env.proc)
@@ -111,6 +117,7 @@ class Walker:
         self._named: frozenset[Face] = frozenset()
         self._named_at = 0.0
         self._stale = False  # a runtime said something changed: ask the sources again
+        self._kernel = KernelNames()  # the kernel's names between the sources' answers (kept per namespace)
         self.discovery: Discovery | None = None
         self.report: Report | None = None
         self.read_at = 0.0  # time.monotonic() when the last round read the counters: a Sample's time
@@ -135,6 +142,7 @@ class Walker:
     def _drop(self, key: NsKey) -> None:
         self._resolved = None
         kept = self._kept.pop(key)
+        self._last_resolved.pop(key, None)
         kept.sock.close()
         os.close(kept.fd)
         for pair in [p for p in self._asked if key in p]:
@@ -171,10 +179,17 @@ class Walker:
         return None
 
     def round(
-        self, dirty: Collection[NsKey] | None = None, *, rediscover: bool = True, full: bool = False
+        self,
+        dirty: Collection[NsKey] | None = None,
+        *,
+        rediscover: bool = True,
+        full: bool = False,
+        named: Mapping[NsKey, Collection[int]] | None = None,
     ) -> Report:
         """One walk: every namespace re-dumped, or only ``dirty`` ones (and new ones).
 
+        ``named``: with ``dirty``, devices (ifindexes) the kernel named in other namespaces:
+        those are read again (:meth:`_refresh`: a big namespace only where named).
         ``full``: every namespace's links again even when ``links_every`` would read counters only.
         """
         if threading.get_ident() != self._thread:
@@ -204,6 +219,8 @@ class Walker:
                     self._counters(kept)
                 elif dirty is None or ns.key in dirty:
                     self._dump(kept)
+                elif named and ns.key in named:
+                    self._refresh(kept, named[ns.key])
         self.read_at = (started + time.monotonic()) / 2  # when the counters were read (about)
         resolved = self._repair(self.discovery.host) if dirty is not None else None
         same_links = resolved is None and self._resolved is not None  # nothing read again but counters
@@ -260,6 +277,55 @@ class Walker:
             self._drop(kept.ns.key)
             self._errors[kept.ns.key] = f"cannot read: {error.strerror or error}"
 
+    def _refresh(self, kept: _Kept, indexes: Collection[int]) -> None:
+        """These devices read again: a namespace of a few links is dumped whole (as cheap), a
+        big one (the host: a link per workload) is patched where named (:meth:`_patch`)."""
+        if PATCH_BELOW * len(indexes) >= len(kept.links):
+            self._dump(kept)
+        else:
+            self._patch(kept, indexes)
+
+    def _patch(self, kept: _Kept, indexes: Collection[int]) -> None:
+        """Only these links again (RTM_GETLINK each; none: gone), their addresses, and the MAC
+        table entries of these devices: what a dump would now say of them, the rest kept (and
+        the counters of the namespace's last read, taken at one moment, ``read_at``).
+
+        Sound because every change of a link sends an event naming it (the caller's events),
+        but one: a veth whose peer moved away points elsewhere silently; the caller names that
+        one too, and :meth:`_repair` catches what does not point back."""
+        self._resolved = None
+        sock = kept.sock
+        try:
+            fresh: dict[int, Link | None] = {}
+            for index in sorted(set(indexes)):
+                link = sock.link(index=index, stats=self.request.stats)
+                if link is not None and self.addresses:
+                    found = tuple(address.address for address in sock.addresses(index))
+                    link = replace(link, addresses=found) if found else link
+                fresh[index] = link
+            # a patched link keeps the counters of the namespace's last read (read_at): a rate
+            # takes both from one moment
+            kept_links = [
+                _with_stats(fresh.pop(link.index), link.stats) if link.index in fresh else link
+                for link in kept.links
+            ]
+            links = tuple(link for link in [*kept_links, *fresh.values()] if link is not None)
+            kept.links = links
+            if not self.request.fdb or not any(link.kind == "bridge" for link in links):
+                kept.fdb = ()
+            elif not kept.fdb:
+                kept.fdb = tuple(sock.fdb())  # a bridge appeared: its table, whole
+            else:  # a dump lists each device's entries in turn, by ifindex
+                ports: dict[int, list[FdbEntry]] = {}
+                for entry in kept.fdb:
+                    ports.setdefault(entry.port, []).append(entry)
+                for index in indexes:
+                    ports[index] = sock.fdb(port=index)
+                kept.fdb = tuple(entry for port in sorted(ports) for entry in ports[port])
+        except OSError as error:
+            self._drop(kept.ns.key)
+            self._errors[kept.ns.key] = f"cannot read: {error.strerror or error}"
+
     def _fdb(self, kept: _Kept) -> tuple[FdbEntry, ...]:
         if not self.request.fdb or not any(link.kind == "bridge" for link in kept.links):
             return ()
@@ -273,7 +339,7 @@ class Walker:
         """
         links = {key: kept.links for key, kept in self._kept.items()}
         resolved = nsids.resolve(links, host, self._ask)
-        stale: set[NsKey] = set()
+        stale: dict[NsKey, set[int]] = {}
         indexes: dict[NsKey, dict[int, Link]] = {}
         for key, found in links.items():
             for link in found:
@@ -286,14 +352,17 @@ class Walker:
                     indexes[target] = {other.index: other for other in links[target]}
                 other = indexes[target].get(link.link)
                 if other is None or other.link != link.index:
-                    stale.add(target)
+                    stale.setdefault(target, set()).add(link.link)
                 elif other.link_netnsid is not None and resolved[target].get(other.link_netnsid) not in (
                     key,
                     None,
                 ):
-                    stale.add(target)  # the other end still points where this one was before a move
-        for key in stale:
-            self._dump(self._kept[key])
+                    # the other end still points where this one was before a move
+                    stale.setdefault(target, set()).add(link.link)
+        for key, named in stale.items():
+            if key in self._kept:
+                self._refresh(self._kept[key], named)
+        self._last_resolved = resolved
         return None if stale else resolved  # what the snapshot needs, unless links were read again
 
     def _counters(self, kept: _Kept) -> None:
@@ -340,7 +409,7 @@ class Walker:
         if resolved is None:
             links = {key: kept.links for key, kept in self._kept.items()}
             resolved = nsids.resolve(links, discovery.host, self._ask)
-        self._resolved = resolved
+        self._resolved = self._last_resolved = resolved
         views = [NsView(kept.ns, kept.links, resolved[key], kept.fdb) for key, kept in self._kept.items()]
         by_key = {ns.key: ns for ns in discovery.namespaces}
         views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]
@@ -381,7 +450,7 @@ class Walker:
             proc=self.env.proc,
             environ=self.env.environ,
         )
-        fresh = KernelNames().collect(context)
+        fresh = self._kernel.collect(context)
         results = tuple(fresh if r.status.name == fresh.status.name else r for r in naming.results)
         return Naming(results, naming.ovs)
 
@@ -413,8 +482,23 @@ class Walker:
         with inside(host.fd, self._home):
             return make()
 
+    def peer_of(self, key: NsKey, index: int) -> tuple[NsKey, int] | None:
+        """Where the veth ``index`` of ``key`` pointed when last read: its peer's namespace and
+        ifindex (for a move: the end left behind, which the kernel does not tell about)."""
+        kept = self._kept.get(key)
+        link = next((link for link in kept.links if link.index == index), None) if kept else None
+        if link is None or link.kind not in nsids.PAIR_KINDS or link.link is None:
+            return None
+        if link.link_netnsid is None:
+            return key, link.link
+        target = self.nsid_target(key, link.link_netnsid)
+        return (target, link.link) if target is not None else None
+
     def nsid_target(self, observer: NsKey, nsid: int) -> NsKey | None:
         """The namespace that ``observer`` calls ``nsid`` (among those held open)."""
+        known = self._last_resolved.get(observer, {}).get(nsid)  # an nsid keeps its meaning while both live
+        if known is not None and known in self._kept:
+            return known
         for key in self._kept:
             if key != observer and self._ask(observer, key) == nsid:
                 return key

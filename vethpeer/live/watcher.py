@@ -114,6 +114,9 @@ class Watcher:
             timeout = min(timeout, limit)
         ready = dict(self._poll.poll(timeout * 1000))
         mounts = self._mounts.fileno() in ready
+        heard = self.sock.fileno() in ready
+        if heard or (mounts and self.gap):  # a burst (events, namespaces mounted) is one look
+            time.sleep(max(COALESCE if heard else 0.0, self._looked + self.gap - self.clock()))
         if mounts:
             self._mounts.seek(0)
             self._mounts.read()  # re-arms the mount table's poll
@@ -127,9 +130,7 @@ class Watcher:
             rescan, self._held = held != self._held, held
             deaf = self.walker.reread(self._deaf())
         batch = Batch(())
-        if self.sock.fileno() in ready:
-            time.sleep(max(COALESCE, self._looked + self.gap - self.clock()))
-        if self.sock.fileno() in ready or deaf:
+        if heard or deaf:
             # after the rereads: a move seen there was announced (RTM_DELLINK) before, so is in this batch
             batch = self.sock.drain()
         now = self.clock()
@@ -213,23 +214,29 @@ class Watcher:
             return self._resync()
         assert walker.discovery is not None
         host = walker.discovery.host
-        # The host (a thousand links) only when it is named (its own links send their own events);
-        # but for `watch`'s events always: its side of a pair shows a change elsewhere in the same diff
+        # The devices the events name are read again (the host, a thousand links, only where named);
+        # for `watch`'s events the host whole: its side of a pair shows a change elsewhere in the same diff
         dirty: set[NsKey] = {*deaf, *((host,) if self.changes else ())}
+        named: dict[NsKey, set[int]] = {}
         moves = []
         for event in batch.events:
             key = self._namespace_of(event.nsid, host)
             if key is None:
                 continue
-            dirty.add(key)
+            named.setdefault(key, set()).add(event.index)
             if event.type == "dellink" and event.new_nsid is not None:
                 target = walker.nsid_target(key, event.new_nsid)
                 if target is not None:
                     dirty.add(target)
                 moves.append(Move(key, event.index, target, event.new_index))
-                dirty.add(host)  # the peer left behind (often the host's) gets no event of its own
+                # the peer left behind (often the host's) gets no event of its own
+                left = walker.peer_of(key, event.index)
+                if left is None:
+                    dirty.add(host)
+                else:
+                    named.setdefault(left[0], set()).add(left[1])
         self._looked = self.clock()
-        new = walker.round(dirty, rediscover=False)
+        new = walker.round(dirty, rediscover=False, named=named)
         events = diff(self.report, new, moves) if self.changes else []
         self.report = new
         return events

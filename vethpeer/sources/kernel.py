@@ -28,10 +28,26 @@ def names_of(ns: Namespace) -> list[Claim]:
 
 
 class KernelNames:
-    """Always available; it only looks at what discovery already found."""
+    """Always available; it only looks at what discovery already found.
+
+    One instance asked again and again (the live walker's, each time namespaces come or go)
+    makes a namespace's claims again only when what they name it by changed."""
 
     name = "kernel"
 
+    def __init__(self) -> None:
+        self._known: dict[tuple[object, ...], tuple[Claim, ...]] = {}
+
     def collect(self, context: Context) -> SourceResult:
-        claims = [claim for ns in context.namespaces if not ns.is_host for claim in names_of(ns)]
+        known, self._known = self._known, {}
+        claims: list[Claim] = []
+        for ns in context.namespaces:
+            if ns.is_host:
+                continue
+            face = (ns.key, ns.mounts, ns.pids[:1], ns.comm)
+            found = known.get(face)
+            if found is None:
+                found = tuple(names_of(ns))
+            self._known[face] = found
+            claims += found
         return SourceResult(SourceStatus(self.name, SourceState.OK), tuple(claims))

@@ -1,0 +1,146 @@
+"""The live walker's patched host against a fresh dump: the host's links read again only where
+the kernel's events point (RTM_GETLINK by ifindex, the link's addresses, the device's FDB
+entries) must say what a dump of the whole host says, after every kind of change a host-side
+device goes through; and the report must be a fresh walk's (drift 0).
+
+In-process (a Walker and a Watcher on this thread, as the live model runs them), on real
+namespaces, veths and a bridge. Everything made here carries the ``vqb`` prefix.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import pytest
+
+from tests.lab.netlab import HOST, Lab, Ns
+from tests.policy import need_binary, need_root
+from vethpeer.collect import Request
+from vethpeer.environment import Environment
+from vethpeer.live.drift import drift
+from vethpeer.live.walker import Walker
+from vethpeer.live.watcher import Watcher
+from vethpeer.model import FdbEntry, Link
+from vethpeer.netlink import RtnlSocket
+from vethpeer.sources import Options
+from vethpeer.walk import with_addresses
+
+pytestmark = pytest.mark.integration
+PREFIX = "vqb"
+
+
+@dataclass
+class VqbLab(Lab):
+    prefix: ClassVar[str] = PREFIX
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def host_dump() -> tuple[dict[int, Link], list[FdbEntry]]:
+    """What a dump of the whole host says now (links without their counters, FDB sorted)."""
+    with RtnlSocket() as sock:
+        links = with_addresses(sock.links(), sock)
+        fdb = sock.fdb()
+    return {link.index: link for link in links}, sorted(fdb, key=repr)
+
+
+@pytest.fixture
+def lab() -> Iterator[VqbLab]:
+    need_root()
+    need_binary("ip")
+    with VqbLab() as built:
+        yield built
+
+
+def test_patched_host_is_a_dump_and_the_report_a_fresh_walk(lab: VqbLab) -> None:
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    request = Request(options=Options(kube=False), fdb=True, stats=True, ovs=False)
+    patched: list[int] = []
+    with Walker(request, env, links_every=float("inf")) as walker, Watcher(walker, changes=False) as watcher:
+        patch = walker._patch
+
+        def counted(kept: object, indexes: object) -> None:
+            patched.append(1)
+            patch(kept, indexes)  # type: ignore[arg-type]
+
+        walker._patch = counted  # type: ignore[method-assign]
+        bridge = lab.bridge(HOST, lab.bridge_name("0"))
+        namespaces: list[Ns] = []
+
+        def workload(stem: str) -> str:
+            ns = lab.netns(stem)
+            host_end = lab.link_name(f"h{stem}")
+            pair = lab.veth(HOST, host_end, ns, "eth0")
+            lab.enslave(pair.a, bridge)
+            lab.addr(pair.b, lab.ip4(1, 10 + len(namespaces)))
+            namespaces.append(ns)
+            return host_end
+
+        ends = [workload(f"w{i}") for i in range(3)]
+
+        def check(step: str) -> None:
+            problems: list[str] = []
+            for _ in range(5):
+                for _ in range(4):  # what the kernel said by now, looked at
+                    watcher.wait(0.15)
+                host = walker.discovery.host if walker.discovery else None
+                kept = walker._kept[host]  # type: ignore[index]
+                links, fdb = host_dump()
+                mine = {link.index: replace(link, stats=None) for link in kept.links}
+                with Walker(request, env) as fresh:
+                    found = drift(watcher.report, fresh.round())
+                problems = [f"links differ: {sorted(mine.keys() ^ links.keys())}"] if mine != links else []
+                problems += [] if sorted(kept.fdb, key=repr) == fdb else ["the MAC tables differ"]
+                problems += [f"{d.kind}: {d.subject}" for d in found]
+                if not problems:
+                    return
+            raise AssertionError(f"after {step}: " + "; ".join(problems))
+
+        check("the start")
+        # a host-side veth renamed, set down, re-addressed, released and enslaved again
+        renamed = lab.link_name("r0")
+        ip("link", "set", ends[0], "down")
+        ip("link", "set", ends[0], "name", renamed)
+        lab.host_links[lab.host_links.index(ends[0])] = renamed
+        check("a rename")
+        ip("link", "set", renamed, "up")
+        ip("link", "set", ends[1], "down")
+        check("set down")
+        ip("addr", "add", lab.ip4(2, 1), "dev", ends[2])
+        check("an address")
+        ip("link", "set", ends[2], "nomaster")
+        check("released from the bridge")
+        ip("link", "set", ends[2], "master", bridge.ifname)
+        check("enslaved again")
+        # host-side devices added and removed: a pair with both ends in the host
+        a, b = lab.link_name("ha"), lab.link_name("hb")
+        lab.veth(HOST, a, HOST, b)
+        lab.host_links.append(b)
+        check("a pair in the host")
+        ip("link", "del", a)
+        check("the pair removed")
+        # a pair made in the host whose end moves into one namespace, then on to another:
+        # the host end is left pointing elsewhere, and the kernel says nothing about it
+        m = lab.link_name("m0")
+        ip("link", "add", m, "type", "veth", "peer", "name", f"{m}p")
+        lab.host_links.append(m)
+        ip("link", "set", m, "up")
+        check("a new pair")
+        ip("link", "set", f"{m}p", "netns", str(namespaces[0].name))
+        check("one end moved into a namespace")
+        ip("-n", str(namespaces[0].name), "link", "set", f"{m}p", "netns", str(namespaces[1].name))
+        check("moved on to another")
+        # both ends in one namespace; a namespace (and its host end) gone; a new one
+        lab.veth(namespaces[1], "x0", namespaces[1], "x1")
+        check("both ends in one namespace")
+        lab.delete_netns([namespaces[2]])
+        check("a namespace removed")
+        workload("w9")
+        check("a new workload")
+    assert patched, "the host was never patched: dumped whole each time"
