@@ -1,13 +1,13 @@
 """`which TARGET` without a full walk, when the target says which namespace it is about.
 
-A host interface (by name), a PID, a namespace path and an ``ip netns`` name each lead to one
-namespace before anything is walked. Then only that namespace is read whole, plus what its rows
-need: the host links its peers are (RTM_GETLINK by ifindex, not a dump of the host) and any
-other namespace a peer lives in, each found by asking RTM_GETNSID until the nsid matches (which
-allocates nothing). A MAC or an IP may be anywhere (a cloned MAC, a duplicated IP): every
-namespace is asked for it first (one link or address dump each, only what carries it parsed),
-and only one holder on the whole node (a host veth's MAC; a namespace's IP) is a focus.
-Anything ambiguous gets ``None``: the caller walks everything.
+A host interface (by name, or by ifindex: ``ifN``), a PID, a namespace path and an ``ip netns``
+name each lead to one namespace before anything is walked. Then only that namespace is read
+whole, plus what its rows need: the host links its peers are (RTM_GETLINK by ifindex, not a
+dump of the host) and any other namespace a peer lives in, each found by asking RTM_GETNSID
+until the nsid matches (which allocates nothing). A MAC or an IP may be anywhere (a cloned
+MAC, a duplicated IP): every namespace is asked for it first (one link or address dump each,
+only what carries it parsed), and only one holder on the whole node (a host veth's MAC; a
+namespace's IP) is a focus. Anything ambiguous gets ``None``: the caller walks everything.
 
 A target none of those kinds claims is a workload's name or ID: :func:`locate` says
 :data:`BY_NAME`, every source names every namespace first, and :func:`by_name` matches the
@@ -35,7 +35,7 @@ from .errors import NamespaceGone
 from .model import Link, Namespace, NsKey, Snapshot, SourceResult
 from .netlink import NetlinkError, RtnlSocket
 from .netns import Discovery, home_namespace, key_of, open_namespace
-from .targets import workload_matchers, workload_namespaces
+from .targets import ifindex, workload_matchers, workload_namespaces
 from .walk import socket_in
 
 _MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
@@ -103,6 +103,10 @@ def _locate(
     link = sock.link(target) if _could_be_ifname(target) else None
     # The kernel finds a link by an alternative name too; a target is an interface by its name only.
     if link is not None and link.name == target:  # a host interface, before any `ip netns` name
+        return _behind_host_link(discovery, sock, [link], proc)
+    index = ifindex(target)
+    link = sock.link(index=index) if index is not None else None
+    if link is not None:  # `ifN`: a host interface by its ifindex
         return _behind_host_link(discovery, sock, [link], proc)
     named = [ns.key for ns in discovery.namespaces if target in ns.netns_names]
     if not named:

@@ -1,8 +1,9 @@
 """Targets: turn whatever the user has in hand (a name, ID, PID, path, veth, MAC or IP) into rows.
 
 TARGET is tried, in order, as an IP address, a MAC address, a PID, a path to a
-namespace file, a host interface name, an `ip netns` name, and finally a workload
-(name, label, ID or unique ID prefix, container name, `NS/NAME`, `pod/NAME`).
+namespace file, a host interface name, a host ifindex (``ifN``: what ``eth0@ifN`` inside a
+container says), an `ip netns` name, and finally a workload (name, label, ID or unique ID
+prefix, container name, `NS/NAME`, `pod/NAME`).
 More than one namespace matching is an error listing the candidates: a guess
 would be worse than no answer.
 """
@@ -21,6 +22,7 @@ from .model import Link, NsKey, Relation, Report, Row, Workload, WorkloadKind
 from .netns import key_of
 
 _MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
+_IFINDEX = re.compile(r"^if([1-9][0-9]{0,9})$")  # `ip link` prints a peer as eth0@if23
 _ID_PREFIX = re.compile(r"^[0-9a-f]{1,64}$")  # any unique prefix, as the docker CLI accepts
 
 
@@ -29,7 +31,7 @@ class Match:
     """What a target resolved to."""
 
     target: str
-    how: str  # "ip", "mac", "pid", "path", "host interface", "netns", "workload"
+    how: str  # "ip", "mac", "pid", "path", "host interface", "host ifindex", "netns", "workload"
     rows: tuple[Row, ...]
     host_network: tuple[Workload, ...] = ()  # the target shares the host's namespace
 
@@ -122,6 +124,35 @@ def _host_interface(report: Report, target: str) -> Match | None:
     for view in report.snapshot.views:
         if view.ns.key == host and any(link.name == target for link in view.links):
             raise NotFound(f"{target} is a host interface with no workload namespace behind it")
+    return None
+
+
+def ifindex(target: str) -> int | None:
+    """N of an ``ifN`` target (an ifindex is a positive 32-bit int), else None."""
+    found = _IFINDEX.match(target)
+    index = int(found.group(1)) if found else 0
+    return index if 0 < index < 2**31 else None
+
+
+def _host_ifindex(report: Report, target: str) -> Match | None:
+    """``ifN``: the host interface with ifindex N (a host that has none: not this kind of target)."""
+    index, host = ifindex(target), report.snapshot.host
+    if index is None:
+        return None
+    rows = [
+        row
+        for row in report.rows
+        if (row.end.ns.key == host and row.end.link.index == index)
+        or (row.peer is not None and row.peer.ns.key == host and row.peer.link.index == index)
+    ]
+    if rows:
+        return _one_namespace(target, "host ifindex", rows, report)
+    for view in report.snapshot.views:
+        for link in view.links if view.ns.key == host else ():
+            if link.index == index:
+                raise NotFound(
+                    f"{target} is host interface {link.name}, with no workload namespace behind it"
+                )
     return None
 
 
@@ -273,7 +304,7 @@ def resolve(report: Report, target: str, *, namespace: str | None = None, proc: 
     def pid(report: Report, target: str) -> Match | None:
         return _pid(report, target, proc)
 
-    for attempt in (_ip, _mac, pid, _path, _host_interface, _netns_name):
+    for attempt in (_ip, _mac, pid, _path, _host_interface, _host_ifindex, _netns_name):
         found = attempt(report, target)
         if found is not None:
             return found
@@ -283,7 +314,7 @@ def resolve(report: Report, target: str, *, namespace: str | None = None, proc: 
     where = f" in namespace '{namespace}'" if namespace else ""
     raise NotFound(
         f"nothing named '{target}'{where}",
-        hint="try an IP, MAC, PID, netns name or path, host interface, container or pod name or ID",
+        hint="try an IP, MAC, PID, netns name or path, host interface (or ifN), container or pod name or ID",
     )
 
 

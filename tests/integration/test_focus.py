@@ -34,7 +34,7 @@ from vethpeer.focus import BY_NAME, by_name, locate
 from vethpeer.model import Report, Row
 from vethpeer.netns import discover
 from vethpeer.sources import Context, kernel
-from vethpeer.targets import resolve
+from vethpeer.targets import ifindex, resolve
 
 
 class FocusLab(Lab):
@@ -136,9 +136,10 @@ def _targets(lab: Lab, topologies: list[Topology]) -> dict[str, bool]:
                     link = host_links[end.ifname]
                     pairs_out = link.get("linkinfo", {}).get("info_kind") == "veth" and "link_netnsid" in link
                     found[end.ifname] = pairs_out
+                    found[f"if{link['ifindex']}"] = pairs_out
                     # its MAC, when no other link on the node has it (a bridge takes its lowest port's)
                     found[link["address"]] = pairs_out and macs[link["address"]] == 1
-    found.update({f"{lab.prefix}-nothing": False, "lo": False})
+    found.update({f"{lab.prefix}-nothing": False, "lo": False, "if2147483646": False})
     return found
 
 
@@ -157,7 +158,11 @@ def test_focused_which_answers_as_the_full_walk(world: tuple[Lab, list[Topology]
             assert len(focused.snapshot.views) < len(full.snapshot.views), target
             took.append(target)
     assert len(took) > 20
-    kinds = {"mac": [t for t in took if t.count(":") == 5], "ip": [t for t in took if t.startswith("100.")]}
+    kinds = {
+        "mac": [t for t in took if t.count(":") == 5],
+        "ip": [t for t in took if t.startswith("100.")],
+        "ifindex": [t for t in took if ifindex(t) is not None],
+    }
     assert all(kinds.values()), kinds
 
 

@@ -12,9 +12,10 @@ NAME = "which"
 HELP = "one target: container, pod, PID, netns, veth, MAC or IP"
 DESCRIPTION = (
     "Resolve TARGET — a container or pod name or ID prefix, NS/NAME, a PID, a netns name or path, "
-    "a host veth, a MAC or an IP — and show its interfaces, their peers and bridges. A target no "
-    "longer on the host but in the journal (see `serve`) is shown as it was last bound, marked as "
-    "past (exit 9); --at T answers for a moment in the past from the journal."
+    "a host veth (its name, or ifN: its ifindex), a MAC or an IP — and show its interfaces, their "
+    "peers and bridges. A target no longer on the host but in the journal (see `serve`) is shown "
+    "as it was last bound, marked as past (exit 9); --at T answers for a moment in the past from "
+    "the journal."
 )
 LONG_RUNNING = False
 
