@@ -80,6 +80,7 @@ def which_targets(lab: Lab, built: Pods) -> dict[str, tuple[str, str]]:
     lab.addr(netlab.End(ns, "eth0"), address)  # one namespace holds it: `which IP` may focus
     return {
         "veth": (veth, veth),
+        "ifindex": (f"if{link['ifindex']}", veth),
         "mac": (link["address"], veth),
         "ip": (address.split("/")[0], veth),
         "netns": (ns.name, veth),
@@ -214,12 +215,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{title}:\n")
         print(
             "| N | namespaces | `table --json` (s) | raw netlink (s) | ratio | iproute2 (s) "
-            "| `which -q` veth / MAC / IP / netns / path (s) | `completion --list-targets` (s) "
+            "| `which -q` veth / ifN / MAC / IP / netns / path (s) | `completion --list-targets` (s) "
             "| peak RSS (MB) |"
         )
         print("|---:|---:|---:|---:|---:|---:|---|---:|---:|")
         for r in results:
-            w = " / ".join(f"{r[phase + 'which_' + k]:.3f}" for k in ("veth", "mac", "ip", "netns", "path"))
+            w = " / ".join(
+                f"{r[phase + 'which_' + k]:.3f}" for k in ("veth", "ifindex", "mac", "ip", "netns", "path")
+            )
             print(
                 f"| {r['n']} | {r['namespaces']} | {r[phase + 'table']:.3f} | {r[phase + 'reference']:.3f} "
                 f"| {r[phase + 'vs_reference']:.2f}x | {r[phase + 'baseline']:.3f} | {w} "
