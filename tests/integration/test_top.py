@@ -224,14 +224,13 @@ def test_each_refresh_reads_the_counters_after_it_asks_and_resolves_the_target_a
     from vethpeer.commands import top
     from vethpeer.environment import Environment
     from vethpeer.errors import NotFound
-    from vethpeer.live.model import LiveModel
     from vethpeer.live.reading import first
 
     env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
     args = argparse.Namespace(target=None, namespace=None)
     with LiveLab() as lab:
         ns = lab.ns_name("late")
-        model = LiveModel(Request(stats=True, ovs=False), env, env.warn, addresses=False, follow_docker=False)
+        model = top.live_model(Request(stats=True, ovs=False), env, addresses=False)  # as `top` makes it
         model.start()
         try:
             first(model)

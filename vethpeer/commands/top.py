@@ -94,14 +94,22 @@ def measure(model: LiveModel, older: Sample, timeout: float) -> tuple[Report, Sa
     return state.report, newer, rates(state.report.rows, older, newer)
 
 
-def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
+def live_model(request: Request, env: Environment, *, addresses: bool) -> LiveModel:
+    """The engine `top` runs on (and `benchmarks/bench_live.py` measures): the live model keeps
+    the links (names, peers, bridges) current from the kernel's events, and each refresh asks it
+    for the counters (RTM_GETSTATS), each namespace's read time kept. Its looks are not spaced
+    out (``gap=0``): a refresh asked while events arrive would wait for the spacing."""
     from ..live.model import LiveModel
-    from ..live.reading import first, log_to
+    from ..live.reading import log_to
+
+    return LiveModel(request, env, log_to(env.warn), addresses=addresses, gap=0.0)
+
+
+def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    from ..live.reading import first
 
     seconds = args.delay if args.delay is not None else (2.0 if args.once else 1.0)
-    # The live model keeps the links (names, peers, bridges) current from the kernel's events;
-    # each refresh asks it for the counters (RTM_GETSTATS), each namespace's read time kept.
-    model = LiveModel(_request(args), env, log_to(env.warn), addresses=bool(args.target))
+    model = live_model(_request(args), env, addresses=bool(args.target))
     model.start()
     try:
         first(model)
