@@ -55,7 +55,7 @@ from tests.lab.live_lab import LiveLab  # noqa: E402
 from tests.lab.netlab import HOST  # noqa: E402
 
 TARGETS = {"refresh_s": 0.3, "cpu_percent": 5.0, "latency_ms": 200.0}
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+ENV = {**os.environ, "NO_COLOR": "1"}
 
 
 def build(lab: LiveLab, count: int) -> tuple[str, list[str]]:
@@ -176,8 +176,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu(seconds: float) -> dict[str, float]:
-    """`top -d 1` on a pseudo-terminal: the CPU it uses once warm, in % of one core."""
+def cpu(seconds: float, code: Path = ROOT) -> dict[str, float]:
+    """`top -d 1` (of the checkout at ``code``) on a pseudo-terminal: the CPU it uses once warm,
+    in % of one core."""
     master, slave = pty.openpty()
     os.set_blocking(master, False)
     proc = subprocess.Popen(
@@ -185,8 +186,8 @@ def cpu(seconds: float) -> dict[str, float]:
         stdin=slave,
         stdout=slave,
         stderr=subprocess.DEVNULL,
-        env={**ENV, "TERM": "xterm", "COLUMNS": "200", "LINES": "50"},
-        cwd=ROOT,
+        env={**ENV, "PYTHONPATH": str(code), "TERM": "xterm", "COLUMNS": "200", "LINES": "50"},
+        cwd=code,
     )
     os.close(slave)
     stop = threading.Event()
@@ -223,9 +224,14 @@ def cpu(seconds: float) -> dict[str, float]:
 class Lines:
     """A child's stdout, each line with its arrival time."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], code: Path = ROOT) -> None:
         self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**ENV, "PYTHONPATH": str(code)},
+            cwd=code,
         )
         self.lines: list[tuple[float, str]] = []
         self.lock = threading.Lock()
@@ -252,8 +258,10 @@ class Lines:
         self.proc.wait(5)
 
 
-def latency(host_veths: list[str], count: int = 20) -> dict[str, float]:
-    watch = Lines([sys.executable, "-m", "vethpeer", "watch", "--json"])
+def latency(host_veths: list[str], count: int = 20, code: Path = ROOT, mtu: int = 1400) -> dict[str, float]:
+    """``mtu``: the first MTU set (each change sets another: setting the same one again says nothing)."""
+    base = mtu
+    watch = Lines([sys.executable, "-m", "vethpeer", "watch", "--json"], code)
     monitor = Lines(["ip", "-o", "monitor", "link"])
     assert watch.proc.stderr is not None
     watch.proc.stderr.readline()  # "watching": the socket is listening
@@ -262,7 +270,7 @@ def latency(host_veths: list[str], count: int = 20) -> dict[str, float]:
     try:
         for i in range(count):
             name = host_veths[i % len(host_veths)]
-            mtu = 1400 + i
+            mtu = base + i
             started = time.monotonic()
             subprocess.run(["ip", "link", "set", name, "mtu", str(mtu)], check=True)
             seen = watch.first_after(started, f"-> {mtu}")
@@ -303,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         "--churn", type=float, default=0.0, help="namespaces created and removed a minute during the refresh"
     )
     parser.add_argument("--skip-small", action="store_true", help="the refresh only (no cpu, no latency)")
+    parser.add_argument(
+        "--before", type=Path, metavar="CHECKOUT", help="cpu and latency also of this checkout, same run"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -319,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"cpu: {figures['cpu_percent']:.2f}%")
             figures.update(latency(veths))
             progress(f"latency: {figures['latency_ms']:.1f} ms")
+            if args.before:  # the same figures from another checkout (the code before a change)
+                figures["before_cpu_percent"] = cpu(args.seconds, args.before)["cpu_percent"]
+                progress(f"before: cpu: {figures['before_cpu_percent']:.2f}%")
+                figures.update(
+                    {f"before_{k}": v for k, v in latency(veths, code=args.before, mtu=1300).items()}
+                )
+                progress(f"before: latency: {figures['before_latency_ms']:.1f} ms")
         with LiveLab() as more:  # up to N namespaces in all
             build(more, max(0, args.n - args.small))
             progress(f"built {args.n} namespaces")
@@ -340,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         "vs_stock",
         "latency_worst_ms",
         "ip_monitor_ms",
+        "before_cpu_percent",
+        "before_latency_ms",
+        "before_latency_worst_ms",
     ):
         if key in figures:
             print(f"{key:20} {figures[key]:10.3f}")
