@@ -308,3 +308,48 @@ def test_the_models_events_through_an_overflow() -> None:
             assert any(e.resync for e in created()), "the overflow's events were not marked resync"
         finally:
             model.stop()
+
+
+def test_a_renamed_docker_container_is_one_named_event(watch: Watch) -> None:
+    """`docker rename` changes no namespace and no link: Docker's own events stream (which the
+    live model follows) has the sources asked again, and `watch` says ``named`` once, promptly."""
+    from tests.lab import docker_lab
+
+    need(os.access(docker_lab.DOCKERD, os.X_OK), f"needs {docker_lab.DOCKERD} (apt-get install docker.io)")
+    daemon = docker_lab.ensure_dockerd()  # the system's when it runs (never stopped), else our own
+    pytest.importorskip("docker")
+    client = docker_lab.docker_client()
+    name = f"vpl-{os.getpid()}-r1"
+    renamed = f"{name}-renamed"
+    try:
+        docker_lab.ensure_image(client)
+        docker_lab.run_container(client, name, owner="vpl")
+        wait_for(
+            lambda: watch.matching(
+                lambda e: e["workload"]["label"] == f"docker/{name}" and e["event"] in ("created", "named")
+            ),
+            15,
+            "the start",
+        )
+        time.sleep(3.5)  # the names asked for after a namespace appears (1 s and 3 s) are in
+        client.containers.get(name).rename(renamed)
+        renamed_at = time.monotonic()
+        wait_for(
+            lambda: watch.matching(
+                lambda e: e["event"] == "named" and e["workload"]["label"] == f"docker/{renamed}"
+            ),
+            10,
+            "the rename",
+        )
+        assert time.monotonic() - renamed_at < 5  # not the 30 s the names are asked for anyway
+        time.sleep(1.0)  # a duplicate would arrive now
+        named = watch.matching(
+            lambda e: e["event"] == "named" and e["workload"]["label"] == f"docker/{renamed}"
+        )
+        assert len(named) == 1, named
+        assert named[0]["before"] == f"docker/{name}"
+        assert named[0]["message"] == f"docker/{renamed}: named (was docker/{name})"
+    finally:
+        docker_lab.cleanup(client, "vpl")
+        client.close()
+        daemon.stop()  # only if the lab started it
