@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import ROOT, run_vethpeer
+from tests.lab import netlab
 from tests.lab.live_lab import LiveLab, Member, bridged_members, forwarding, in_ns, kill, wait_for
 from tests.policy import need_binary
 
@@ -178,3 +179,83 @@ def test_doctor_sample_names_the_dropping_end_and_the_mtu(traffic_lab: tuple[Liv
         ["ip", "-n", c.ns.name or "", "-j", "link", "show", "eth0"], capture_output=True, text=True
     )
     assert json.loads(mtu.stdout)[0]["mtu"] == 9000  # nothing was fixed
+
+
+# ---------------------------------------------------------------- top on the live model
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "says"),
+    [
+        (("--strict", "--docker-host", "unix:///nonexistent/vqc-docker.sock"), 7, "docker: unavailable"),
+        (("--json", "--strict", "--docker-host", "unix:///nonexistent/vqc-docker.sock"), 7, "docker"),
+    ],
+)
+def test_a_failed_model_is_one_line_and_its_exit_status(
+    argv: tuple[str, ...], status: int, says: str
+) -> None:
+    """The live model's thread stops (here: --strict and a Docker socket that is not there):
+    `top` says why once, on one line, and exits with that error's status, as a walk would."""
+    from tests.integration.test_core import one_line_error
+
+    done = run_vethpeer("top", "--once", "-d", "0.5", *argv)
+    assert done.returncode == status, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert says in one_line_error(done)
+
+
+def test_without_privilege_exits_5() -> None:
+    """The model's walker checks the privilege on its own thread; `top` still exits 5, one line."""
+    from tests.integration.test_core import one_line_error
+
+    done = run_vethpeer("top", "--once", "-d", "0.5", no_capabilities=True)
+    assert done.returncode == 5, done.stderr
+    assert "CAP_SYS_ADMIN" in one_line_error(done)
+
+
+def test_each_refresh_reads_the_counters_after_it_asks_and_resolves_the_target_again() -> None:
+    """In-process, as the live screen runs: every namespace's counters in a refresh were read
+    after it asked (the rates' sharp times); a target that appears later is found by a later
+    refresh (resolved again each time), and its rates come from the counters of its namespace."""
+    import argparse
+    import io
+
+    from vethpeer.collect import Request
+    from vethpeer.commands import top
+    from vethpeer.environment import Environment
+    from vethpeer.errors import NotFound
+    from vethpeer.live.reading import first
+
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    args = argparse.Namespace(target=None, namespace=None)
+    with LiveLab() as lab:
+        ns = lab.ns_name("late")
+        model = top.live_model(Request(stats=True, ovs=False), env, addresses=False)  # as `top` makes it
+        model.start()
+        try:
+            first(model)
+            asked = time.monotonic()
+            state = top.counted(model, 30)
+            assert state.read and min(state.read.values()) >= asked
+            older = top.sampled(state)
+            assert older.at >= asked
+            args.target = f"netns/{ns}"
+            measured = top.measure(model, older, 30)
+            assert measured is not None
+            report, older, found = measured
+            with pytest.raises(NotFound):
+                top.select_rows(found, report, args, env)
+            late = lab.netns("late")
+            lab.veth(late, "eth0", netlab.HOST, lab.link_name("late"))
+            mine: list[Any] = []
+            deadline = time.monotonic() + 10
+            while not mine and time.monotonic() < deadline:
+                measured = top.measure(model, older, 30)
+                assert measured is not None
+                report, older, found = measured
+                with contextlib.suppress(NotFound):
+                    mine = top.select_rows(found, report, args, env)
+            assert [r.row.end.link.name for r in mine] == ["eth0"], mine
+            assert mine[0].row.peer is not None and mine[0].row.peer.link.name == lab.link_name("late")
+        finally:
+            model.stop()

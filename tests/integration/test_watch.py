@@ -124,6 +124,7 @@ def test_200_namespaces_each_reported_once(watch: Watch) -> None:
         for event in watch.matching(ours(kind)):
             label = event["workload"]["label"]
             assert event["interface"]["ifname"] == "eth0"
+            assert event["peer"] is not None, (event, _story(watch, {label}))
             assert event["peer"]["ifname"] == labels[label], event
             assert event["peer"]["workload"] == "host"
             assert event["message"] == f"{label} eth0 <-> {labels[label]}: veth {kind}"
@@ -247,3 +248,109 @@ def test_overflow_resyncs_and_loses_nothing() -> None:
         created = [e for e in found if e.kind == "created" and e.workload.label in labels]
         assert Counter(e.workload.label for e in created) == Counter(labels), len(created)
         assert any(e.resync for e in created), "the overflow was not noticed"
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_a_failed_model_is_one_line_and_its_status(json_lines: bool) -> None:
+    """The live model's thread stops before the first report (--strict and a Docker socket that
+    is not there): `watch` says why once, on one line, prints no event and exits 7."""
+    from tests.integration.conftest import run_vethpeer
+    from tests.integration.test_core import one_line_error
+
+    argv = ("--json",) if json_lines else ()
+    done = run_vethpeer(
+        "watch", *argv, "--strict", "--docker-host", "unix:///nonexistent/vqc-docker.sock", timeout=60
+    )
+    assert done.returncode == 7, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert "docker: unavailable" in one_line_error(done)
+
+
+def test_without_privilege_exits_5() -> None:
+    from tests.integration.conftest import run_vethpeer
+    from tests.integration.test_core import one_line_error
+
+    done = run_vethpeer("watch", no_capabilities=True, timeout=60)
+    assert done.returncode == 5, done.stderr
+    assert "CAP_SYS_ADMIN" in one_line_error(done)
+
+
+def test_the_models_events_through_an_overflow() -> None:
+    """`watch`'s engine, the live model with ``changes=True``, its socket's buffer shrunk on
+    purpose: the burst overflows it, the full walk's events reach the subscriber marked resync,
+    and every creation is still reported once (in-process, the real event socket)."""
+    from vethpeer.collect import Request
+    from vethpeer.environment import Environment
+    from vethpeer.live.changes import Event
+    from vethpeer.live.model import LiveModel
+    from vethpeer.live.reading import first
+
+    env = Environment(stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))  # noqa: SIM115
+    found: list[Event] = []
+    model = LiveModel(
+        Request(ovs=False), env, env.warn, rcvbuf=2048, follow_docker=False, changes=True, gap=0.0
+    )
+    model.subscribe_changes(found.extend)
+    with LiveLab() as lab:
+        model.start()
+        try:
+            first(model)
+            count = 60
+            namespaces, _hosts = lab.netns_with_host_peers([f"q{i:02d}" for i in range(count)])
+            labels = {f"netns/{ns.name}" for ns in namespaces}
+
+            def created() -> list[Event]:
+                return [e for e in list(found) if e.kind == "created" and e.workload.label in labels]
+
+            wait_for(lambda: {e.workload.label for e in created()} == labels, 30, "every creation")
+            time.sleep(1.0)  # anything late (a duplicate) would arrive now
+            assert Counter(e.workload.label for e in created()) == Counter(labels)
+            assert model.stats().overflows >= 1
+            assert any(e.resync for e in created()), "the overflow's events were not marked resync"
+        finally:
+            model.stop()
+
+
+def test_a_renamed_docker_container_is_one_named_event(watch: Watch) -> None:
+    """`docker rename` changes no namespace and no link: Docker's own events stream (which the
+    live model follows) has the sources asked again, and `watch` says ``named`` once, promptly."""
+    from tests.lab import docker_lab
+
+    need(os.access(docker_lab.DOCKERD, os.X_OK), f"needs {docker_lab.DOCKERD} (apt-get install docker.io)")
+    daemon = docker_lab.ensure_dockerd()  # the system's when it runs (never stopped), else our own
+    pytest.importorskip("docker")
+    client = docker_lab.docker_client()
+    name = f"vpl-{os.getpid()}-r1"
+    renamed = f"{name}-renamed"
+    try:
+        docker_lab.ensure_image(client)
+        docker_lab.run_container(client, name, owner="vpl")
+        wait_for(
+            lambda: watch.matching(
+                lambda e: e["workload"]["label"] == f"docker/{name}" and e["event"] in ("created", "named")
+            ),
+            15,
+            "the start",
+        )
+        time.sleep(3.5)  # the names asked for after a namespace appears (1 s and 3 s) are in
+        client.containers.get(name).rename(renamed)
+        renamed_at = time.monotonic()
+        wait_for(
+            lambda: watch.matching(
+                lambda e: e["event"] == "named" and e["workload"]["label"] == f"docker/{renamed}"
+            ),
+            10,
+            "the rename",
+        )
+        assert time.monotonic() - renamed_at < 5  # not the 30 s the names are asked for anyway
+        time.sleep(1.0)  # a duplicate would arrive now
+        named = watch.matching(
+            lambda e: e["event"] == "named" and e["workload"]["label"] == f"docker/{renamed}"
+        )
+        assert len(named) == 1, named
+        assert named[0]["before"] == f"docker/{name}"
+        assert named[0]["message"] == f"docker/{renamed}: named (was docker/{name})"
+    finally:
+        docker_lab.cleanup(client, "vpl")
+        client.close()
+        daemon.stop()  # only if the lab started it

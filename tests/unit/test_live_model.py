@@ -105,3 +105,24 @@ def test_findings_about_a_veth_gone_go_with_it() -> None:
     assert kept is not None and [f.end.ns.key for f in kept.findings] == [POD5]
     assert still_there(diagnosis, before) is diagnosis
     assert still_there(None, after) is None
+
+
+def test_a_refresh_is_fresh_only_when_every_namespace_was_read_after_the_ask() -> None:
+    from vethpeer.live.model import State
+    from vethpeer.live.reading import fresh
+
+    made = report({})
+    read = {NsKey(4, 1): 10.0, NsKey(4, 2): 12.0}
+    assert fresh(State(made, 1, 12.0, 0.0, 0.0, 11.0, read), 10.0)
+    assert not fresh(State(made, 1, 12.0, 0.0, 0.0, 11.0, read), 11.0)  # the host was read before it
+    assert not fresh(State(made, 1, 12.0, 0.0, 0.0), 0.0)  # no read times: nothing is known
+
+
+def test_the_commands_hear_the_models_log_but_for_its_stop() -> None:
+    from vethpeer.live.reading import STOPPED, log_to
+
+    heard: list[str] = []
+    log = log_to(heard.append)
+    log("vethpeer: netlink events were lost (ENOBUFS): the model was walked again")
+    log(STOPPED + "docker: unavailable")  # the command raises it instead, on one line
+    assert heard == ["vethpeer: netlink events were lost (ENOBUFS): the model was walked again"]

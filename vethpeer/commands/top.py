@@ -16,8 +16,8 @@ from . import options
 
 if TYPE_CHECKING:
     from ..collect import Request
+    from ..live.model import LiveModel, State
     from ..live.rates import Rates, Sample
-    from ..live.walker import Walker
     from ..model import Report
 
 NAME = "top"
@@ -30,7 +30,7 @@ DESCRIPTION = (
     "--once prints one sample over -d seconds (default 2) and exits."
 )
 LONG_RUNNING = True
-LINKS_EVERY = 5.0  # seconds between full link dumps (the counters are read every round)
+WAIT = 30.0  # seconds the live model may take to read the counters before --once gives up
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,37 +63,74 @@ def select_rows(
     return [r for r in found if (r.row.end.ns.key, r.row.end.link.index) in keys]
 
 
-def measure(walker: Walker, older: Sample) -> tuple[Report, Sample, list[Rates]]:
-    """One round: the report, its sample, and the rates since ``older``."""
-    from ..live.rates import rates, sample
+def sampled(state: State) -> Sample:
+    """The counters of a report the live model published, each namespace at its own read time."""
+    from ..live.rates import sample
 
-    report = walker.round()
-    newer = sample(report, walker.read_at, walker.read_times())
-    return report, newer, rates(report.rows, older, newer)
+    return sample(state.report, state.read_at, state.read)
+
+
+def counted(model: LiveModel, timeout: float) -> State:
+    """A report whose counters were all read from now on; the model's failure, or a clear error."""
+    from ..errors import VethpeerError
+    from ..live.reading import counters
+
+    state = counters(model, timeout)
+    if state is None:
+        raise VethpeerError(f"the live model read no counters within {timeout:g} s")
+    return state
+
+
+def measure(model: LiveModel, older: Sample, timeout: float) -> tuple[Report, Sample, list[Rates]] | None:
+    """One refresh: counters read from now on, and the rates since ``older`` (None: the model
+    read none within ``timeout`` s)."""
+    from ..live.rates import rates
+    from ..live.reading import counters
+
+    state = counters(model, timeout)
+    if state is None:
+        return None
+    newer = sampled(state)
+    return state.report, newer, rates(state.report.rows, older, newer)
+
+
+def live_model(request: Request, env: Environment, *, addresses: bool) -> LiveModel:
+    """The engine `top` runs on (and `benchmarks/bench_live.py` measures): the live model keeps
+    the links (names, peers, bridges) current from the kernel's events, and each refresh asks it
+    for the counters (RTM_GETSTATS), each namespace's read time kept. Its looks are not spaced
+    out (``gap=0``): a refresh asked while events arrive would wait for the spacing."""
+    from ..live.model import LiveModel
+    from ..live.reading import log_to
+
+    return LiveModel(request, env, log_to(env.warn), addresses=addresses, gap=0.0)
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
-    from ..live.walker import Walker
+    from ..live.reading import first
 
     seconds = args.delay if args.delay is not None else (2.0 if args.once else 1.0)
-    # Links (names, peers, bridges) are read again every 5 s, or as soon as an interface
-    # comes or goes; the counters every round.
-    with Walker(_request(args), env, addresses=bool(args.target), links_every=LINKS_EVERY) as walker:
+    model = live_model(_request(args), env, addresses=bool(args.target))
+    model.start()
+    try:
+        first(model)
         if args.once or not env.stdout_isatty or args.output == "json":
-            return _once(walker, args, env, seconds)
-        return _live(walker, args, env, seconds)
+            return _once(model, args, env, seconds)
+        return _live(model, args, env, seconds)
+    finally:
+        model.stop()
 
 
-def _once(walker: Walker, args: argparse.Namespace, env: Environment, seconds: float) -> ExitStatus:
-    from ..live.rates import sample, sort
+def _once(model: LiveModel, args: argparse.Namespace, env: Environment, seconds: float) -> ExitStatus:
+    from ..live.rates import rates, sort
     from ..render import OutputFormat
     from ..render import json as jsonrender
     from ..render import top_screen as toprender
 
-    walker.round()  # the links; then the counters alone, read quickly (a rate needs a sharp time)
-    first = sample(walker.round(), walker.read_at, walker.read_times())
+    first = sampled(counted(model, WAIT))  # the counters alone, read quickly (a rate needs a sharp time)
     time.sleep(max(0.0, first.at + seconds - time.monotonic()))
-    report, newer, found = measure(walker, first)
+    state = counted(model, WAIT)
+    report, newer = state.report, sampled(state)
+    found = rates(report.rows, first, newer)
     chosen = sort(select_rows(found, report, args, env), args.sort)
     elapsed = newer.at - first.at
     if OutputFormat(args.output) is OutputFormat.JSON:
@@ -135,22 +172,20 @@ def _keys(fd: int, timeout: float) -> list[str]:
     return [_NAMED.get(c, c) for c in data]
 
 
-def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: float) -> ExitStatus:
+def _live(model: LiveModel, args: argparse.Namespace, env: Environment, seconds: float) -> ExitStatus:
     import sys
 
     from rich.console import Console
     from rich.live import Live
 
     from ..errors import VethpeerError
-    from ..live.rates import sample
     from ..live.view import HELP as KEYS
     from ..live.view import View, press, shown
     from ..render import top_screen as toprender
 
     view = View(sort=args.sort)
     console = Console(file=env.stdout, no_color=not env.color, highlight=False, markup=False, emoji=False)
-    walker.round()
-    older = sample(walker.round(), walker.read_at, walker.read_times())
+    older = sampled(counted(model, WAIT))
     found: list[Rates] = []
     status = "measuring..."
     stdin = sys.stdin.fileno()
@@ -175,7 +210,11 @@ def _live(walker: Walker, args: argparse.Namespace, env: Environment, seconds: f
             if time.monotonic() < due:
                 continue
             due += seconds
-            report, older, fresh = measure(walker, older)
+            measured = measure(model, older, seconds)
+            if measured is None:  # the model is busy (a full walk): the figures stay, and say so
+                status = "waiting for the live model..."
+                continue
+            report, older, fresh = measured
             if not view.paused:
                 try:
                     found = select_rows(fresh, report, args, env)

@@ -50,19 +50,33 @@ def concerns(event: Event, target: str | None, namespace: str | None) -> bool:
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    import queue
     from dataclasses import replace
 
-    from ..live.walker import Walker
-    from ..live.watcher import Watcher
+    from ..live.model import LiveModel
+    from ..live.reading import POLL, check, first, log_to
     from ..render import OutputFormat
     from ..render import event_lines as eventrender
 
     as_json = OutputFormat(args.output) is OutputFormat.JSON
     request = replace(options.request(args), ovs=False)
-    with Walker(request, env) as walker, Watcher(walker) as watcher:
+    # The live model computes the events between its reports (on its own thread); they are
+    # printed here, so a closed pipe or Ctrl-C ends the command as it always did.
+    model = LiveModel(request, env, log_to(env.warn), changes=True, gap=0.0)
+    found: queue.Queue[list[Event]] = queue.Queue()
+    model.subscribe_changes(found.put)
+    model.start()
+    try:
+        first(model)
         env.warn("watching (Ctrl-C to stop)")
-        for found in watcher.events():
-            chosen = [e for e in found if concerns(e, args.target, args.namespace)]
+        while True:
+            try:
+                events = found.get(timeout=POLL)
+            except queue.Empty:
+                check(model)
+                continue
+            chosen = [e for e in events if concerns(e, args.target, args.namespace)]
             if chosen:
                 eventrender.write(chosen, as_json, env.stdout)
-    return ExitStatus.SUCCESS
+    finally:
+        model.stop()

@@ -21,7 +21,8 @@ A thread of its own owns a :class:`~.walker.Walker` and a :class:`~.watcher.Watc
 Readers never wait for the thread: :meth:`LiveModel.latest` is the last state published.
 Subscribers (``subscribe(callback)``) are called on the model's thread with each new
 report and its wall-clock time, in order; they must be quick, and what they raise is
-logged and otherwise ignored.
+logged and otherwise ignored. With ``changes=True`` the model also computes the events
+between its reports (:mod:`.changes`, what `watch` prints), for ``subscribe_changes``.
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ from ..environment import Environment
 from ..errors import VethpeerError
 from ..model import NsKey, Report
 from . import docker_events
+from .changes import Event, diff
 from .drift import Drift, Excused, counts, drift
 from .events import RCVBUF, Batch
 from .walker import Walker
 from .watcher import Watcher
 
 Subscriber = Callable[[Report, float], None]
+ChangeSubscriber = Callable[[list[Event]], None]
 RESYNC = 300.0  # seconds between full walks that check the model
 NAMING_EVERY = 30.0  # seconds between the sources' answers when nothing changes
 GAP = 0.25  # seconds at least between two looks: a burst of events costs one
@@ -62,6 +65,8 @@ class State:
     changed: float  # monotonic: when it was published
     at: float  # the same moment, wall clock (time.time())
     duration: float  # seconds the update that made it took
+    read_at: float = 0.0  # monotonic: when the round that made it read the counters (Walker.read_at)
+    read: Mapping[NsKey, float] = field(default_factory=dict)  # when each namespace was last read
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +94,20 @@ class LiveModel:
         rcvbuf: int = RCVBUF,
         clock: Callable[[], float] = time.monotonic,
         follow_docker: bool = True,
+        addresses: bool = True,
+        changes: bool = False,
+        gap: float = GAP,
     ) -> None:
+        """``addresses``: read each interface's addresses (`top` without a target needs none);
+        ``changes``: compute the events between reports for ``subscribe_changes`` (`watch`);
+        ``gap``: at least this many seconds between two looks."""
         self.request, self.env, self.log = request, env, log
-        self.follow_docker = follow_docker
+        self.follow_docker, self.addresses, self.changes, self.gap = follow_docker, addresses, changes, gap
         self.resync_every, self.naming_every, self.rcvbuf, self.clock = resync, naming_every, rcvbuf, clock
         self._lock = threading.Condition()
         self._state: State | None = None
         self._subscribers: list[Subscriber] = []
+        self._change_subscribers: list[ChangeSubscriber] = []
         self._asks: set[str] = set()
         self._drift: dict[str, int] = {}
         self._resyncs = 0
@@ -103,6 +115,7 @@ class LiveModel:
         self._pending = True
         self._rename_due = math.inf  # monotonic: when the sources are to be asked again (a runtime's event)
         self._error: str | None = None
+        self._failure: VethpeerError | None = None
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="vethpeer-model", daemon=True)
@@ -158,6 +171,16 @@ class LiveModel:
         if state is not None:
             self._notify([callback], state)
 
+    def subscribe_changes(self, callback: ChangeSubscriber) -> None:
+        """``callback(events)`` with the events of each new report (``changes=True``), on the
+        model's thread, in order, before the report's subscribers hear of it."""
+        with self._lock:
+            self._change_subscribers.append(callback)
+
+    def failure(self) -> VethpeerError | None:
+        """What stopped the model's thread, with its exit status (None: it did not stop)."""
+        return self._failure
+
     def refresh(self) -> None:
         """Have the counters and MAC tables read again (soon, on the model's thread)."""
         self._ask("refresh")
@@ -189,24 +212,31 @@ class LiveModel:
 
     def _run(self) -> None:
         try:
-            walker = Walker(self.request, self.env, naming_every=self.naming_every, links_every=math.inf)
+            walker = Walker(
+                self.request,
+                self.env,
+                addresses=self.addresses,
+                naming_every=self.naming_every,
+                links_every=math.inf,
+            )
             with (
                 walker,
                 Watcher(
-                    walker, self.clock, self.rcvbuf, wake=self._wake_r, changes=False, gap=GAP
+                    walker, self.clock, self.rcvbuf, wake=self._wake_r, changes=self.changes, gap=self.gap
                 ) as watcher,
             ):
-                self._publish(watcher.report, 0.0)
+                self._publish(watcher, 0.0)
                 self._loop(watcher)
         except VethpeerError as error:
-            self._fail(str(error))
+            self._fail(str(error), error)
         except Exception as error:  # the bug guard: the server stays up and says the model failed
             self._fail(f"internal error: {type(error).__name__}: {error}")
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, error: VethpeerError | None = None) -> None:
         self.log(f"vethpeer: the live model stopped: {message}")
         with self._lock:
             self._error = message
+            self._failure = error if error is not None else VethpeerError(message)
             self._lock.notify_all()
 
     def _loop(self, watcher: Watcher) -> None:
@@ -215,7 +245,7 @@ class LiveModel:
         while not self._stopping:
             before = watcher.report
             wake = min(due, self._rename_due)
-            watcher.wait(max(0.0, wake - self.clock()))
+            found = watcher.wait(max(0.0, wake - self.clock()))
             started = self.clock()
             with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_r, 4096)
@@ -227,30 +257,37 @@ class LiveModel:
             if "rename" in asks:  # a runtime's event: its answers again, at most every RENAME_GAP s
                 self._rename_due = min(self._rename_due, max(self.clock(), renamed + RENAME_GAP))
             if "resync" in asks or self.clock() >= due:
-                self._check(watcher)
+                found += self._check(watcher)
                 due = self.clock() + self.resync_every
             elif self.clock() >= self._rename_due:
                 self._rename_due, renamed = math.inf, self.clock()
                 watcher.walker.rename()
-                watcher.report = watcher.walker.round(set(), rediscover=False)
+                found += self._round(watcher, set())
             elif "refresh" in asks:
-                watcher.report = watcher.walker.round(rediscover=False)  # counters and MAC tables
+                found += self._round(watcher, None)  # counters and MAC tables
             self._pending = watcher.pending or self._rename_due < math.inf
-            if watcher.report is not before:
-                self._publish(watcher.report, self.clock() - started)
+            if watcher.report is not before or found:
+                self._publish(watcher, self.clock() - started, found)
 
-    def _check(self, watcher: Watcher) -> None:
+    def _round(self, watcher: Watcher, dirty: set[NsKey] | None) -> list[Event]:
+        """A round the watcher did not ask for; its events when they are wanted."""
+        old = watcher.report
+        watcher.report = watcher.walker.round(dirty, rediscover=False)
+        return diff(old, watcher.report) if self.changes else []
+
+    def _check(self, watcher: Watcher) -> list[Event]:
         """A resync: the model brought up to date, a full walk, their differences counted."""
-        watcher.settle()
+        found = watcher.settle()
         model = watcher.report
         self._pending = watcher.pending or self._rename_due < math.inf
-        watcher.resync()
+        found += watcher.resync()  # with changes: what the full walk found, marked resync
         batch, mounts = watcher.pending_changes()
         excused = replace(self._excused(watcher, batch, mounts), names=watcher.pending or self._pending)
-        found = drift(model, watcher.report, excused)
-        watcher.apply(batch, mounts)
+        missed = drift(model, watcher.report, excused)
+        found += watcher.apply(batch, mounts)
         self._resyncs += 1
-        self._count(found)
+        self._count(missed)
+        return found
 
     def _excused(self, watcher: Watcher, batch: Batch, mounts: bool) -> Excused:
         """What the kernel announced while the full walk ran: the model hears of it next."""
@@ -282,13 +319,31 @@ class LiveModel:
         if len(found) > LOGGED_DRIFTS:
             self.log(f"vethpeer: resync: ... and {len(found) - LOGGED_DRIFTS} more differences")
 
-    def _publish(self, report: Report, duration: float) -> None:
+    def _publish(self, watcher: Watcher, duration: float, events: list[Event] | None = None) -> None:
+        walker = watcher.walker
         with self._lock:
             number = self._state.generation + 1 if self._state is not None else 1
-            state = State(report, number, self.clock(), time.time(), duration)
+            state = State(
+                watcher.report,
+                number,
+                self.clock(),
+                time.time(),
+                duration,
+                walker.read_at,
+                walker.read_times(),
+            )
             self._state = state
             subscribers = list(self._subscribers)
+            changes = list(self._change_subscribers)
             self._lock.notify_all()
+        if events:
+            for callback in changes:
+                try:
+                    callback(events)
+                except Exception as error:
+                    self.log(
+                        f"vethpeer: a subscriber of the live model failed: {type(error).__name__}: {error}"
+                    )
         self._notify(subscribers, state)
 
     def _notify(self, subscribers: list[Subscriber], state: State) -> None:
