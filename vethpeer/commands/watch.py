@@ -22,6 +22,7 @@ DESCRIPTION = (
     "interface or peer it names."
 )
 LONG_RUNNING = True
+QUEUED = 1024  # batches of events waiting for stdout
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,7 @@ def concerns(event: Event, target: str | None, namespace: str | None) -> bool:
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     import queue
+    import threading
     from dataclasses import replace
 
     from ..live.model import LiveModel
@@ -63,8 +65,20 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     # The live model computes the events between its reports (on its own thread); they are
     # printed here, so a closed pipe or Ctrl-C ends the command as it always did.
     model = LiveModel(request, env, log_to(env.warn), changes=True, gap=0.0)
-    found: queue.Queue[list[Event]] = queue.Queue()
-    model.subscribe_changes(found.put)
+    # Bounded: a stdout that does not drain holds the model back (its socket then overflows and
+    # a resync marks what it finds), rather than memory growing; ``done`` lets the model go.
+    found: queue.Queue[list[Event]] = queue.Queue(maxsize=QUEUED)
+    done = threading.Event()
+
+    def deliver(events: list[Event]) -> None:
+        while not done.is_set():
+            try:
+                found.put(events, timeout=POLL)
+                return
+            except queue.Full:
+                continue
+
+    model.subscribe_changes(deliver)
     model.start()
     try:
         first(model)
@@ -79,4 +93,5 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             if chosen:
                 eventrender.write(chosen, as_json, env.stdout)
     finally:
+        done.set()
         model.stop()
