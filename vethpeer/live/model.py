@@ -270,8 +270,13 @@ class LiveModel:
                 self._publish(watcher, self.clock() - started, found)
 
     def _round(self, watcher: Watcher, dirty: set[NsKey] | None) -> list[Event]:
-        """A round the watcher did not ask for; its events when they are wanted."""
+        """A round the watcher did not ask for; its events when they are wanted (then the host is
+        read whole, as the watcher does for them: a namespace opened in this round may have a
+        peer there that no event named yet, and a row without its peer is no event to print)."""
         old = watcher.report
+        discovery = watcher.walker.discovery
+        if dirty is not None and self.changes and discovery is not None:
+            dirty = {*dirty, discovery.host}
         watcher.report = watcher.walker.round(dirty, rediscover=False)
         return diff(old, watcher.report) if self.changes else []
 
