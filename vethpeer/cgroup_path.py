@@ -21,6 +21,7 @@ Only the path is parsed here (pure, no I/O) except in :func:`read` / :func:`of_p
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -157,11 +158,19 @@ def parse(text: str) -> Identity | None:
 
 def read(pid: int, proc: str = "/proc") -> str | None:
     """The text of ``/proc/PID/cgroup``, or None if the process is gone or hidden."""
-    try:
-        with open(f"{proc}/{pid}/cgroup", encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
+    try:  # os.read, not open(): no text-file object for a few hundred bytes, read for every process
+        fd = os.open(f"{proc}/{pid}/cgroup", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 def of_pid(pid: int, proc: str = "/proc") -> Identity | None:
