@@ -21,10 +21,11 @@ Only the path is parsed here (pure, no I/O) except in :func:`read` / :func:`of_p
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+
+from .proc_files import read_text
 
 HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 
@@ -158,19 +159,7 @@ def parse(text: str) -> Identity | None:
 
 def read(pid: int, proc: str = "/proc") -> str | None:
     """The text of ``/proc/PID/cgroup``, or None if the process is gone or hidden."""
-    try:  # os.read, not open(): no text-file object for a few hundred bytes, read for every process
-        fd = os.open(f"{proc}/{pid}/cgroup", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("utf-8", "surrogateescape")
+    return read_text(f"{proc}/{pid}/cgroup")
 
 
 def of_pid(pid: int, proc: str = "/proc") -> Identity | None:
