@@ -154,13 +154,15 @@ class Deferred:
 
 def all_sources() -> list[Source]:
     """Every source, cheapest first. Each imports its heavy libraries only in collect(); those
-    that find nothing on most hosts (kube, podman, lxc) import even their own module only then."""
+    that find nothing on most hosts (docker, kube, podman, lxc) import even their own module only
+    then."""
     from . import absent, kernel
 
     sources: list[Source] = [kernel.KernelNames()]
-    from . import cgroup, docker  # /proc/PID/cgroup (no daemon); the Docker daemon
+    from . import cgroup  # /proc/PID/cgroup (no daemon)
 
-    sources += [cgroup.CgroupNames(), docker.DockerNames()]
+    sources.append(cgroup.CgroupNames())
+    sources.append(Deferred(absent.DOCKER, "docker", "DockerNames", absent.docker))  # the daemon
     from . import docker_sandboxes  # overlay/swarm sandboxes, after their Docker network
 
     sources.append(docker_sandboxes.DockerSandboxes())

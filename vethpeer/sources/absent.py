@@ -1,6 +1,6 @@
-"""The cheap first look of the sources that find nothing on most hosts (Kubernetes API, Podman,
-LXC): an option, a file, a process name. Where it finds nothing of theirs, the source answers
-from here and its module (parsers, dataclasses, the modules they import) is never imported:
+"""The cheap first look of the sources that find nothing on most hosts (Docker, Kubernetes API,
+Podman, LXC): an option, a socket, a file, a process name. Where it finds nothing of theirs,
+the source answers from here and its module (parsers, dataclasses, the modules they import) is never imported:
 ``all_sources()`` defers those modules (:class:`~vethpeer.sources.Deferred`). Each source's own
 ``collect()`` begins with the same look, so the answer is the same either way.
 """
@@ -11,9 +11,12 @@ import os
 import pwd
 from collections.abc import Mapping
 
+from .. import cgroup_path
 from ..model import SourceResult, SourceState, SourceStatus
-from . import Context, procfs
+from . import Context, endpoints, procfs
+from .docker_api import docker_host, socket_path
 
+DOCKER = "docker"
 KUBE = "kube"
 PODMAN = "podman"
 LXC = "lxc"
@@ -69,7 +72,6 @@ def podman(context: Context, graphroots: tuple[str, ...] = (ROOTFUL_GRAPHROOT,))
 
 def lxc(context: Context) -> SourceResult | None:
     """No LXC monitor running and no process in an LXC cgroup: skipped."""
-    from .. import cgroup_path
     from .cgroup import scan
 
     if procfs.named(procfs.process_table(context), (LXC_MONITOR,)):
@@ -78,3 +80,39 @@ def lxc(context: Context) -> SourceResult | None:
         if any(m.identity.runtime == cgroup_path.LXC and m.identity.name for m in members):
             return None
     return _skipped(LXC, "no LXC container running")
+
+
+def other_daemons(context: Context, url: str) -> list[endpoints.Endpoint]:
+    """Sockets other running dockerd processes listen on (not the one at ``url``)."""
+    table = procfs.process_table(context)
+    seen = {os.path.realpath(p) for p in (socket_path(url),) if p}
+    found = []
+    for endpoint in endpoints.listening(context.proc, table, endpoints.DOCKER_DAEMONS):
+        real = os.path.realpath(endpoint.path)
+        if real not in seen:
+            seen.add(real)
+            found.append(endpoint)
+    return found
+
+
+def docker(context: Context) -> SourceResult | None:
+    """No socket where the daemon was named (or the default one) and no other dockerd listening:
+    skipped on a host without Docker, unavailable where Docker evidently ran."""
+    from .cgroup import scan
+
+    named = context.options.docker_host or context.environ.get("DOCKER_HOST") or None
+    url = docker_host(named, context.environ)
+    path = socket_path(url)
+    if path is None or os.path.exists(path) or (not named and other_daemons(context, url)):
+        return None
+    ran = os.path.isdir(context.paths.docker_run_dir) or any(
+        member.identity.runtime == cgroup_path.DOCKER
+        for key, members in scan(context).items()
+        if key != context.host
+        for member in members[:1]
+    )
+    if ran:
+        return SourceResult(
+            SourceStatus(DOCKER, SourceState.UNAVAILABLE, f"no socket at {path} (daemon stopped?)")
+        )
+    return _skipped(DOCKER, f"no socket at {path}")
