@@ -81,7 +81,9 @@ def run_once(argv: Sequence[str], code: Path = ROOT) -> Run:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+        # cwd: the same tree. `python -m` puts the working directory first on sys.path, ahead of
+        # PYTHONPATH: run from ROOT, another revision's run would import ROOT's vethpeer.
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=code)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .proc_files import read_text
+
 HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 
 _DOCKER_SCOPE = re.compile(r"^docker-([0-9a-f]{64})\.scope$")
@@ -157,11 +159,7 @@ def parse(text: str) -> Identity | None:
 
 def read(pid: int, proc: str = "/proc") -> str | None:
     """The text of ``/proc/PID/cgroup``, or None if the process is gone or hidden."""
-    try:
-        with open(f"{proc}/{pid}/cgroup", encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
-    except OSError:
-        return None
+    return read_text(f"{proc}/{pid}/cgroup")
 
 
 def of_pid(pid: int, proc: str = "/proc") -> Identity | None:

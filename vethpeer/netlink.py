@@ -125,7 +125,7 @@ _LINK_ATTRS = frozenset(
 _LOOPBACK_ATTRS = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE})
 _LINK_ATTRS_STATS = _LINK_ATTRS | {IFLA_STATS64}
 _LOOPBACK_ATTRS_STATS = _LOOPBACK_ATTRS | {IFLA_STATS64}
-_STATS_FIELDS = len(LinkStats.__dataclass_fields__)
+_STATS_FIELDS = len(LinkStats._fields)
 
 
 def parse_stats64(data: bytes, start: int, stop: int) -> LinkStats:

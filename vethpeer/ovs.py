@@ -202,6 +202,8 @@ def _end(end: End, ports: Mapping[str, OvsPort], host_ino: int, host_dev: int) -
 
 def annotate(report: Report, result: OvsResult) -> Report:
     """The report with OVS bridges as the master of host-side OVS ports, and the ovs status."""
+    if not result.ports:  # no OVS here (most hosts): no row can change
+        return replace(report, sources=(*report.sources, result.status))
     host = report.snapshot.host
     rows = []
     for row in report.rows:

@@ -9,6 +9,7 @@ Sources run in worker threads while the kernel walk runs, so they must not call
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -120,33 +121,62 @@ SourceFactory = Callable[[], Source]
 HEAVY_IMPORTS = threading.RLock()
 
 
+class Deferred:
+    """A source whose module is imported only once its cheap first look (``absent``) finds
+    something of its runtime: where it finds nothing, that look's answer is the source's, and its
+    parsers and dataclasses are never imported (see :mod:`vethpeer.sources.absent`)."""
+
+    def __init__(
+        self, name: str, module: str, factory: str, absent: Callable[[Context], SourceResult | None]
+    ) -> None:
+        self.name, self.module, self.factory, self.absent = name, module, factory, absent
+        self._source: Source | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Source:
+        """The source itself, its module imported once."""
+        with self._lock:
+            if self._source is None:
+                module = importlib.import_module(f"{__name__}.{self.module}")
+                self._source = getattr(module, self.factory)()
+            return self._source
+
+    def prepare(self, context: Context) -> None:
+        if self.absent(context) is None:
+            prepare = getattr(self.load(), "prepare", None)
+            if prepare is not None:
+                prepare(context)
+
+    def collect(self, context: Context) -> SourceResult:
+        skipped = self.absent(context)
+        return skipped if skipped is not None else self.load().collect(context)
+
+
 def all_sources() -> list[Source]:
-    """Every source, cheapest first. Each imports its heavy libraries only in collect()."""
-    from . import kernel
+    """Every source, cheapest first. Each imports its heavy libraries only in collect(); those
+    that find nothing on most hosts (docker, kube, podman, lxc) import even their own module only
+    then."""
+    from . import absent, kernel
 
     sources: list[Source] = [kernel.KernelNames()]
-    from . import cgroup, docker  # /proc/PID/cgroup (no daemon); the Docker daemon
+    from . import cgroup  # /proc/PID/cgroup (no daemon)
 
-    sources += [cgroup.CgroupNames(), docker.DockerNames()]
+    sources.append(cgroup.CgroupNames())
+    sources.append(Deferred(absent.DOCKER, "docker", "DockerNames", absent.docker))  # the daemon
     from . import docker_sandboxes  # overlay/swarm sandboxes, after their Docker network
 
     sources.append(docker_sandboxes.DockerSandboxes())
     from . import cri  # CRI runtime (containerd, CRI-O, cri-dockerd): pods
 
     sources.append(cri.CriPods())
-    from . import podman  # Podman's state files (no daemon)
-
-    sources.append(podman.PodmanNames())
-    from . import lxc  # LXC/LXD: cgroups, monitors, config files
-
-    sources.append(lxc.LxcNames())
+    sources.append(Deferred(absent.PODMAN, "podman", "PodmanNames", absent.podman))  # state files
+    sources.append(Deferred(absent.LXC, "lxc", "LxcNames", absent.lxc))  # cgroups, monitors, configs
     from . import nspawn  # systemd-nspawn: cgroups, supervisor processes
 
     sources.append(nspawn.NspawnMachines())
     from . import taps  # who holds each tap/tun device (VMs)
 
     sources.append(taps.TapOwners())
-    from . import kube  # Kubernetes API (optional): node, pod IP, owner of the CRI's pods
-
-    sources.append(kube.KubePods())
+    # Kubernetes API (optional): node, pod IP, owner of the CRI's pods
+    sources.append(Deferred(absent.KUBE, "kube", "KubePods", absent.kube))
     return sources

@@ -15,7 +15,7 @@ reaches the network through tap devices, so it does not "share" the host's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .. import cgroup_path as cgroup
@@ -31,14 +31,32 @@ class Member:
     identity: cgroup.Identity
 
 
-def members(pids: Iterable[int], proc: str = "/proc") -> list[Member]:
-    """The processes among ``pids`` that run in a container; vanished ones are skipped."""
+def members(pids: Iterable[int], proc: str = "/proc", texts: Mapping[int, str] | None = None) -> list[Member]:
+    """The processes among ``pids`` that run in a container; vanished ones are skipped.
+    ``texts``: their ``/proc/PID/cgroup`` already read (a pid missing there has vanished)."""
     found = []
     for pid in pids:
-        identity = cgroup.of_pid(pid, proc)
+        text = cgroup.read(pid, proc) if texts is None else texts.get(pid)
+        identity = cgroup.parse(text) if text is not None else None
         if identity is not None:
             found.append(Member(pid, identity))
     return found
+
+
+def texts(context: Context) -> dict[int, str]:
+    """``/proc/PID/cgroup`` of every process of every namespace, read once per run (the scan
+    below and the nspawn source read the same files)."""
+
+    def read() -> dict[int, str]:
+        found = {}
+        for ns in context.namespaces:
+            for pid in ns.pids:
+                text = cgroup.read(pid, context.proc)
+                if text is not None:
+                    found[pid] = text
+        return found
+
+    return context.memo.once("cgroup-texts", read)
 
 
 def scan(context: Context) -> dict[NsKey, tuple[Member, ...]]:
@@ -49,8 +67,11 @@ def scan(context: Context) -> dict[NsKey, tuple[Member, ...]]:
     """
 
     def read() -> dict[NsKey, tuple[Member, ...]]:
+        cgroups = texts(context)
         return {
-            ns.key: tuple(found) for ns in context.namespaces if (found := members(ns.pids, context.proc))
+            ns.key: tuple(found)
+            for ns in context.namespaces
+            if (found := members(ns.pids, context.proc, cgroups))
         }
 
     return context.memo.once("cgroup-scan", read)

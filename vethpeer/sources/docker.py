@@ -36,7 +36,8 @@ from .. import cgroup_path as cgroup
 from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from ..netns import key_of
-from . import PRIORITY_RUNTIME, Context, endpoints, procfs
+from . import PRIORITY_RUNTIME, Context, absent
+from .absent import other_daemons
 from .cgroup import scan
 from .docker_api import Api, LocalApi, SdkApi, Timeout, classify, docker_host, socket_path
 
@@ -255,19 +256,6 @@ def ids_by_namespace(context: Context) -> dict[NsKey, list[str]]:
     return found
 
 
-def other_daemons(context: Context, url: str) -> list[endpoints.Endpoint]:
-    """Sockets other running dockerd processes listen on (not the one at ``url``)."""
-    table = procfs.process_table(context)
-    seen = {os.path.realpath(p) for p in (socket_path(url),) if p}
-    found = []
-    for endpoint in endpoints.listening(context.proc, table, endpoints.DOCKER_DAEMONS):
-        real = os.path.realpath(endpoint.path)
-        if real not in seen:
-            seen.add(real)
-            found.append(endpoint)
-    return found
-
-
 def _namespace_of(info: Mapping[str, Any], proc: str = "/proc") -> NsKey | None:
     """The namespace of an inspected container: its init's, else its sandbox's bind mount."""
     pid = int((info.get("State") or {}).get("Pid") or 0)
@@ -286,7 +274,7 @@ def _namespace_of(info: Mapping[str, Any], proc: str = "/proc") -> NsKey | None:
 class DockerNames:
     """Names Docker containers (and dockershim pods) through the Docker Engine API."""
 
-    name = "docker"
+    name = absent.DOCKER
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, use_sdk: bool | None = None) -> None:
         self.clock = clock
@@ -294,30 +282,16 @@ class DockerNames:
         # or everywhere with VETHPEER_DOCKER_SDK=1.
         self.use_sdk = use_sdk
 
-    def _absent(self, path: str, context: Context) -> SourceResult:
-        """No socket: skipped on a host without Docker, unavailable where Docker evidently ran."""
-        ran = os.path.isdir(context.paths.docker_run_dir) or any(
-            member.identity.runtime == cgroup.DOCKER
-            for key, members in scan(context).items()
-            if key != context.host
-            for member in members[:1]
-        )
-        if ran:
-            return SourceResult(
-                SourceStatus(self.name, SourceState.UNAVAILABLE, f"no socket at {path} (daemon stopped?)")
-            )
-        return SourceResult(SourceStatus(self.name, SourceState.SKIPPED, f"no socket at {path}"))
-
     def collect(self, context: Context) -> SourceResult:
         """The daemon the user named; else the default one and every other dockerd listening."""
+        skipped = absent.docker(context)  # no socket, no other dockerd listening
+        if skipped is not None:
+            return skipped
         named = context.options.docker_host or context.environ.get("DOCKER_HOST") or None
         url = docker_host(named, context.environ)
         others = [] if named else other_daemons(context, url)
         path = socket_path(url)
         default_there = path is None or os.path.exists(path)
-        if not default_there and not others:
-            assert path is not None
-            return self._absent(path, context)
         deadline = Deadline(context.options.timeout, self.clock)
         sdk = self.use_sdk if self.use_sdk is not None else context.environ.get("VETHPEER_DOCKER_SDK") == "1"
         if not others:

@@ -28,7 +28,7 @@ from typing import Any
 from ..deadline import Deadline
 from ..model import Claim, Namespace, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import PRIORITY_RUNTIME, Context
-from .docker import other_daemons
+from .absent import other_daemons
 from .docker_api import Api, Timeout, classify, docker_host, open_api, socket_path
 
 NAME = "docker-sandboxes"

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import socket
 import time
 from collections.abc import Mapping, Sequence
@@ -44,9 +43,10 @@ from typing import Any
 
 from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
-from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, cri, cri_endpoints
+from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, absent, cri, cri_endpoints
+from .absent import in_cluster, kubeconfig_files
 
-NAME = "kube"
+NAME = absent.KUBE
 PRIORITY_KUBE = PRIORITY_RUNTIME + 1  # the CRI workload plus the API's fields
 NODE_ENV = ("NODE_NAME", "KUBE_NODE_NAME")  # set from the downward API in DaemonSets
 
@@ -56,23 +56,6 @@ def _status(state: SourceState, detail: str) -> SourceStatus:
 
 
 # ---------------------------------------------------------------- when to ask at all
-
-
-def kubeconfig_files(environ: Mapping[str, str]) -> list[str]:
-    """The kubeconfig files kubectl would read: each existing entry of $KUBECONFIG, else ~/.kube/config."""
-    listed = environ.get("KUBECONFIG")
-    if listed:
-        paths = [p for p in listed.split(os.pathsep) if p]
-    else:
-        home = environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
-        paths = [os.path.join(home, ".kube", "config")]
-    return [p for p in paths if os.path.isfile(p)]
-
-
-def in_cluster(context: Context) -> bool:
-    return bool(context.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.isfile(
-        context.paths.in_cluster_token
-    )
 
 
 def runs_pods(context: Context) -> bool:
@@ -353,14 +336,16 @@ class KubePods:
             context.memo.once(CLIENT, partial(_apis, files))  # the kubeconfig, the API classes
 
     def collect(self, context: Context) -> SourceResult:
+        skipped = absent.kube(context)  # --no-kube; by default, no configuration
+        if skipped is not None:
+            return skipped
         wanted = context.options.kube
-        if wanted is False:
-            return SourceResult(_status(SourceState.SKIPPED, "--no-kube"))
         files = kubeconfig_files(context.environ)
         configured = bool(files) or in_cluster(context)
-        if wanted is None and not (configured and runs_pods(context)):
-            why = "no kubeconfig or in-cluster config" if not configured else "this host runs no pods"
-            return SourceResult(_status(SourceState.SKIPPED, f"{why} (--kube to ask the API anyway)"))
+        if wanted is None and not runs_pods(context):
+            return SourceResult(
+                _status(SourceState.SKIPPED, "this host runs no pods (--kube to ask the API anyway)")
+            )
         if not configured:
             return SourceResult(
                 _status(

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 from .. import cgroup_path as cgroup
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
-from . import PRIORITY_RUNTIME, Context, procfs
+from . import PRIORITY_RUNTIME, Context, absent, procfs
 from .cgroup import scan
 
-NAME = "lxc"
+NAME = absent.LXC
 DEFAULT_LXCPATH = "/var/lib/lxc"
 MONITOR = "[lxc monitor] "
 _NET_KEY = re.compile(r"^lxc\.net\.(\d+)\.(type|link|veth\.pair|name)$")
@@ -91,10 +91,13 @@ class LxcNames:
     name = NAME
 
     def collect(self, context: Context) -> SourceResult:
+        skipped = absent.lxc(context)  # no monitor, no process in an LXC cgroup
+        if skipped is not None:
+            return skipped
         ns_of: dict[str, NsKey] = {}
         paths: dict[str, str] = {}
         table = procfs.process_table(context)
-        for monitor in procfs.named(table, ("lxc-start",)):
+        for monitor in procfs.named(table, (absent.LXC_MONITOR,)):
             parsed = parse_monitor(procfs.cmdline(monitor.pid, context.proc))
             if parsed is None:
                 continue

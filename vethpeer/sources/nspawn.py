@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from .. import cgroup_path as cgroup
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import PRIORITY_RUNTIME, Context, procfs
+from .cgroup import texts
 
 NAME = "nspawn"
 SUPERVISOR = "systemd-nspawn"
@@ -34,6 +35,8 @@ _PER_NAMESPACE = 8  # processes of a namespace whose cgroup is read
 
 def machine_of_cgroup(text: str) -> str | None:
     """The machine a ``/proc/PID/cgroup`` text names, or None (libvirt's qemu scopes are VMs)."""
+    if "nspawn@" not in text and "machine" not in text and "\\x" not in text:
+        return None  # neither pattern can match (unescaped, a part has one of these literally)
     for line in text.splitlines():
         path = line.split(":", 2)[-1]
         for part in reversed([cgroup.unescape(p) for p in path.split("/") if p]):
@@ -98,11 +101,12 @@ class NspawnMachines:
                     found.setdefault(machine, (key, f"supervisor pid {supervisor.pid}"))
                     break
         claimed = {key for key, _ in found.values()}
+        cgroups = texts(context)  # read once for the cgroup scan as well
         for ns in context.namespaces:
             if ns.key == context.host or ns.key in claimed:
                 continue  # supervisors live in the host's: their cgroup names the machine too
             for pid in ns.pids[:_PER_NAMESPACE]:
-                text = procfs.cgroup_text(pid, context.proc)
+                text = cgroups.get(pid)
                 machine = machine_of_cgroup(text) if text else None
                 if machine is not None:
                     found.setdefault(machine, (ns.key, "cgroup"))

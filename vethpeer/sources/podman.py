@@ -30,13 +30,11 @@ from typing import Any
 
 from .. import cgroup_path as cgroup
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
-from . import PRIORITY_RUNTIME, Context, boltdb, endpoints, procfs
+from . import PRIORITY_RUNTIME, Context, absent, boltdb, endpoints, procfs
+from .absent import ROOTFUL_GRAPHROOT, SQLITE_FILE, STATE_FILE
 from .cgroup import scan
 
-NAME = "podman"
-ROOTFUL_GRAPHROOT = "/var/lib/containers/storage"
-STATE_FILE = "libpod/bolt_state.db"  # Podman up to 4.x (and later ones upgraded from it)
-SQLITE_FILE = "db.sql"  # Podman 4.8+ may, 5.x does by default, keep its state in SQLite
+NAME = absent.PODMAN
 RUNNING = 3  # libpod's ContainerStateRunning
 
 
@@ -281,9 +279,13 @@ class PodmanNames:
         self.graphroots = tuple(graphroots)
 
     def collect(self, context: Context) -> SourceResult:
+        skipped = absent.podman(context, self.graphroots)  # no conmon, no state file
+        if skipped is not None:
+            return skipped
         table = procfs.process_table(context)
         parsed = (
-            parse_conmon(p.pid, procfs.cmdline(p.pid, context.proc)) for p in procfs.named(table, ("conmon",))
+            parse_conmon(p.pid, procfs.cmdline(p.pid, context.proc))
+            for p in procfs.named(table, (absent.CONMON,))
         )
         monitors = [m for m in parsed if m is not None]
         backend = next((m.backend for m in monitors if m.backend), None)

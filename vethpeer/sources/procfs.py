@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..model import NsKey
+from ..proc_files import read_text
 from . import Context
 
 SO_ACCEPTCON = 0x10000  # __SO_ACCEPTCON in /proc/net/unix "Flags": a listening socket
@@ -30,12 +31,7 @@ class Process:
     comm: str
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
-    except OSError:
-        return None
+_read = read_text  # os.read: a run reads several small files of every process
 
 
 def pids(proc: str = "/proc") -> list[int]:
