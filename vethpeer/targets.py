@@ -111,20 +111,28 @@ def _path(report: Report, target: str) -> Match | None:
     return _by_namespace(report, target, "path", key)
 
 
-def _host_interface(report: Report, target: str) -> Match | None:
+def _host_link(report: Report, target: str, how: str, is_it: Callable[[Link], bool]) -> Match | None:
+    """The rows of the host interface ``is_it`` picks (itself in the host, or the peer of a row);
+    one that is in the host with nothing behind it is NotFound; none at all: not this kind."""
     host = report.snapshot.host
     rows = [
         row
         for row in report.rows
-        if (row.end.ns.key == host and row.end.link.name == target)
-        or (row.peer is not None and row.peer.ns.key == host and row.peer.link.name == target)
+        if (row.end.ns.key == host and is_it(row.end.link))
+        or (row.peer is not None and row.peer.ns.key == host and is_it(row.peer.link))
     ]
     if rows:
-        return _one_namespace(target, "host interface", rows, report)
+        return _one_namespace(target, how, rows, report)
     for view in report.snapshot.views:
-        if view.ns.key == host and any(link.name == target for link in view.links):
-            raise NotFound(f"{target} is a host interface with no workload namespace behind it")
+        for link in view.links if view.ns.key == host else ():
+            if is_it(link):
+                which = "a host interface" if link.name == target else f"host interface {link.name},"
+                raise NotFound(f"{target} is {which} with no workload namespace behind it")
     return None
+
+
+def _host_interface(report: Report, target: str) -> Match | None:
+    return _host_link(report, target, "host interface", lambda link: link.name == target)
 
 
 def ifindex(target: str) -> int | None:
@@ -136,24 +144,10 @@ def ifindex(target: str) -> int | None:
 
 def _host_ifindex(report: Report, target: str) -> Match | None:
     """``ifN``: the host interface with ifindex N (a host that has none: not this kind of target)."""
-    index, host = ifindex(target), report.snapshot.host
+    index = ifindex(target)
     if index is None:
         return None
-    rows = [
-        row
-        for row in report.rows
-        if (row.end.ns.key == host and row.end.link.index == index)
-        or (row.peer is not None and row.peer.ns.key == host and row.peer.link.index == index)
-    ]
-    if rows:
-        return _one_namespace(target, "host ifindex", rows, report)
-    for view in report.snapshot.views:
-        for link in view.links if view.ns.key == host else ():
-            if link.index == index:
-                raise NotFound(
-                    f"{target} is host interface {link.name}, with no workload namespace behind it"
-                )
-    return None
+    return _host_link(report, target, "host ifindex", lambda link: link.index == index)
 
 
 def _netns_name(report: Report, target: str) -> Match | None:
