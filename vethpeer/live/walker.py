@@ -121,6 +121,8 @@ class Walker:
         self._stale = False  # a runtime said something changed: ask the sources again
         self._kernel = KernelNames()  # the kernel's names between the sources' answers (kept per namespace)
         self.discovery: Discovery | None = None
+        self._faced: tuple[Discovery, frozenset[Face]] | None = None
+        self._views: dict[NsKey, NsView] = {}  # the last snapshot's, kept where nothing changed
         self.report: Report | None = None
         self.read_at = 0.0  # time.monotonic() when the last round read the counters: a Sample's time
 
@@ -145,6 +147,7 @@ class Walker:
         self._resolved = None
         kept = self._kept.pop(key)
         self._forget(key)
+        self._views.pop(key, None)
         kept.sock.close()
         os.close(kept.fd)
         for pair in [p for p in self._asked if key in p]:
@@ -179,14 +182,20 @@ class Walker:
     def rediscover(self) -> bool:
         """Find the namespaces again; close what went away. True if any changed (came, went, or
         was mounted, unmounted, or is held by another first process now)."""
-        before = faces(self.discovery) if self.discovery else None
-        self.discovery = discover(self.env.proc)
+        before = self._faces(self.discovery) if self.discovery else None
+        self.discovery = discover(self.env.proc, self.discovery)
         now = frozenset(ns.key for ns in self.discovery.namespaces)
         for key in set(self._kept) - now:
             self._drop(key)
         for key in set(self._errors) - now:
             del self._errors[key]
-        return before != faces(self.discovery)
+        return before != self._faces(self.discovery)
+
+    def _faces(self, discovery: Discovery) -> frozenset[Face]:
+        """:func:`faces`, made once per discovery."""
+        if self._faced is None or self._faced[0] is not discovery:
+            self._faced = discovery, faces(discovery)
+        return self._faced[1]
 
     def rename(self, *, now: bool = False) -> None:
         """Have a round ask the sources again (a runtime said something changed): the next one,
@@ -200,7 +209,7 @@ class Walker:
         """When a round should ask the sources again (clock time), None: no need."""
         if self._naming is None or self.discovery is None:
             return None
-        if self._stale or faces(self.discovery) != self._named:
+        if self._stale or self._faces(self.discovery) != self._named:
             return self._named_at + NAMING_MIN
         return None
 
@@ -464,7 +473,7 @@ class Walker:
             links = {key: kept.links for key, kept in self._kept.items()}
             resolved, _todo = self._resolve(links, discovery.host)
         self._resolved = resolved
-        views = [NsView(kept.ns, kept.links, resolved[key], kept.fdb) for key, kept in self._kept.items()]
+        views = [self._view(kept, resolved[key]) for key, kept in self._kept.items()]
         by_key = {ns.key: ns for ns in discovery.namespaces}
         views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]
         views.sort(key=lambda view: view.ns.key)
@@ -476,9 +485,23 @@ class Walker:
             host_found_via=discovery.host_found_via,
         )
 
+    def _view(self, kept: _Kept, meaning: Mapping[int, NsKey]) -> NsView:
+        """The namespace's view: the last snapshot's when made of the same objects (the correlator
+        then knows it by its identity)."""
+        view = self._views.get(kept.ns.key)
+        if (
+            view is None
+            or view.ns is not kept.ns
+            or view.links is not kept.links
+            or view.nsids is not meaning
+            or view.fdb is not kept.fdb
+        ):
+            view = self._views[kept.ns.key] = NsView(kept.ns, kept.links, meaning, kept.fdb)
+        return view
+
     def _naming_for(self, discovery: Discovery) -> Naming:
         keys = frozenset(ns.key for ns in discovery.namespaces)
-        seen = faces(discovery)  # a new mount or first process names a namespace anew, as a new one
+        seen = self._faces(discovery)  # a new mount or first process names a namespace anew, as a new one
         now = self.clock()
         wanted = seen != self._named or self._stale
         if self._naming is not None and wanted and now - self._named_at < NAMING_MIN:
