@@ -84,10 +84,16 @@ class _Index:
         self.link_owners = link_owners or {}
         self.snapshot = snapshot
         self.views: dict[NsKey, NsView] = {view.ns.key: view for view in snapshot.views}
-        self.links: dict[NsKey, dict[int, Link]] = {
-            key: {link.index: link for link in view.links} for key, view in self.views.items()
-        }
         self.workloads = workloads
+        self.looked: set[NsKey] = set()  # the other namespaces the rows joined so far were joined with
+        self._links: dict[NsKey, dict[int, Link]] = {}
+
+    def links(self, key: NsKey) -> dict[int, Link]:
+        """The namespace's links by ifindex (made when first asked)."""
+        found = self._links.get(key)
+        if found is None:
+            found = self._links[key] = {link.index: link for link in self.views[key].links}
+        return found
 
     def workload(self, ns: Namespace) -> Workload:
         if ns.key == self.snapshot.host:
@@ -98,7 +104,7 @@ class _Index:
     def end(self, ns: Namespace, link: Link) -> End:
         master = None
         if link.master is not None:
-            bridge = self.links[ns.key].get(link.master)
+            bridge = self.links(ns.key).get(link.master)
             master = bridge.name if bridge else f"if{link.master}"
         return End(ns, self.workload(ns), link, master)
 
@@ -127,11 +133,12 @@ class _Index:
                 ),
             )
         where: NsKey = resolved
+        self.looked.add(where)
         target_view = self.views.get(where)
         if target_view is None or target_view.error:
             reason = target_view.error if target_view else "not readable"
             return relation, None, f"the peer's namespace could not be read: {reason}"
-        other = self.links[where].get(link.link)
+        other = self.links(where).get(link.link)
         if other is None:
             return relation, None, f"ifindex {link.link} is gone from the peer's namespace"
         if relation is Relation.VETH and other.link != link.index:
@@ -157,25 +164,40 @@ def _order(row: Row) -> tuple[int, str, int, str]:
     return (workload.kind is WorkloadKind.HOST, workload.label, row.end.ns.key.ino, row.end.link.name)
 
 
-def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
-    """Every interface inside a workload namespace, joined with its peer, sorted."""
+def _view_rows(view: NsView, host: NsKey, index: _Index) -> list[Row]:
+    """The rows of one namespace (none for one that could not be read)."""
+    rows: list[Row] = []
+    if view.error:
+        return rows
+    for link in view.links:
+        if not _wanted(view, link, host, index):
+            continue
+        relation, peer, unresolved = index.peer(view, link)
+        end = index.end(view.ns, link)
+        owner = index.link_owners.get((view.ns.key, link.name))
+        if relation is Relation.TAP and owner is not None and view.ns.key == host:
+            end = End(end.ns, owner, end.link, end.master)  # the host's tap is the VM's
+        rows.append(Row(end, relation, peer, unresolved))
+    return rows
+
+
+def _named(
+    snapshot: Snapshot, results: Sequence[SourceResult]
+) -> tuple[dict[NsKey, tuple[Workload, ...]], tuple[Workload, ...], dict[tuple[NsKey, str], Workload]]:
+    """What the sources' claims say: the workloads per namespace, the host's, the links' owners."""
     claims = [claim for result in results for claim in result.claims]
     workloads = _rank(c for c in claims if c.netns != snapshot.host)
     host_network = _host_network(c for c in claims if c.netns == snapshot.host)
-    index = _Index(snapshot, workloads, _link_owners(c for result in results for c in result.links))
-    rows = []
-    for view in snapshot.views:
-        if view.error:
-            continue
-        for link in view.links:
-            if not _wanted(view, link, snapshot.host, index):
-                continue
-            relation, peer, unresolved = index.peer(view, link)
-            end = index.end(view.ns, link)
-            owner = index.link_owners.get((view.ns.key, link.name))
-            if relation is Relation.TAP and owner is not None and view.ns.key == snapshot.host:
-                end = End(end.ns, owner, end.link, end.master)  # the host's tap is the VM's
-            rows.append(Row(end, relation, peer, unresolved))
+    return workloads, host_network, _link_owners(c for result in results for c in result.links)
+
+
+def _report(
+    rows: list[Row],
+    snapshot: Snapshot,
+    results: Sequence[SourceResult],
+    workloads: Mapping[NsKey, tuple[Workload, ...]],
+    host_network: tuple[Workload, ...],
+) -> Report:
     rows.sort(key=_order)
     return Report(
         rows=tuple(rows),
@@ -184,3 +206,60 @@ def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
         sources=tuple(result.status for result in results),
         snapshot=snapshot,
     )
+
+
+def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
+    """Every interface inside a workload namespace, joined with its peer, sorted."""
+    workloads, host_network, owners = _named(snapshot, results)
+    index = _Index(snapshot, workloads, owners)
+    rows = [row for view in snapshot.views for row in _view_rows(view, snapshot.host, index)]
+    return _report(rows, snapshot, results, workloads, host_network)
+
+
+Looked = tuple[tuple[NsKey, "NsView | None", "tuple[Workload, ...] | None"], ...]
+
+
+class Correlator:
+    """:func:`correlate` again and again (the live model): the rows of a namespace are joined again
+    only when what they were joined from changed, the others kept from the last call.
+
+    A namespace's rows depend on its view, and on the views and workloads of the namespaces they
+    were joined with (their peers', looked up through the nsids): when all of those are the same
+    objects (views) or equal (workloads) as last time, the rows are the same, and kept. The
+    sources' claims are ranked again each call (cheap); a change of the links' owners or of the
+    host joins everything again. The result equals ``correlate(snapshot, results)``.
+    """
+
+    def __init__(self) -> None:
+        self._host: NsKey | None = None
+        self._owners: dict[tuple[NsKey, str], Workload] = {}
+        self._joined: dict[NsKey, tuple[NsView, Looked, list[Row]]] = {}
+
+    def __call__(self, snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
+        workloads, host_network, owners = _named(snapshot, results)
+        if snapshot.host != self._host or owners != self._owners:
+            self._host, self._owners, self._joined = snapshot.host, owners, {}
+        index = _Index(snapshot, workloads, owners)
+        views, joined = index.views, {}
+        rows: list[Row] = []
+        for view in snapshot.views:
+            key = view.ns.key
+            kept = self._joined.get(key)
+            if (
+                kept is not None
+                and kept[0] is view
+                and all(
+                    views.get(other) is seen and workloads.get(other) == named
+                    for other, seen, named in kept[1]
+                )
+            ):
+                joined[key] = kept
+                rows += kept[2]
+                continue
+            index.looked = {key}
+            found = _view_rows(view, snapshot.host, index)
+            looked = tuple((other, views.get(other), workloads.get(other)) for other in index.looked)
+            joined[key] = (view, looked, found)
+            rows += found
+        self._joined = joined
+        return _report(rows, snapshot, results, workloads, host_network)

@@ -13,7 +13,9 @@ and closes them at the end; a :class:`Walker` keeps them between rounds and, per
    kernel gave (an nsid, once assigned, keeps its meaning while both namespaces live);
 4. re-runs the sources' naming (Docker, CRI, cgroups, ...) only when the set of
    namespaces changed, or every ``naming_every`` seconds, or when asked to;
-5. joins everything with the pure correlator into a :class:`~vethpeer.model.Report`.
+5. joins everything into a :class:`~vethpeer.model.Report` with a
+   :class:`~vethpeer.correlate.Correlator` (the pure correlator, again only where something
+   changed since the last round; everything again after a full read).
 
 Threads: ``setns()`` moves only the calling thread, and a new thread inherits the
 namespace current in its parent. Every ``setns`` here happens on the thread that made
@@ -39,7 +41,7 @@ from typing import TypeVar
 
 from .. import nsids, ovs
 from ..collect import Inflight, Naming, Request, check_privilege, check_sources, name_namespaces
-from ..correlate import correlate
+from ..correlate import Correlator
 from ..environment import Environment
 from ..errors import NamespaceGone
 from ..model import FdbEntry, Link, LinkStats, Namespace, NsKey, NsView, Report, Snapshot
@@ -123,6 +125,7 @@ class Walker:
         self.discovery: Discovery | None = None
         self._faced: tuple[Discovery, frozenset[Face]] | None = None
         self._views: dict[NsKey, NsView] = {}  # the last snapshot's, kept where nothing changed
+        self._correlator = Correlator()  # joins again only the namespaces whose inputs changed
         self.report: Report | None = None
         self.read_at = 0.0  # time.monotonic() when the last round read the counters: a Sample's time
 
@@ -244,6 +247,7 @@ class Walker:
         if dirty is None and not counters_only:  # every namespace read again: every nsid resolved anew
             self._links_at = now
             self._resolved_from, self._incomplete = {}, set()
+            self._correlator = Correlator()  # and every row joined anew
         started = time.monotonic()
         for ns in self.discovery.namespaces:
             kept = self._kept.get(ns.key)
@@ -266,7 +270,7 @@ class Walker:
         if same_links and previous is not None and naming is self._joined:
             report = restat(previous, snap)  # the same rows, with this round's links (counters)
         else:
-            report = correlate(snap, naming.results)
+            report = self._correlator(snap, naming.results)
             if naming.ovs is not None:
                 report = ovs.annotate(report, naming.ovs)
         self._joined = naming
