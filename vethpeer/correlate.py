@@ -85,17 +85,27 @@ class _Index:
         self.snapshot = snapshot
         self.views: dict[NsKey, NsView] = {view.ns.key: view for view in snapshot.views}
         self.workloads = workloads
-        self.looked: set[NsKey] = set()  # the other namespaces the rows joined so far were joined with
-        self._links: dict[NsKey, dict[int, Link]] = {}
+        # What the rows joined since it was set read: (namespace, None) its view and workloads,
+        # (namespace, ifindex) one of its links (a Correlator keeps rows while those stay the same).
+        self.looked: list[tuple[NsKey, int | None]] | None = None
+        self.by_index: dict[NsKey, tuple[NsView, dict[int, Link]]] = {}  # a Correlator keeps them
 
     def links(self, key: NsKey) -> dict[int, Link]:
         """The namespace's links by ifindex (made when first asked)."""
-        found = self._links.get(key)
-        if found is None:
-            found = self._links[key] = {link.index: link for link in self.views[key].links}
-        return found
+        view = self.views[key]
+        found = self.by_index.get(key)
+        if found is None or found[0] is not view:
+            found = self.by_index[key] = (view, {link.index: link for link in view.links})
+        return found[1]
+
+    def link_at(self, key: NsKey, index: int) -> Link | None:
+        if self.looked is not None:
+            self.looked.append((key, index))
+        return self.links(key).get(index)
 
     def workload(self, ns: Namespace) -> Workload:
+        if self.looked is not None:
+            self.looked.append((ns.key, None))
         if ns.key == self.snapshot.host:
             return HOST
         named = self.workloads.get(ns.key)
@@ -104,7 +114,7 @@ class _Index:
     def end(self, ns: Namespace, link: Link) -> End:
         master = None
         if link.master is not None:
-            bridge = self.links(ns.key).get(link.master)
+            bridge = self.link_at(ns.key, link.master)
             master = bridge.name if bridge else f"if{link.master}"
         return End(ns, self.workload(ns), link, master)
 
@@ -133,12 +143,13 @@ class _Index:
                 ),
             )
         where: NsKey = resolved
-        self.looked.add(where)
+        if self.looked is not None:
+            self.looked.append((where, None))
         target_view = self.views.get(where)
         if target_view is None or target_view.error:
             reason = target_view.error if target_view else "not readable"
             return relation, None, f"the peer's namespace could not be read: {reason}"
-        other = self.links(where).get(link.link)
+        other = self.link_at(where, link.link)
         if other is None:
             return relation, None, f"ifindex {link.link} is gone from the peer's namespace"
         if relation is Relation.VETH and other.link != link.index:
@@ -216,50 +227,64 @@ def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
     return _report(rows, snapshot, results, workloads, host_network)
 
 
-Looked = tuple[tuple[NsKey, "NsView | None", "tuple[Workload, ...] | None"], ...]
+Seen = tuple[NsKey, "int | None", object]  # what :attr:`_Index.looked` names, and what it was
 
 
 class Correlator:
     """:func:`correlate` again and again (the live model): the rows of a namespace are joined again
     only when what they were joined from changed, the others kept from the last call.
 
-    A namespace's rows depend on its view, and on the views and workloads of the namespaces they
-    were joined with (their peers', looked up through the nsids): when all of those are the same
-    objects (views) or equal (workloads) as last time, the rows are the same, and kept. The
-    sources' claims are ranked again each call (cheap); a change of the links' owners or of the
-    host joins everything again. The result equals ``correlate(snapshot, results)``.
+    A namespace's rows depend on its view, and on what they read of the others (their peers'):
+    a namespace's identity and workloads, a link at an ifindex. When its view is the same object
+    as last time and everything it read is the same (links, namespaces: the same objects;
+    workloads: equal), its rows are the same, and kept. The sources' claims are ranked again each
+    call (cheap); a change of the links' owners or of the host joins everything again. The
+    result equals ``correlate(snapshot, results)``.
     """
 
     def __init__(self) -> None:
         self._host: NsKey | None = None
         self._owners: dict[tuple[NsKey, str], Workload] = {}
-        self._joined: dict[NsKey, tuple[NsView, Looked, list[Row]]] = {}
+        self._joined: dict[NsKey, tuple[NsView, list[Seen], list[Row]]] = {}
+        self._by_index: dict[NsKey, tuple[NsView, dict[int, Link]]] = {}
 
     def __call__(self, snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
         workloads, host_network, owners = _named(snapshot, results)
         if snapshot.host != self._host or owners != self._owners:
             self._host, self._owners, self._joined = snapshot.host, owners, {}
         index = _Index(snapshot, workloads, owners)
-        views, joined = index.views, {}
+        index.by_index = {
+            key: found for key, found in self._by_index.items() if index.views.get(key) is found[0]
+        }
+        joined = {}
         rows: list[Row] = []
         for view in snapshot.views:
             key = view.ns.key
             kept = self._joined.get(key)
-            if (
-                kept is not None
-                and kept[0] is view
-                and all(
-                    views.get(other) is seen and workloads.get(other) == named
-                    for other, seen, named in kept[1]
-                )
-            ):
+            if kept is not None and kept[0] is view and all(self._same(index, seen) for seen in kept[1]):
                 joined[key] = kept
                 rows += kept[2]
                 continue
-            index.looked = {key}
+            index.looked = []
             found = _view_rows(view, snapshot.host, index)
-            looked = tuple((other, views.get(other), workloads.get(other)) for other in index.looked)
+            looked = [(other, at, self._now(index, other, at)) for other, at in dict.fromkeys(index.looked)]
             joined[key] = (view, looked, found)
             rows += found
-        self._joined = joined
+        self._joined, self._by_index = joined, index.by_index
         return _report(rows, snapshot, results, workloads, host_network)
+
+    @staticmethod
+    def _now(index: _Index, key: NsKey, at: int | None) -> object:
+        if at is not None:
+            return index.links(key).get(at) if key in index.views else None
+        view = index.views.get(key)
+        return (view.ns, view.error, index.workloads.get(key)) if view is not None else None
+
+    @classmethod
+    def _same(cls, index: _Index, seen: Seen) -> bool:
+        key, at, then = seen
+        now = cls._now(index, key, at)
+        if at is not None or now is None or then is None:
+            return now is then
+        assert isinstance(now, tuple) and isinstance(then, tuple)
+        return now[0] is then[0] and now[1] == then[1] and now[2] == then[2]
