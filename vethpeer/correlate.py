@@ -85,9 +85,10 @@ class _Index:
         self.snapshot = snapshot
         self.views: dict[NsKey, NsView] = {view.ns.key: view for view in snapshot.views}
         self.workloads = workloads
-        # What the rows joined since it was set read: (namespace, None) its view and workloads,
-        # (namespace, ifindex) one of its links (a Correlator keeps rows while those stay the same).
-        self.looked: list[tuple[NsKey, int | None]] | None = None
+        # What the rows joined since it was set read: (namespace, None, _) its view and workloads,
+        # (namespace, ifindex, False) one of its links, (namespace, ifindex, True) only that link's
+        # name (a bridge's) -- a Correlator keeps rows while those stay the same.
+        self.looked: list[tuple[NsKey, int | None, bool]] | None = None
         self.by_index: dict[NsKey, tuple[NsView, dict[int, Link]]] = {}  # a Correlator keeps them
 
     def links(self, key: NsKey) -> dict[int, Link]:
@@ -98,14 +99,14 @@ class _Index:
             found = self.by_index[key] = (view, {link.index: link for link in view.links})
         return found[1]
 
-    def link_at(self, key: NsKey, index: int) -> Link | None:
+    def link_at(self, key: NsKey, index: int, name_only: bool = False) -> Link | None:
         if self.looked is not None:
-            self.looked.append((key, index))
+            self.looked.append((key, index, name_only))
         return self.links(key).get(index)
 
     def workload(self, ns: Namespace) -> Workload:
         if self.looked is not None:
-            self.looked.append((ns.key, None))
+            self.looked.append((ns.key, None, False))
         if ns.key == self.snapshot.host:
             return HOST
         named = self.workloads.get(ns.key)
@@ -114,7 +115,7 @@ class _Index:
     def end(self, ns: Namespace, link: Link) -> End:
         master = None
         if link.master is not None:
-            bridge = self.link_at(ns.key, link.master)
+            bridge = self.link_at(ns.key, link.master, name_only=True)
             master = bridge.name if bridge else f"if{link.master}"
         return End(ns, self.workload(ns), link, master)
 
@@ -144,7 +145,7 @@ class _Index:
             )
         where: NsKey = resolved
         if self.looked is not None:
-            self.looked.append((where, None))
+            self.looked.append((where, None, False))
         target_view = self.views.get(where)
         if target_view is None or target_view.error:
             reason = target_view.error if target_view else "not readable"
@@ -227,7 +228,7 @@ def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
     return _report(rows, snapshot, results, workloads, host_network)
 
 
-Seen = tuple[NsKey, "int | None", object]  # what :attr:`_Index.looked` names, and what it was
+Seen = tuple[NsKey, "int | None", bool, object]  # what :attr:`_Index.looked` names, and what it was
 
 
 class Correlator:
@@ -235,9 +236,9 @@ class Correlator:
     only when what they were joined from changed, the others kept from the last call.
 
     A namespace's rows depend on its view, and on what they read of the others (their peers'):
-    a namespace's identity and workloads, a link at an ifindex. When its view is the same object
-    as last time and everything it read is the same (links, namespaces: the same objects;
-    workloads: equal), its rows are the same, and kept. The sources' claims are ranked again each
+    a namespace's identity and workloads, a link at an ifindex, a bridge's name. When its view is
+    the same object as last time and everything it read is equal (mostly: the same objects), its
+    rows are the same, and kept. The sources' claims are ranked again each
     call (cheap); a change of the links' owners or of the host joins everything again. The
     result equals ``correlate(snapshot, results)``.
     """
@@ -267,24 +268,22 @@ class Correlator:
                 continue
             index.looked = []
             found = _view_rows(view, snapshot.host, index)
-            looked = [(other, at, self._now(index, other, at)) for other, at in dict.fromkeys(index.looked)]
+            looked = [(*seen, self._now(index, *seen)) for seen in dict.fromkeys(index.looked)]
             joined[key] = (view, looked, found)
             rows += found
         self._joined, self._by_index = joined, index.by_index
         return _report(rows, snapshot, results, workloads, host_network)
 
     @staticmethod
-    def _now(index: _Index, key: NsKey, at: int | None) -> object:
-        if at is not None:
-            return index.links(key).get(at) if key in index.views else None
-        view = index.views.get(key)
-        return (view.ns, view.error, index.workloads.get(key)) if view is not None else None
+    def _now(index: _Index, key: NsKey, at: int | None, name_only: bool) -> object:
+        if at is None:
+            view = index.views.get(key)
+            return (view.ns, view.error, index.workloads.get(key)) if view is not None else None
+        link = index.links(key).get(at) if key in index.views else None
+        return link.name if name_only and link is not None else link
 
     @classmethod
     def _same(cls, index: _Index, seen: Seen) -> bool:
-        key, at, then = seen
-        now = cls._now(index, key, at)
-        if at is not None or now is None or then is None:
-            return now is then
-        assert isinstance(now, tuple) and isinstance(then, tuple)
-        return now[0] is then[0] and now[1] == then[1] and now[2] == then[2]
+        key, at, name_only, then = seen
+        now = cls._now(index, key, at, name_only)
+        return now is then or now == then  # the same objects, mostly: compared only when not

@@ -254,6 +254,11 @@ class Churning:
                 self.views[key] = NsView(
                     view.ns, (LO, replace(eth0, link=rng.randrange(90, 130))), view.nsids
                 )
+        elif choice < 0.6:  # the bridge read again: renamed, or only its MTU changed
+            self.host_links[3] = Link(
+                3, rng.choice(["br0", "br1"]), kind="bridge", mtu=rng.choice([1500, 9000])
+            )
+            self._host_changed()
         elif choice < 0.7:  # a host veth renamed, set down, or off the bridge
             veths = [i for i, link in self.host_links.items() if link.kind == "veth"]
             if veths:
