@@ -184,8 +184,12 @@ def _node_mount_keys(
         yield path, (st.st_dev, st.st_ino)
 
 
-def discover(proc: str = "/proc") -> Discovery:
-    """Find every network namespace visible from here."""
+def discover(proc: str = "/proc", previous: Discovery | None = None) -> Discovery:
+    """Find every network namespace visible from here.
+
+    ``previous``: an earlier discovery (the live model's), whose Namespace objects are kept where
+    this one finds the same (a caller comparing two discoveries then compares mostly identities).
+    """
     host, via = _host_key(proc)
     # Keyed by (st_dev, st_ino) tuples while counting (thousands of lookups), NsKey at the end.
     pids: dict[tuple[int, int], list[int]] = {(host.dev, host.ino): []}
@@ -216,22 +220,25 @@ def discover(proc: str = "/proc") -> Discovery:
             mounts.setdefault(found_key, []).append(path)
             reach[path] = prefix + path
 
+    before = {(ns.key.dev, ns.key.ino): ns for ns in previous.namespaces} if previous is not None else {}
     namespaces = []
     for dev, ino in sorted(pids.keys() | mounts.keys()):
-        members = sorted(pids.get((dev, ino), ()))
-        paths = sorted(mounts.get((dev, ino), ()))
+        members = tuple(sorted(pids.get((dev, ino), ())))
+        paths = tuple(sorted(mounts.get((dev, ino), ())))
         reached = reach and not reach.keys().isdisjoint(paths)
-        key = NsKey(dev, ino)
-        namespaces.append(
-            Namespace(
-                key=key,
-                is_host=key == host,
-                mounts=tuple(paths),
-                reachable=tuple(reach.get(p, p) for p in paths) if reached else (),
-                pids=tuple(members),
-                comm=procfs.comm(members[0], proc) if members and key != host else None,
-            )
-        )
+        reachable = tuple(reach.get(p, p) for p in paths) if reached else ()
+        old = before.get((dev, ino))
+        key = old.key if old is not None else NsKey(dev, ino)
+        comm = procfs.comm(members[0], proc) if members and key != host else None
+        if old is not None and (old.pids, old.mounts, old.comm, old.reachable) == (
+            members,
+            paths,
+            comm,
+            reachable,
+        ):
+            namespaces.append(old)
+        else:
+            namespaces.append(Namespace(key, key == host, paths, members, comm, reachable))
     return Discovery(host, via, tuple(namespaces), unreadable, vanished)
 
 

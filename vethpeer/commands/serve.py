@@ -14,6 +14,7 @@ from . import options
 
 if TYPE_CHECKING:
     from ..journal.record import JournalWriter
+    from ..model import Report
 
 NAME = "serve"
 HELP = "serve Prometheus metrics and the JSON documents over HTTP (read-only)"
@@ -238,6 +239,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             journal = observe
             model.subscribe(lambda report, at: journal(scoped(report, args.namespace), at))
         cache = LiveCache(model, walker, env.warn, args.min_interval, namespace=args.namespace)
+        model.subscribe(frozen_after_first)
     service = Service(
         cache,
         wait=args.max_wait,
@@ -305,6 +307,17 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             signal.signal(sig, handler)
     env.warn("vethpeer serve: stopped")
     return ExitStatus.SUCCESS
+
+
+def frozen_after_first(_report: Report, _at: float) -> None:
+    """After the model's first walk, what lives on (the model, the page's kept lines, the imports)
+    is moved out of the garbage collector's sight (``gc.freeze``): its full collections then look
+    only at what changed since, a few ms instead of ~30 at N=1000 (the slowest /metrics under churn)."""
+    import gc
+
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 def journal_writer(args: argparse.Namespace, env: Environment) -> JournalWriter:

@@ -13,7 +13,9 @@ and closes them at the end; a :class:`Walker` keeps them between rounds and, per
    kernel gave (an nsid, once assigned, keeps its meaning while both namespaces live);
 4. re-runs the sources' naming (Docker, CRI, cgroups, ...) only when the set of
    namespaces changed, or every ``naming_every`` seconds, or when asked to;
-5. joins everything with the pure correlator into a :class:`~vethpeer.model.Report`.
+5. joins everything into a :class:`~vethpeer.model.Report` with a
+   :class:`~vethpeer.correlate.Correlator` (the pure correlator, again only where something
+   changed since the last round; everything again after a full read).
 
 Threads: ``setns()`` moves only the calling thread, and a new thread inherits the
 namespace current in its parent. Every ``setns`` here happens on the thread that made
@@ -39,7 +41,7 @@ from typing import TypeVar
 
 from .. import nsids, ovs
 from ..collect import Inflight, Naming, Request, check_privilege, check_sources, name_namespaces
-from ..correlate import correlate
+from ..correlate import Correlator
 from ..environment import Environment
 from ..errors import NamespaceGone
 from ..model import FdbEntry, Link, LinkStats, Namespace, NsKey, NsView, Report, Snapshot
@@ -107,6 +109,8 @@ class Walker:
         self._links_at = float("-inf")
         self._resolved: nsids.Resolved | None = None  # valid while no links were read again
         self._last_resolved: nsids.Resolved = {}  # the latest resolution, kept when links are read again
+        self._resolved_from: dict[NsKey, tuple[Link, ...]] = {}  # the links it was made from
+        self._incomplete: set[NsKey] = set()  # namespaces with an nsid it left unresolved
         self._joined: Naming | None = None  # the naming the last report was joined with
         self._thread = threading.get_ident()
         self._home = home_fd(env.proc)
@@ -119,6 +123,9 @@ class Walker:
         self._stale = False  # a runtime said something changed: ask the sources again
         self._kernel = KernelNames()  # the kernel's names between the sources' answers (kept per namespace)
         self.discovery: Discovery | None = None
+        self._faced: tuple[Discovery, frozenset[Face]] | None = None
+        self._views: dict[NsKey, NsView] = {}  # the last snapshot's, kept where nothing changed
+        self._correlator = Correlator()  # joins again only the namespaces whose inputs changed
         self.report: Report | None = None
         self.read_at = 0.0  # time.monotonic() when the last round read the counters: a Sample's time
 
@@ -142,25 +149,56 @@ class Walker:
     def _drop(self, key: NsKey) -> None:
         self._resolved = None
         kept = self._kept.pop(key)
-        self._last_resolved.pop(key, None)
+        self._forget(key)
+        self._views.pop(key, None)
         kept.sock.close()
         os.close(kept.fd)
         for pair in [p for p in self._asked if key in p]:
             del self._asked[pair]
+
+    def _forget(self, key: NsKey) -> None:
+        """What the nsids of the namespaces held open said of ``key`` (gone: they may mean another)."""
+        self._resolved_from.pop(key, None)
+        self._incomplete.discard(key)
+        self._last_resolved = {
+            observer: found if key not in found.values() else {n: t for n, t in found.items() if t != key}
+            for observer, found in self._last_resolved.items()
+            if observer != key
+        }
+
+    def _resolve(
+        self, links: Mapping[NsKey, tuple[Link, ...]], host: NsKey
+    ) -> tuple[nsids.Resolved, set[NsKey]]:
+        """:func:`nsids.resolve`, only for the namespaces whose links changed since the last one
+        (or that it left an nsid unresolved in); and those namespaces."""
+        before = self._resolved_from
+        todo = {key for key, found in links.items() if before.get(key) is not found} | self._incomplete
+        known = self._last_resolved if before else None  # nothing yet, or every namespace read again
+        resolved = nsids.resolve(links, host, self._ask, known, todo)
+        self._incomplete = nsids.unresolved(links, resolved, todo)
+        self._resolved_from = dict(links)
+        self._last_resolved = resolved
+        return resolved, todo
 
     # ---------------------------------------------------------------- rounds
 
     def rediscover(self) -> bool:
         """Find the namespaces again; close what went away. True if any changed (came, went, or
         was mounted, unmounted, or is held by another first process now)."""
-        before = faces(self.discovery) if self.discovery else None
-        self.discovery = discover(self.env.proc)
+        before = self._faces(self.discovery) if self.discovery else None
+        self.discovery = discover(self.env.proc, self.discovery)
         now = frozenset(ns.key for ns in self.discovery.namespaces)
         for key in set(self._kept) - now:
             self._drop(key)
         for key in set(self._errors) - now:
             del self._errors[key]
-        return before != faces(self.discovery)
+        return before != self._faces(self.discovery)
+
+    def _faces(self, discovery: Discovery) -> frozenset[Face]:
+        """:func:`faces`, made once per discovery."""
+        if self._faced is None or self._faced[0] is not discovery:
+            self._faced = discovery, faces(discovery)
+        return self._faced[1]
 
     def rename(self, *, now: bool = False) -> None:
         """Have a round ask the sources again (a runtime said something changed): the next one,
@@ -174,7 +212,7 @@ class Walker:
         """When a round should ask the sources again (clock time), None: no need."""
         if self._naming is None or self.discovery is None:
             return None
-        if self._stale or faces(self.discovery) != self._named:
+        if self._stale or self._faces(self.discovery) != self._named:
             return self._named_at + NAMING_MIN
         return None
 
@@ -206,8 +244,10 @@ class Walker:
             and self.links_every is not None
             and now - self._links_at < self.links_every
         )
-        if dirty is None and not counters_only:
+        if dirty is None and not counters_only:  # every namespace read again: every nsid resolved anew
             self._links_at = now
+            self._resolved_from, self._incomplete = {}, set()
+            self._correlator = Correlator()  # and every row joined anew
         started = time.monotonic()
         for ns in self.discovery.namespaces:
             kept = self._kept.get(ns.key)
@@ -230,7 +270,7 @@ class Walker:
         if same_links and previous is not None and naming is self._joined:
             report = restat(previous, snap)  # the same rows, with this round's links (counters)
         else:
-            report = correlate(snap, naming.results)
+            report = self._correlator(snap, naming.results)
             if naming.ovs is not None:
                 report = ovs.annotate(report, naming.ovs)
         self._joined = naming
@@ -336,33 +376,60 @@ class Walker:
 
         A namespace without an nsid in the host sends no events, so a veth created from the
         host into it is seen only from the host side; its other end is found here.
+
+        Only what changed since the last round is looked at: the links read since (new objects),
+        and the other ends of those gone. A pair neither of whose ends changed, nor what their nsids
+        mean, looks as it did then (when every nsid was resolved: otherwise everything is).
         """
         links = {key: kept.links for key, kept in self._kept.items()}
-        resolved = nsids.resolve(links, host, self._ask)
+        before, known = self._resolved_from, self._last_resolved
+        everything = not before or bool(self._incomplete)
+        resolved, todo = self._resolve(links, host)
         stale: dict[NsKey, set[int]] = {}
         indexes: dict[NsKey, dict[int, Link]] = {}
-        for key, found in links.items():
-            for link in found:
-                if link.kind not in nsids.PAIR_KINDS or link.link_netnsid is None or link.link is None:
-                    continue
-                target = resolved[key].get(link.link_netnsid)
-                if target is None or target in stale or target not in self._kept:
-                    continue
-                if target not in indexes:
-                    indexes[target] = {other.index: other for other in links[target]}
-                other = indexes[target].get(link.link)
-                if other is None or other.link != link.index:
-                    stale.setdefault(target, set()).add(link.link)
-                elif other.link_netnsid is not None and resolved[target].get(other.link_netnsid) not in (
-                    key,
-                    None,
-                ):
-                    # the other end still points where this one was before a move
-                    stale.setdefault(target, set()).add(link.link)
+
+        def index(key: NsKey) -> dict[int, Link]:
+            if key not in indexes:
+                indexes[key] = {link.index: link for link in links[key]}
+            return indexes[key]
+
+        def check(key: NsKey, link: Link) -> None:
+            if link.kind not in nsids.PAIR_KINDS or link.link_netnsid is None or link.link is None:
+                return
+            target = resolved[key].get(link.link_netnsid)
+            if target is None or target not in self._kept:
+                return
+            other = index(target).get(link.link)
+            if other is None or other.link != link.index:
+                stale.setdefault(target, set()).add(link.link)
+            elif other.link_netnsid is not None and resolved[target].get(other.link_netnsid) not in (
+                key,
+                None,
+            ):
+                # the other end still points where this one was before a move
+                stale.setdefault(target, set()).add(link.link)
+
+        if everything:
+            for key, found in links.items():
+                for link in found:
+                    check(key, link)
+        else:
+            for key in todo:
+                found, old = links[key], before.get(key, ())
+                was, now = {id(link) for link in old}, {id(link) for link in found}
+                for link in found:
+                    if id(link) not in was:
+                        check(key, link)
+                for link in old:  # gone or read again: the end it pointed at is looked at from there
+                    if id(link) in now or link.kind not in nsids.PAIR_KINDS or link.link is None:
+                        continue
+                    where = key if link.link_netnsid is None else known.get(key, {}).get(link.link_netnsid)
+                    peer = index(where).get(link.link) if where in links else None
+                    if where is not None and peer is not None:
+                        check(where, peer)
         for key, named in stale.items():
             if key in self._kept:
                 self._refresh(self._kept[key], named)
-        self._last_resolved = resolved
         return None if stale else resolved  # what the snapshot needs, unless links were read again
 
     def _counters(self, kept: _Kept) -> None:
@@ -408,9 +475,9 @@ class Walker:
             resolved = self._resolved  # counters-only rounds: the links' peers are unchanged
         if resolved is None:
             links = {key: kept.links for key, kept in self._kept.items()}
-            resolved = nsids.resolve(links, discovery.host, self._ask)
-        self._resolved = self._last_resolved = resolved
-        views = [NsView(kept.ns, kept.links, resolved[key], kept.fdb) for key, kept in self._kept.items()]
+            resolved, _todo = self._resolve(links, discovery.host)
+        self._resolved = resolved
+        views = [self._view(kept, resolved[key]) for key, kept in self._kept.items()]
         by_key = {ns.key: ns for ns in discovery.namespaces}
         views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]
         views.sort(key=lambda view: view.ns.key)
@@ -422,9 +489,23 @@ class Walker:
             host_found_via=discovery.host_found_via,
         )
 
+    def _view(self, kept: _Kept, meaning: Mapping[int, NsKey]) -> NsView:
+        """The namespace's view: the last snapshot's when made of the same objects (the correlator
+        then knows it by its identity)."""
+        view = self._views.get(kept.ns.key)
+        if (
+            view is None
+            or view.ns is not kept.ns
+            or view.links is not kept.links
+            or view.nsids is not meaning
+            or view.fdb is not kept.fdb
+        ):
+            view = self._views[kept.ns.key] = NsView(kept.ns, kept.links, meaning, kept.fdb)
+        return view
+
     def _naming_for(self, discovery: Discovery) -> Naming:
         keys = frozenset(ns.key for ns in discovery.namespaces)
-        seen = faces(discovery)  # a new mount or first process names a namespace anew, as a new one
+        seen = self._faces(discovery)  # a new mount or first process names a namespace anew, as a new one
         now = self.clock()
         wanted = seen != self._named or self._stale
         if self._naming is not None and wanted and now - self._named_at < NAMING_MIN:
