@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from .errors import NamespaceGone, NoPrivilege
 from .model import Namespace, NsKey
+from .proc_files import read_text
 from .sources import procfs
 
 CLONE_NEWNET = 0x40000000
@@ -107,23 +108,6 @@ def _host_key(proc: str) -> tuple[NsKey, str]:
     raise NoPrivilege(f"cannot read the host's network namespace ({proc}/1/ns/net)")
 
 
-def _read(path: str) -> str | None:
-    """A whole /proc file, in as few read()s as it takes (a big mountinfo is one)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    chunks = []
-    try:
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("utf-8", "surrogateescape")
-
-
 def _node_process(proc: str) -> str | None:
     """A process in the node's mount namespace when ours is another one (we run in a container
     that sees the node's processes): PID 1, or kthreadd (PID 2) when PID 1 refuses even root."""
@@ -157,10 +141,10 @@ def mount_tables(proc: str) -> list[tuple[str, str]]:
     The node's table is read only when a process of the node's mount namespace (PID 1, or
     kthreadd) is in another mount namespace than ours, and it lets us.
     """
-    tables = [(_read(f"{proc}/self/mountinfo") or "", "")]
+    tables = [(read_text(f"{proc}/self/mountinfo") or "", "")]
     pid = _node_process(proc)
     if pid is not None:
-        node = _read(f"{proc}/{pid}/mountinfo")
+        node = read_text(f"{proc}/{pid}/mountinfo")
         if node is not None:
             tables.append((node, f"{proc}/{pid}/root"))
     return tables
