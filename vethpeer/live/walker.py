@@ -109,8 +109,6 @@ class Walker:
         self._links_at = float("-inf")
         self._resolved: nsids.Resolved | None = None  # valid while no links were read again
         self._last_resolved: nsids.Resolved = {}  # the latest resolution, kept when links are read again
-        self._resolved_from: dict[NsKey, tuple[Link, ...]] = {}  # the links it was made from
-        self._incomplete: set[NsKey] = set()  # namespaces with an nsid it left unresolved
         self._joined: Naming | None = None  # the naming the last report was joined with
         self._thread = threading.get_ident()
         self._home = home_fd(env.proc)
@@ -149,36 +147,12 @@ class Walker:
     def _drop(self, key: NsKey) -> None:
         self._resolved = None
         kept = self._kept.pop(key)
-        self._forget(key)
+        self._last_resolved.pop(key, None)
         self._views.pop(key, None)
         kept.sock.close()
         os.close(kept.fd)
         for pair in [p for p in self._asked if key in p]:
             del self._asked[pair]
-
-    def _forget(self, key: NsKey) -> None:
-        """What the nsids of the namespaces held open said of ``key`` (gone: they may mean another)."""
-        self._resolved_from.pop(key, None)
-        self._incomplete.discard(key)
-        self._last_resolved = {
-            observer: found if key not in found.values() else {n: t for n, t in found.items() if t != key}
-            for observer, found in self._last_resolved.items()
-            if observer != key
-        }
-
-    def _resolve(
-        self, links: Mapping[NsKey, tuple[Link, ...]], host: NsKey
-    ) -> tuple[nsids.Resolved, set[NsKey]]:
-        """:func:`nsids.resolve`, only for the namespaces whose links changed since the last one
-        (or that it left an nsid unresolved in); and those namespaces."""
-        before = self._resolved_from
-        todo = {key for key, found in links.items() if before.get(key) is not found} | self._incomplete
-        known = self._last_resolved if before else None  # nothing yet, or every namespace read again
-        resolved = nsids.resolve(links, host, self._ask, known, todo)
-        self._incomplete = nsids.unresolved(links, resolved, todo)
-        self._resolved_from = dict(links)
-        self._last_resolved = resolved
-        return resolved, todo
 
     # ---------------------------------------------------------------- rounds
 
@@ -244,9 +218,8 @@ class Walker:
             and self.links_every is not None
             and now - self._links_at < self.links_every
         )
-        if dirty is None and not counters_only:  # every namespace read again: every nsid resolved anew
+        if dirty is None and not counters_only:
             self._links_at = now
-            self._resolved_from, self._incomplete = {}, set()
             self._correlator = Correlator()  # and every row joined anew
         started = time.monotonic()
         for ns in self.discovery.namespaces:
@@ -376,60 +349,33 @@ class Walker:
 
         A namespace without an nsid in the host sends no events, so a veth created from the
         host into it is seen only from the host side; its other end is found here.
-
-        Only what changed since the last round is looked at: the links read since (new objects),
-        and the other ends of those gone. A pair neither of whose ends changed, nor what their nsids
-        mean, looks as it did then (when every nsid was resolved: otherwise everything is).
         """
         links = {key: kept.links for key, kept in self._kept.items()}
-        before, known = self._resolved_from, self._last_resolved
-        everything = not before or bool(self._incomplete)
-        resolved, todo = self._resolve(links, host)
+        resolved = nsids.resolve(links, host, self._ask)
         stale: dict[NsKey, set[int]] = {}
         indexes: dict[NsKey, dict[int, Link]] = {}
-
-        def index(key: NsKey) -> dict[int, Link]:
-            if key not in indexes:
-                indexes[key] = {link.index: link for link in links[key]}
-            return indexes[key]
-
-        def check(key: NsKey, link: Link) -> None:
-            if link.kind not in nsids.PAIR_KINDS or link.link_netnsid is None or link.link is None:
-                return
-            target = resolved[key].get(link.link_netnsid)
-            if target is None or target not in self._kept:
-                return
-            other = index(target).get(link.link)
-            if other is None or other.link != link.index:
-                stale.setdefault(target, set()).add(link.link)
-            elif other.link_netnsid is not None and resolved[target].get(other.link_netnsid) not in (
-                key,
-                None,
-            ):
-                # the other end still points where this one was before a move
-                stale.setdefault(target, set()).add(link.link)
-
-        if everything:
-            for key, found in links.items():
-                for link in found:
-                    check(key, link)
-        else:
-            for key in todo:
-                found, old = links[key], before.get(key, ())
-                was, now = {id(link) for link in old}, {id(link) for link in found}
-                for link in found:
-                    if id(link) not in was:
-                        check(key, link)
-                for link in old:  # gone or read again: the end it pointed at is looked at from there
-                    if id(link) in now or link.kind not in nsids.PAIR_KINDS or link.link is None:
-                        continue
-                    where = key if link.link_netnsid is None else known.get(key, {}).get(link.link_netnsid)
-                    peer = index(where).get(link.link) if where in links else None
-                    if where is not None and peer is not None:
-                        check(where, peer)
+        for key, found in links.items():
+            for link in found:
+                if link.kind not in nsids.PAIR_KINDS or link.link_netnsid is None or link.link is None:
+                    continue
+                target = resolved[key].get(link.link_netnsid)
+                if target is None or target in stale or target not in self._kept:
+                    continue
+                if target not in indexes:
+                    indexes[target] = {other.index: other for other in links[target]}
+                other = indexes[target].get(link.link)
+                if other is None or other.link != link.index:
+                    stale.setdefault(target, set()).add(link.link)
+                elif other.link_netnsid is not None and resolved[target].get(other.link_netnsid) not in (
+                    key,
+                    None,
+                ):
+                    # the other end still points where this one was before a move
+                    stale.setdefault(target, set()).add(link.link)
         for key, named in stale.items():
             if key in self._kept:
                 self._refresh(self._kept[key], named)
+        self._last_resolved = resolved
         return None if stale else resolved  # what the snapshot needs, unless links were read again
 
     def _counters(self, kept: _Kept) -> None:
@@ -475,8 +421,8 @@ class Walker:
             resolved = self._resolved  # counters-only rounds: the links' peers are unchanged
         if resolved is None:
             links = {key: kept.links for key, kept in self._kept.items()}
-            resolved, _todo = self._resolve(links, discovery.host)
-        self._resolved = resolved
+            resolved = nsids.resolve(links, discovery.host, self._ask)
+        self._resolved = self._last_resolved = resolved
         views = [self._view(kept, resolved[key]) for key, kept in self._kept.items()]
         by_key = {ns.key: ns for ns in discovery.namespaces}
         views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]
