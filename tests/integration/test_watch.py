@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -173,19 +174,31 @@ def test_move_is_one_event(watch: Watch) -> None:
         )
 
 
-def test_docker_containers_by_name(watch: Watch) -> None:
-    """A container started and stopped on the system's dockerd: both reported with its name."""
+@contextmanager
+def docker_container(name: str) -> Iterator[Any]:
+    """A container ``name`` (owner ``vpl``) on the system's dockerd when it runs (never stopped),
+    else on the lab's own; the lab's containers removed and its daemon stopped afterwards."""
     from tests.lab import docker_lab
 
     need(os.access(docker_lab.DOCKERD, os.X_OK), f"needs {docker_lab.DOCKERD} (apt-get install docker.io)")
-    daemon = docker_lab.ensure_dockerd()  # the system's when it runs (never stopped), else our own
+    daemon = docker_lab.ensure_dockerd()
     pytest.importorskip("docker")
     client = docker_lab.docker_client()
-    name = f"vpl-{os.getpid()}-c1"
-    label = f"docker/{name}"
     try:
         docker_lab.ensure_image(client)
         docker_lab.run_container(client, name, owner="vpl")
+        yield client
+    finally:
+        docker_lab.cleanup(client, "vpl")
+        client.close()
+        daemon.stop()  # only if the lab started it
+
+
+def test_docker_containers_by_name(watch: Watch) -> None:
+    """A container started and stopped on the system's dockerd: both reported with its name."""
+    name = f"vpl-{os.getpid()}-c1"
+    label = f"docker/{name}"
+    with docker_container(name) as client:
         wait_for(
             lambda: watch.matching(
                 lambda e: (
@@ -217,10 +230,6 @@ def test_docker_containers_by_name(watch: Watch) -> None:
             lambda e: e["netns"]["inode"] in inodes and e["event"] in ("created", "moved") and e["peer"]
         )
         assert arrived and arrived[0]["peer"]["master"] == "docker0", arrived
-    finally:
-        docker_lab.cleanup(client, "vpl")
-        client.close()
-        daemon.stop()  # only if the lab started it
 
 
 def test_overflow_resyncs_and_loses_nothing() -> None:
@@ -314,17 +323,9 @@ def test_the_models_events_through_an_overflow() -> None:
 def test_a_renamed_docker_container_is_one_named_event(watch: Watch) -> None:
     """`docker rename` changes no namespace and no link: Docker's own events stream (which the
     live model follows) has the sources asked again, and `watch` says ``named`` once, promptly."""
-    from tests.lab import docker_lab
-
-    need(os.access(docker_lab.DOCKERD, os.X_OK), f"needs {docker_lab.DOCKERD} (apt-get install docker.io)")
-    daemon = docker_lab.ensure_dockerd()  # the system's when it runs (never stopped), else our own
-    pytest.importorskip("docker")
-    client = docker_lab.docker_client()
     name = f"vpl-{os.getpid()}-r1"
     renamed = f"{name}-renamed"
-    try:
-        docker_lab.ensure_image(client)
-        docker_lab.run_container(client, name, owner="vpl")
+    with docker_container(name) as client:
         wait_for(
             lambda: watch.matching(
                 lambda e: e["workload"]["label"] == f"docker/{name}" and e["event"] in ("created", "named")
@@ -350,7 +351,3 @@ def test_a_renamed_docker_container_is_one_named_event(watch: Watch) -> None:
         assert len(named) == 1, named
         assert named[0]["before"] == f"docker/{name}"
         assert named[0]["message"] == f"docker/{renamed}: named (was docker/{name})"
-    finally:
-        docker_lab.cleanup(client, "vpl")
-        client.close()
-        daemon.stop()  # only if the lab started it
