@@ -97,6 +97,25 @@ def test_bindings_remembered_between_reports_are_the_bindings_of_each() -> None:
         assert remembered(report) == bindings(report)
 
 
+def test_a_remembered_tap_binding_follows_its_bridges_new_name() -> None:
+    """A VM's tap is its own host side: its bridge's name (the row's master) is part of its binding,
+    and a bridge renamed leaves the tap's own link object as it was."""
+    from tests.unit.builders import answered
+    from vethpeer.correlate import correlate
+    from vethpeer.model import Link, LinkClaim, Namespace, NsView, Snapshot, Workload, WorkloadKind
+
+    host = Namespace(HOST, is_host=True)
+    tap = Link(9, "vqtap0", kind="tun", mac="02:00:00:00:00:09", master=3)
+    vm = Workload(WorkloadKind.VM, "vq-vm1", id="42", source="taps")
+    held = [answered("taps", links=(LinkClaim(HOST, "vqtap0", vm, 40),))]
+    remembered = Bindings()
+    for bridge in ("br0", "br1"):
+        snapshot = Snapshot(HOST, (NsView(host, (Link(3, bridge, kind="bridge"), tap)),))
+        report = correlate(snapshot, held)
+        assert remembered(report) == bindings(report)
+        assert [b.bridge for b in bindings(report)] == [bridge]
+
+
 def test_a_walk_with_a_failed_source_does_not_rename_bindings(path: str) -> None:
     from vethpeer.model import SourceState, SourceStatus
 

@@ -77,7 +77,7 @@ class Bindings:
         found = []
         for row in report.rows:
             end, peer = row.end, row.peer
-            inputs: tuple[object, ...] = (end.link, end.ns.key, end.workload, row.relation)
+            inputs: tuple[object, ...] = (end.link, end.ns.key, end.workload, end.master, row.relation)
             if peer is not None:
                 inputs += (peer.link, peer.ns.key, peer.master)
             key = (end.ns.key.ino, end.link.index)
