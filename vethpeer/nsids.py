@@ -105,3 +105,37 @@ def resolve(links: Mapping[NsKey, Sequence[Link]], host: NsKey | None, ask: Ask)
         pass
     _verify_candidates(links, resolved, ask)
     return resolved
+
+
+def unmatched(links: Mapping[NsKey, Sequence[Link]], resolved: Resolved) -> dict[NsKey, set[int]]:
+    """Peers to read again: for each namespace, the ifindexes that a pair end elsewhere points at
+    but that its last read did not have, or had pointing elsewhere.
+
+    Namespaces are read one after another, so a pair made (or moved) in between is seen from
+    one side only: a new pod's eth0, read after the host, names a host end the host's read
+    came too early for. Read again, that end is there (an answer, not "gone"); still missing,
+    it is really gone. Pairs within one namespace were read at once and are never unmatched.
+    """
+    stale: dict[NsKey, set[int]] = {}
+    indexes: dict[NsKey, dict[int, Link]] = {}
+    for key, found in links.items():
+        for link in found:
+            if link.kind not in PAIR_KINDS or link.link_netnsid is None or link.link is None:
+                continue
+            target = resolved[key].get(link.link_netnsid)
+            if target is None or target not in links:
+                continue
+            if target not in indexes:
+                indexes[target] = {other.index: other for other in links[target]}
+            other = indexes[target].get(link.link)
+            if (
+                other is None
+                or other.link != link.index
+                # the other end still points where this one was before a move
+                or (
+                    other.link_netnsid is not None
+                    and resolved[target].get(other.link_netnsid) not in (key, None)
+                )
+            ):
+                stale.setdefault(target, set()).add(link.link)
+    return stale

@@ -45,6 +45,18 @@ def with_addresses(links: Iterable[Link], sock: RtnlSocket) -> tuple[Link, ...]:
     )
 
 
+def links_by_index(sock: RtnlSocket, indexes: Iterable[int], stats: bool = False) -> dict[int, Link | None]:
+    """These links again, each with its addresses (an RTM_GETLINK each; None: there is none now)."""
+    fresh: dict[int, Link | None] = {}
+    for index in sorted(set(indexes)):
+        link = sock.link(index=index, stats=stats)
+        if link is not None:
+            found = tuple(address.address for address in sock.addresses(index))
+            link = replace(link, addresses=found) if found else link
+        fresh[index] = link
+    return fresh
+
+
 def _some_links(sock: RtnlSocket, names: Collection[str | int], stats: bool = False) -> list[Link]:
     """Only these links (by name or ifindex) and their masters: for `which`, not a dump of the host."""
     asked = (
@@ -100,6 +112,28 @@ def _read(
     return opened
 
 
+def _read_unmatched(
+    opened: dict[NsKey, _Open], unmatched: dict[NsKey, set[int]], *, skip: NsKey | None, stats: bool
+) -> bool:
+    """The pair ends seen from one side only (:func:`vethpeer.nsids.unmatched`: made or moved
+    while the namespaces were read one after another) read again where they are named; True if
+    any namespace's links changed. ``skip``: a namespace read only in part (`which`'s host)."""
+    changed = False
+    for key, indexes in unmatched.items():
+        o = opened.get(key)
+        if o is None or key == skip:
+            continue
+        try:
+            fresh = links_by_index(o.sock, indexes, stats)
+        except OSError:
+            continue  # the namespace is going away: what was read stands
+        kept = [fresh.pop(link.index) if link.index in fresh else link for link in o.links]
+        links = tuple(link for link in [*kept, *fresh.values()] if link is not None)
+        changed |= links != o.links
+        o.links = links
+    return changed
+
+
 def snapshot(
     discovery: Discovery,
     *,
@@ -149,6 +183,14 @@ def _snapshot(
             host.port_names = _port_names(host, opened.values())
         links = {key: o.links for key, o in opened.items()}
         resolved = nsids.resolve(links, discovery.host, ask)
+        if _read_unmatched(
+            opened,
+            nsids.unmatched(links, resolved),
+            skip=discovery.host if host_links is not None else None,
+            stats=stats,
+        ):
+            links = {key: o.links for key, o in opened.items()}
+            resolved = nsids.resolve(links, discovery.host, ask)
         views = [
             NsView(o.ns, o.links, resolved[key], o.fdb, port_names=o.port_names) for key, o in opened.items()
         ]

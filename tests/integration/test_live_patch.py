@@ -21,6 +21,7 @@ from tests.lab.netlab import HOST, Lab, Ns
 from tests.policy import need_binary, need_root
 from vethpeer.collect import Request
 from vethpeer.environment import Environment
+from vethpeer.live import walker as walker_module
 from vethpeer.live.drift import drift
 from vethpeer.live.walker import Walker
 from vethpeer.live.watcher import Watcher
@@ -144,3 +145,27 @@ def test_patched_host_is_a_dump_and_the_report_a_fresh_walk(lab: VqbLab) -> None
         workload("w9")
         check("a new workload")
     assert patched, "the host was never patched: dumped whole each time"
+
+
+def test_every_missing_host_end_is_read_in_one_repair(lab: VqbLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Namespaces read after the host, each with an eth0 whose host end the host's last read
+    did not have (created in between): the repair patches in *every* missing end, not the first.
+
+    The race behind a `watch` event whose peer was null ("ifindex N is gone from the peer's
+    namespace"), made deterministic: the round reads the new namespaces and not the host."""
+    monkeypatch.setattr(walker_module, "PATCH_BELOW", 0)  # the host is patched, never dumped whole
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    request = Request(options=Options(kube=False), stats=True, ovs=False)
+    with Walker(request, env) as walker:
+        walker.round()
+        namespaces, hosts = lab.netns_with_host_peers([f"r{i}" for i in range(4)])
+        inodes = {ns.inode for ns in namespaces}
+        walker.rediscover()
+        assert walker.discovery is not None
+        fresh = {ns.key for ns in walker.discovery.namespaces if ns.key[1] in inodes}
+        assert len(fresh) == 4
+        report = walker.round(fresh, rediscover=False)
+    rows = {r.end.ns.key[1]: r for r in report.rows if r.end.ns.key in fresh and r.end.link.name == "eth0"}
+    assert len(rows) == 4
+    found = {inode: (r.peer.link.name if r.peer else r.unresolved) for inode, r in rows.items()}
+    assert sorted(found.values()) == sorted(hosts), found

@@ -125,7 +125,7 @@ def test_200_namespaces_each_reported_once(watch: Watch) -> None:
         for event in watch.matching(ours(kind)):
             label = event["workload"]["label"]
             assert event["interface"]["ifname"] == "eth0"
-            assert event["peer"] is not None, (event, _story(watch, {label}))
+            assert event["peer"] is not None, (event["message"], event["unresolved"], _story(watch, {label}))
             assert event["peer"]["ifname"] == labels[label], event
             assert event["peer"]["workload"] == "host"
             assert event["message"] == f"{label} eth0 <-> {labels[label]}: veth {kind}"

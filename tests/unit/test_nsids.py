@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vethpeer.model import Link, NsKey
-from vethpeer.nsids import resolve
+from vethpeer.nsids import resolve, unmatched
 
 HOST, A, B, C = NsKey(4, 1), NsKey(4, 10), NsKey(4, 11), NsKey(4, 12)
 
@@ -78,3 +78,32 @@ def test_a_pair_end_that_does_not_point_back_teaches_nothing() -> None:
     assert resolved[A] == {0: HOST}
     assert resolved[HOST] == {}  # not derived from a pair that does not point back
     assert (HOST, A) in kernel.asked  # only the kernel could have said, and it did not
+
+
+def test_unmatched_names_every_end_seen_from_one_side_only() -> None:
+    """Three pods read after the host, whose host ends the host's read came too early for: all
+    three ends are named (not just the first), and nothing else is."""
+    links = {
+        HOST: [veth(10, 2, 0, "vethA")],
+        A: [veth(2, 10, 0)],
+        B: [veth(2, 11, 0)],  # host end 11 missing
+        C: [veth(2, 12, 0)],  # host end 12 missing
+        NsKey(4, 13): [veth(2, 13, 0)],  # host end 13 missing
+    }
+    resolved = {HOST: {0: A}, A: {0: HOST}, B: {0: HOST}, C: {0: HOST}, NsKey(4, 13): {0: HOST}}
+    assert unmatched(links, resolved) == {HOST: {11, 12, 13}}
+
+
+def test_unmatched_names_an_end_pointing_elsewhere_and_skips_unplaced_or_local_pairs() -> None:
+    links = {
+        HOST: [veth(10, 3, 0, "vethA"), veth(20, 21, None, "x0"), veth(21, 20, None, "x1")],
+        A: [veth(2, 10, 0)],  # host end 10 points at ifindex 3, not 2: moved meanwhile
+        B: [veth(2, 99, 7)],  # nsid 7 unresolved: nothing to read
+    }
+    resolved = {HOST: {0: A}, A: {0: HOST}, B: {}}
+    assert unmatched(links, resolved) == {HOST: {10}, A: {3}}  # both sides are read again
+    links[HOST][0] = veth(10, 2, 1, "vethA")  # points back, but its nsid 1 means B, not A
+    # (and B's eth0, which vethA names, points elsewhere: read again too)
+    assert unmatched(links, {**resolved, HOST: {0: A, 1: B}}) == {HOST: {10}, B: {2}}
+    links[HOST][0] = veth(10, 2, 0, "vethA")
+    assert unmatched(links, resolved) == {}

@@ -10,7 +10,8 @@ and closes them at the end; a :class:`Walker` keeps them between rounds and, per
    (`top`), between link dumps only the counters are read (RTM_GETSTATS, a tenth of the
    cost), and the links again as soon as a namespace's set of interfaces changes;
 3. resolves the nsids with :func:`vethpeer.nsids.resolve`, remembering every answer the
-   kernel gave (an nsid, once assigned, keeps its meaning while both namespaces live);
+   kernel gave (an nsid, once assigned, keeps its meaning while both namespaces live),
+   and reads again the pair ends seen from one side only (:func:`vethpeer.nsids.unmatched`);
 4. re-runs the sources' naming (Docker, CRI, cgroups, ...) only when the set of
    namespaces changed, or every ``naming_every`` seconds, or when asked to;
 5. joins everything with the pure correlator into a :class:`~vethpeer.model.Report`.
@@ -47,7 +48,7 @@ from ..netlink import NetlinkError, RtnlSocket
 from ..netns import Discovery, discover, home_fd, inside, raise_fd_limit
 from ..sources import Context
 from ..sources.kernel import KernelNames
-from ..walk import socket_in, with_addresses
+from ..walk import links_by_index, socket_in, with_addresses
 from .carry import remember, restat
 
 T = TypeVar("T")
@@ -229,7 +230,7 @@ class Walker:
                 elif named and ns.key in named:
                     self._refresh(kept, named[ns.key])
         self.read_at = (started + time.monotonic()) / 2  # when the counters were read (about)
-        resolved = self._repair(self.discovery.host) if dirty is not None else None
+        resolved = None if counters_only else self._repair(self.discovery.host)
         same_links = resolved is None and self._resolved is not None  # nothing read again but counters
         snap = self._snapshot(self.discovery, resolved)
         naming = self._naming_for(self.discovery)
@@ -303,13 +304,13 @@ class Walker:
         self._resolved = None
         sock = kept.sock
         try:
-            fresh: dict[int, Link | None] = {}
-            for index in sorted(set(indexes)):
-                link = sock.link(index=index, stats=self.request.stats)
-                if link is not None and self.addresses:
-                    found = tuple(address.address for address in sock.addresses(index))
-                    link = replace(link, addresses=found) if found else link
-                fresh[index] = link
+            fresh = (
+                links_by_index(sock, indexes, self.request.stats)
+                if self.addresses
+                else {
+                    index: sock.link(index=index, stats=self.request.stats) for index in sorted(set(indexes))
+                }
+            )
             # a patched link keeps the counters of the namespace's last read (read_at): a rate
             # takes both from one moment
             kept_links = [
@@ -339,33 +340,16 @@ class Walker:
         return tuple(kept.sock.fdb())
 
     def _repair(self, host: NsKey) -> nsids.Resolved | None:
-        """After a partial round: re-dump the namespaces where a veth's peer is missing or stale.
+        """After a round that read links: read again the peers that are missing or stale
+        (:func:`vethpeer.nsids.unmatched`), each where it is named.
 
         A namespace without an nsid in the host sends no events, so a veth created from the
-        host into it is seen only from the host side; its other end is found here.
+        host into it is seen only from the host side; its other end is found here. And a
+        namespace read after the host may hold a pair end made since the host was read.
         """
         links = {key: kept.links for key, kept in self._kept.items()}
         resolved = nsids.resolve(links, host, self._ask)
-        stale: dict[NsKey, set[int]] = {}
-        indexes: dict[NsKey, dict[int, Link]] = {}
-        for key, found in links.items():
-            for link in found:
-                if link.kind not in nsids.PAIR_KINDS or link.link_netnsid is None or link.link is None:
-                    continue
-                target = resolved[key].get(link.link_netnsid)
-                if target is None or target in stale or target not in self._kept:
-                    continue
-                if target not in indexes:
-                    indexes[target] = {other.index: other for other in links[target]}
-                other = indexes[target].get(link.link)
-                if other is None or other.link != link.index:
-                    stale.setdefault(target, set()).add(link.link)
-                elif other.link_netnsid is not None and resolved[target].get(other.link_netnsid) not in (
-                    key,
-                    None,
-                ):
-                    # the other end still points where this one was before a move
-                    stale.setdefault(target, set()).add(link.link)
+        stale = nsids.unmatched(links, resolved)
         for key, named in stale.items():
             if key in self._kept:
                 self._refresh(self._kept[key], named)

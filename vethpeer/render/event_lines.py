@@ -62,6 +62,7 @@ def event_json(event: Event, at: datetime) -> dict[str, Any]:
         "netns": _netns(event.netns, event.names),
         "interface": _end(row.end) if row is not None else None,
         "peer": peer,
+        "unresolved": row.unresolved if row is not None else None,  # why peer is null, when it is
         "before": event.before,
         "after": event.after,
     }
