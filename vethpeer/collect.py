@@ -19,18 +19,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from . import ovs
 from .correlate import correlate
 from .deadline import Deadline
 from .environment import Environment
 from .errors import NoPrivilege, SourceFailed
-from .focus import BY_NAME, Focus, by_name, locate
 from .model import NsKey, Report, Snapshot, SourceResult, SourceState, SourceStatus
 from .netns import Discovery, discover
 from .sources import Context, Options, Source, all_sources
 from .walk import snapshot
+
+if TYPE_CHECKING:
+    from .focus import Focus
 
 GRACE = 0.5  # seconds a source may overrun its deadline before it is abandoned
 PREPARE_LIMIT = 20.0  # seconds a source's client library may take to import (a loaded node)
@@ -266,14 +268,18 @@ def gather(request: Request, env: Environment) -> Report:
     discovery = discover(env.proc)
     walked, named, host_links = discovery, discovery, None
     asked: set[NsKey] | None = None  # with a focus: the namespaces the sources are asked about
-    focus = locate(discovery, request.target, env.proc) if request.target is not None else None
-    if focus == BY_NAME and not request.host_only:
-        return _gather_by_name(discovery, request, env)
+    focus: Focus | str | None = None
+    if request.target is not None:  # `which`: only then is the focus module imported
+        from .focus import BY_NAME, locate
+
+        focus = locate(discovery, request.target, env.proc)
+        if focus == BY_NAME and not request.host_only:
+            return _gather_by_name(discovery, request, env)
     if request.host_only:
         walked = replace(
             discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key == discovery.host)
         )
-    elif isinstance(focus, Focus):
+    elif focus is not None and not isinstance(focus, str):  # a Focus
         keep = focus.namespaces | {discovery.host}
         walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
         # The sources name the namespaces read, not the host's own processes (unless it is the target).
@@ -298,6 +304,8 @@ def _gather_by_name(discovery: Discovery, request: Request, env: Environment) ->
     """`which WORKLOAD`: the sources name every namespace first (the target is one of their
     names), then only the namespace those names place it in is read, with its peers; their
     claims are all kept, so the target resolves, or is ambiguous, as in the full walk."""
+    from .focus import by_name
+
     assert request.target is not None
     found = _Naming(discovery, request, env).finish()
     focus = by_name(discovery, found.results, request.target, request.namespace, env.proc)

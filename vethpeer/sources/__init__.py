@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -58,29 +57,45 @@ class Paths:
 T = TypeVar("T")
 
 
+class _Pending:
+    """One memo entry: set once, by the thread that computes it; waited for by the others."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
 class RunMemo:
     """Work that several sources of one run need, done once: the first caller computes it,
     the others (in other threads) wait for that answer. It lives on the run's Context,
-    so nothing outlives the run."""
+    so nothing outlives the run. (An Event, not a concurrent.futures.Future: that module
+    and the logging it imports cost every command ~3 ms at start.)"""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._futures: dict[str, Future[Any]] = {}
+        self._entries: dict[str, _Pending] = {}
 
     def once(self, key: str, compute: Callable[[], T], wait: float | None = None) -> T:
         """``compute()`` once per key; raises TimeoutError if another thread's took over ``wait``."""
         with self._lock:
-            future = self._futures.get(key)
-            owner = future is None
-            if future is None:
-                future = self._futures[key] = Future()
+            entry = self._entries.get(key)
+            owner = entry is None
+            if entry is None:
+                entry = self._entries[key] = _Pending()
         if owner:
             try:
-                future.set_result(compute())
+                entry.value = compute()
             except BaseException as error:
-                future.set_exception(error)
+                entry.error = error
                 raise
-        result: T = future.result(timeout=wait)
+            finally:
+                entry.done.set()
+        elif not entry.done.wait(wait):
+            raise TimeoutError(f"{key}: still being computed by another thread")
+        if entry.error is not None:
+            raise entry.error
+        result: T = entry.value
         return result
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -382,7 +381,7 @@ def shared_fetch(context: Context, wait: float | None = None) -> Fetch | None:
     """
     try:
         return context.memo.once("cri-fetch", lambda: fetch(context), wait)
-    except FutureTimeout:
+    except TimeoutError:
         return None
 
 
