@@ -293,7 +293,7 @@ def gather(request: Request, env: Environment) -> Report:
         found = replace(
             found,
             results=tuple(
-                replace(result, claims=tuple(c for c in result.claims if c.netns in asked))
+                result._replace(claims=tuple(c for c in result.claims if c.netns in asked))
                 for result in found.results
             ),
         )
