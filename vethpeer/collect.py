@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 from . import ovs
 from .correlate import correlate
@@ -161,8 +161,7 @@ def _failed_ovs(status: SourceStatus) -> ovs.OvsResult:
     return ovs.OvsResult(status, {})
 
 
-@dataclass(frozen=True, slots=True)
-class Naming:
+class Naming(NamedTuple):
     """What the sources said about one discovery: their claims, and OVSDB's bridges."""
 
     results: tuple[SourceResult, ...]
@@ -290,8 +289,7 @@ def gather(request: Request, env: Environment) -> Report:
     snap = snapshot(walked, fdb=request.fdb, host_links=host_links, proc=env.proc, stats=request.stats)
     found = naming.finish()
     if asked is not None:  # claims on namespaces not read would name nothing that is shown
-        found = replace(
-            found,
+        found = found._replace(
             results=tuple(
                 result._replace(claims=tuple(c for c in result.claims if c.netns in asked))
                 for result in found.results

@@ -21,8 +21,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .model import End, Report, SourceState, SourceStatus
 
@@ -31,8 +30,7 @@ DEFAULT_RUNDIR = "/var/run/openvswitch"
 KERNEL_MASTERS = (None, "ovs-system")  # what the kernel says an OVS port's master is
 
 
-@dataclass(frozen=True, slots=True)
-class OvsPort:
+class OvsPort(NamedTuple):
     """One OVS Interface row, with the bridge and port that hold it."""
 
     bridge: str
@@ -44,8 +42,7 @@ class OvsPort:
     error: str | None = None  # why OVS could not use the device
 
 
-@dataclass(frozen=True, slots=True)
-class OvsResult:
+class OvsResult(NamedTuple):
     status: SourceStatus
     ports: Mapping[str, OvsPort]  # by interface name
 

@@ -13,7 +13,7 @@ import importlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ..model import Namespace, NsKey, SourceResult
 
@@ -24,8 +24,7 @@ PRIORITY_NETNS = 20  # an `ip netns` name
 PRIORITY_PROCESS = 10  # only a process holds it
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
+class Options(NamedTuple):
     """What the command line asked the sources for. ``timeout`` is each source's deadline:
     the time it may take in all, whatever number of calls it makes."""
 
@@ -35,8 +34,7 @@ class Options:
     kube: bool | None = None  # None: auto (kubeconfig present), True: --kube, False: --no-kube
 
 
-@dataclass(frozen=True, slots=True)
-class Paths:
+class Paths(NamedTuple):
     """Where on this machine the sources look for runtimes' traces (tests point them elsewhere)."""
 
     docker_run_dir: str = "/run/docker"  # the daemon's runtime dir; /run is a tmpfs: "ran since boot"
@@ -107,10 +105,10 @@ class Context:
 
     host: NsKey
     namespaces: tuple[Namespace, ...]
-    options: Options = Options()
+    options: Options = Options()  # noqa: RUF009 (a named tuple: immutable)
     proc: str = "/proc"  # where /proc is read (tests point it at a recorded tree)
     environ: Mapping[str, str] = field(default_factory=dict, compare=False)  # the run's (Environment)
-    paths: Paths = Paths()
+    paths: Paths = Paths()  # noqa: RUF009 (a named tuple: immutable)
     memo: RunMemo = field(default_factory=RunMemo, compare=False)
 
     def by_key(self) -> dict[NsKey, Namespace]:

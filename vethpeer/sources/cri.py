@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
@@ -46,8 +45,7 @@ IN_FLIGHT = 64  # PodSandboxStatus calls outstanding at once
 MAX_MESSAGE = 64 << 20  # ListContainers on a busy node can exceed gRPC's 4 MiB default
 
 
-@dataclass(frozen=True, slots=True)
-class PodSandbox:
+class PodSandbox(NamedTuple):
     """One READY sandbox and what its namespace resolved to (None: not readable)."""
 
     workload: Workload
@@ -55,8 +53,7 @@ class PodSandbox:
     host_network: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Fetch:
+class Fetch(NamedTuple):
     """What the runtime said: a status, and the ready pods (possibly partial on timeout)."""
 
     status: SourceStatus
