@@ -146,7 +146,11 @@ def carrying(
     while True:
         data = recv()
         size = len(data)
-        hit = any(needle in data for needle in needles)  # else only the framing is walked
+        hit = False  # else only the framing is walked (loops, not any(): ~1 us a datagram)
+        for needle in needles:
+            if needle in data:
+                hit = True
+                break
         offset = 0
         while offset < size:
             if offset + header > size:
@@ -168,8 +172,11 @@ def carrying(
                 if interrupted:
                     raise DumpInterrupted(1)
                 return found
-            if hit and rtype == reply_type and any(data.find(n, body, end) >= 0 for n in needles):
-                found.append((data, body, end))
+            if hit and rtype == reply_type:
+                for needle in needles:
+                    if data.find(needle, body, end) >= 0:
+                        found.append((data, body, end))
+                        break
             if not flags & NLM_F_MULTI:
                 return found
 
