@@ -38,6 +38,7 @@ from .netlink_wire import (
     DumpInterrupted,
     NetlinkError,
     attrs,
+    carrying,
     cstr,
     hex_mac,
     receive,
@@ -126,6 +127,10 @@ _LOOPBACK_ATTRS = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE})
 _LINK_ATTRS_STATS = _LINK_ATTRS | {IFLA_STATS64}
 _LOOPBACK_ATTRS_STATS = _LOOPBACK_ATTRS | {IFLA_STATS64}
 _STATS_FIELDS = len(LinkStats._fields)
+# A link dump's ifinfomsg and IFLA_EXT_MASK (what links() sends).
+_LINK_DUMP_REQUEST = (
+    _IFINFO.pack(0, 0, 0, 0, 0) + NLA.pack(8, IFLA_EXT_MASK) + U32.pack(RTEXT_FILTER_SKIP_STATS)
+)
 
 
 def parse_stats64(data: bytes, start: int, stop: int) -> LinkStats:
@@ -355,12 +360,21 @@ class RtnlSocket:
     def links_holding(self, raw: bytes) -> list[Link]:
         """The links whose message carries these bytes (a MAC's six), out of one dump: only those
         are parsed (`which MAC` scans every namespace); the caller checks the field it meant."""
+        return self.links_carrying((raw,))
 
-        def parse(data: bytes, body: int, end: int) -> Link | None:
-            return parse_link(data, body, end) if data.find(raw, body, end) >= 0 else None
-
-        payload = _IFINFO.pack(0, 0, 0, 0, 0) + NLA.pack(8, IFLA_EXT_MASK) + U32.pack(RTEXT_FILTER_SKIP_STATS)
-        return self.dump(RTM_GETLINK, RTM_NEWLINK, payload, parse)
+    def links_carrying(self, needles: tuple[bytes, ...]) -> list[Link]:
+        """:meth:`links_holding` for any of several byte strings, in one dump: a datagram that
+        carries none of them is only checked for its framing (:func:`netlink_wire.carrying`)."""
+        request, size = _LINK_DUMP_REQUEST, NLMSG.size + len(_LINK_DUMP_REQUEST)
+        for _try in range(DUMP_TRIES):
+            self._seq += 1
+            self._sock.send(NLMSG.pack(size, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0) + request)
+            try:
+                found = carrying(self._recv, self._seq, "link dump", RTM_NEWLINK, needles)
+            except DumpInterrupted:
+                continue
+            return [parse_link(data, body, end) for data, body, end in found]
+        raise DumpInterrupted(DUMP_TRIES)
 
     def dump(
         self, msg_type: int, reply_type: int, payload: bytes, parse: Callable[[bytes, int, int], T | None]
