@@ -38,7 +38,6 @@ from .netlink_wire import (
     DumpInterrupted,
     NetlinkError,
     attrs,
-    carrying,
     cstr,
     hex_mac,
     receive,
@@ -363,18 +362,16 @@ class RtnlSocket:
         return self.links_carrying((raw,))
 
     def links_carrying(self, needles: tuple[bytes, ...]) -> list[Link]:
-        """:meth:`links_holding` for any of several byte strings, in one dump: a datagram that
-        carries none of them is only checked for its framing (:func:`netlink_wire.carrying`)."""
-        request, size = _LINK_DUMP_REQUEST, NLMSG.size + len(_LINK_DUMP_REQUEST)
-        for _try in range(DUMP_TRIES):
-            self._seq += 1
-            self._sock.send(NLMSG.pack(size, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0) + request)
-            try:
-                found = carrying(self._recv, self._seq, "link dump", RTM_NEWLINK, needles)
-            except DumpInterrupted:
-                continue
-            return [parse_link(data, body, end) for data, body, end in found]
-        raise DumpInterrupted(DUMP_TRIES)
+        """:meth:`links_holding` for any of several byte strings, in one dump: a message that
+        carries none of them is only checked for its framing, never parsed."""
+
+        def parse(data: bytes, body: int, end: int) -> Link | None:
+            for needle in needles:
+                if data.find(needle, body, end) >= 0:
+                    return parse_link(data, body, end)
+            return None
+
+        return self.dump(RTM_GETLINK, RTM_NEWLINK, _LINK_DUMP_REQUEST, parse)
 
     def dump(
         self, msg_type: int, reply_type: int, payload: bytes, parse: Callable[[bytes, int, int], T | None]
@@ -400,10 +397,9 @@ class RtnlSocket:
 
         The counters are in every dump (RTEXT_FILTER_SKIP_STATS only drops SR-IOV VF
         stats): asking for them costs their decoding, nothing more."""
-        payload = _IFINFO.pack(0, 0, 0, 0, 0) + NLA.pack(8, IFLA_EXT_MASK) + U32.pack(RTEXT_FILTER_SKIP_STATS)
         if stats:
-            return self.dump(RTM_GETLINK, RTM_NEWLINK, payload, _parse_link_with_stats)
-        return self.dump(RTM_GETLINK, RTM_NEWLINK, payload, parse_link)
+            return self.dump(RTM_GETLINK, RTM_NEWLINK, _LINK_DUMP_REQUEST, _parse_link_with_stats)
+        return self.dump(RTM_GETLINK, RTM_NEWLINK, _LINK_DUMP_REQUEST, parse_link)
 
     def addresses(self, index: int = 0) -> list[RawAddress]:
         """Every address; with ``index``, only that link's (the kernel filters the dump by ifindex

@@ -133,54 +133,6 @@ def replies(recv: Callable[[], bytes], seq: int, what: str) -> Iterator[tuple[in
                 return  # a single answer (RTM_GETLINK of one link, RTM_GETNSID)
 
 
-def carrying(
-    recv: Callable[[], bytes], seq: int, what: str, reply_type: int, needles: tuple[bytes, ...]
-) -> list[tuple[bytes, int, int]]:
-    """(datagram, body offset, body end) of each reply of ``reply_type`` to dump ``seq`` whose body
-    carries one of ``needles``: :func:`replies` and the filter in one loop, with the same checks
-    (`which MAC` reads a dump of every namespace, and keeps one message in a thousand)."""
-    found: list[tuple[bytes, int, int]] = []
-    interrupted = False
-    unpack = NLMSG.unpack_from
-    header = NLMSG.size
-    while True:
-        data = recv()
-        size = len(data)
-        hit = False  # else only the framing is walked (loops, not any(): ~1 us a datagram)
-        for needle in needles:
-            if needle in data:
-                hit = True
-                break
-        offset = 0
-        while offset < size:
-            if offset + header > size:
-                raise BadReply(f"{size - offset} stray bytes after the last message")
-            length, rtype, flags, rseq, _pid = unpack(data, offset)
-            if length < header:
-                raise BadReply(f"nlmsg_len {length} shorter than its header")
-            body, end = offset + header, offset + length
-            if end > size:
-                raise BadReply(f"nlmsg_len {length} runs past the datagram ({size - offset} bytes left)")
-            offset += (length + 3) & ~3
-            if rseq != seq:
-                continue  # what is left of an earlier request
-            interrupted = interrupted or bool(flags & NLM_F_DUMP_INTR)
-            if rtype in (NLMSG_DONE, NLMSG_ERROR):
-                code = _errno(data, body, end)
-                if code:
-                    raise NetlinkError(code, f"{what}: {os.strerror(code)}")
-                if interrupted:
-                    raise DumpInterrupted(1)
-                return found
-            if hit and rtype == reply_type:
-                for needle in needles:
-                    if data.find(needle, body, end) >= 0:
-                        found.append((data, body, end))
-                        break
-            if not flags & NLM_F_MULTI:
-                return found
-
-
 def attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, int, int]]:
     """Yield (type, start, stop) for each attribute between offset and end."""
     unpack = NLA.unpack_from

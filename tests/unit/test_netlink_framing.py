@@ -172,7 +172,7 @@ def test_an_ack_ends_a_request(kernel: FakeKernel) -> None:
     assert kernel.sock.nsid_of(0) is None
 
 
-# ------------------------------------------- links_carrying: the same framing, one loop
+# ------------------------------------------- links_carrying: the same framing, parsed where a needle is
 
 
 def _mac(i: int) -> bytes:
