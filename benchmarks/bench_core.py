@@ -102,7 +102,7 @@ def measure(
                 found = timed(built, targets, count, repeat, iproute2)
                 figures.update({phase + k: v for k, v in found.items()})
         if before is not None:
-            figures.update(earlier(built, repeat, before))
+            figures.update(earlier(built, repeat, before, targets["mac"][0]))
         return figures
 
 
@@ -150,13 +150,14 @@ def timed(
     }
 
 
-def earlier(built: Pods, repeat: int, before: Path) -> dict[str, float]:
+def earlier(built: Pods, repeat: int, before: Path, mac: str) -> dict[str, float]:
     """The same lab, the same run: the other revision, interleaved."""
     found = {}
     target = built.host_veths[len(built.host_veths) // 2]
     for name, argv in (
         ("table", [*VETHPEER, "table", "--json"]),
         ("which", [*VETHPEER, "which", "-q", target]),
+        ("which_mac", [*VETHPEER, "which", "-q", mac]),
     ):
         walls: dict[str, list[float]] = {"before": [], "after": []}
         for _ in range(repeat):  # alternate, so that neither side gets the quieter moments
@@ -231,12 +232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
     if args.before:
         print(f"\nthe same labs, vethpeer of {args.before} (before) and of the working tree (after):\n")
-        print("| N | `table --json` before (s) | after (s) | `which -q` before (s) | after (s) |")
-        print("|---:|---:|---:|---:|---:|")
+        print(
+            "| N | `table --json` before (s) | after (s) | `which -q VETH` before (s) | after (s) "
+            "| `which -q MAC` before (s) | after (s) |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|")
         for r in results:
             print(
                 f"| {r['n']} | {r['table_before']:.3f} | {r['table_after']:.3f} "
-                f"| {r['which_before']:.3f} | {r['which_after']:.3f} |"
+                f"| {r['which_before']:.3f} | {r['which_after']:.3f} "
+                f"| {r['which_mac_before']:.3f} | {r['which_mac_after']:.3f} |"
             )
     print(
         f"\n`vethpeer --version`: {version * 1000:.0f} ms (target < {TARGETS['version'] * 1000:.0f} ms: "

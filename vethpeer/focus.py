@@ -33,8 +33,9 @@ from typing import Literal
 from .correlate import correlate
 from .errors import NamespaceGone
 from .model import Link, Namespace, NsKey, Snapshot, SourceResult
-from .netlink import NetlinkError, RtnlSocket
-from .netns import Discovery, home_namespace, key_of, open_namespace
+from .netlink import IFLA_LINK, NetlinkError, RtnlSocket
+from .netlink_wire import NLA, U32
+from .netns import Discovery, home_namespace, key_of, open_namespace, setns
 from .targets import ifindex, workload_matchers, workload_namespaces
 from .walk import socket_in
 
@@ -144,17 +145,28 @@ def _by_mac(discovery: Discovery, mac: str, sock: RtnlSocket, proc: str) -> Focu
 
     Any other link with it anywhere (a cloned MAC inside a container, a bridge that took its
     port's MAC and may be a macvlan's parent) could be a row the full walk matches too: then
-    None. Proving it reads every namespace's links, parsing only those that carry the MAC."""
+    None. Proving it reads every namespace's links, parsing only those that carry the MAC, or
+    that name the host veth as their peer (IFLA_LINK: its ifindex), the only namespaces asked
+    for their nsid."""
     raw = bytes.fromhex(mac.replace(":", ""))
     on_host = [link for link in sock.links_holding(raw) if link.mac == mac]
     if len(on_host) != 1 or on_host[0].kind not in PAIR_KINDS or on_host[0].link_netnsid is None:
         return None
     veth = on_host[0]
+    # A kernel may omit IFLA_LINK when it equals the device's own ifindex: then any namespace
+    # could hold the peer, and each is asked for its nsid, as a host veth's name would be.
+    omitted = veth.link == veth.index
+    names_veth = NLA.pack(8, IFLA_LINK) + U32.pack(veth.index)
 
-    def holds(asked: RtnlSocket) -> bool:
-        return any(link.mac == mac for link in asked.links_holding(raw))
+    def ask(asked: RtnlSocket) -> tuple[bool, bool]:
+        links = asked.links_carrying((raw, names_veth))
+        holds = any(link.mac == mac for link in links)
+        return holds, omitted or any(
+            link.index == veth.link and link.link == veth.index and link.link_netnsid is not None
+            for link in links
+        )
 
-    holders, peer = _scan(discovery, proc, holds, sock, veth)
+    holders, peer = _scan(discovery, proc, ask, sock, veth.link_netnsid)
     return Focus(frozenset({peer}), (veth.name,)) if not holders and peer is not None else None
 
 
@@ -170,37 +182,49 @@ def _by_ip(discovery: Discovery, target: str, sock: RtnlSocket, host_fd: int, pr
 
     if holds(sock):
         return None
-    holders, _ = _scan(discovery, proc, holds, sock)
+    holders, _ = _scan(discovery, proc, lambda asked: (holds(asked), False), sock)
     return _namespace(discovery, holders.pop(), host_fd, proc) if len(holders) == 1 else None
 
 
 def _scan(
     discovery: Discovery,
     proc: str,
-    holds: Callable[[RtnlSocket], bool],
+    ask: Callable[[RtnlSocket], tuple[bool, bool]],
     host_sock: RtnlSocket,
-    veth: Link | None = None,
+    nsid: int | None = None,
 ) -> tuple[set[NsKey], NsKey | None]:
-    """Every namespace but the host's asked whether it ``holds`` the target: those that do, and the
-    one ``veth`` (a host link) has its peer in. One that cannot be read raises: nothing is proven."""
+    """Every namespace but the host's asked whether it holds the target and could be the peer's:
+    those that hold it, and the one the host numbers ``nsid`` among those that could. One that
+    cannot be read raises: nothing is proven.
+
+    The thread goes from one namespace straight into the next (a netlink socket made in each
+    answers for it wherever it is used) and comes home once, at the end, always."""
     holders: set[NsKey] = set()
     peer = None
     with home_namespace(proc) as home_fd:
-        for ns in discovery.namespaces:
-            if ns.key == discovery.host:
-                continue
-            try:
-                fd, sock = socket_in(ns, home_fd, proc)
-            except NamespaceGone:
-                continue  # gone since discovery: it holds nothing
-            try:
-                if holds(sock):
-                    holders.add(ns.key)
-                if veth is not None and peer is None and host_sock.nsid_of(fd) == veth.link_netnsid:
-                    peer = ns.key
-            finally:
-                sock.close()
-                os.close(fd)
+        try:
+            for ns in discovery.namespaces:
+                if ns.key == discovery.host:
+                    continue
+                try:
+                    fd = open_namespace(ns, proc)
+                except NamespaceGone:
+                    continue  # gone since discovery: it holds nothing
+                try:
+                    setns(fd)
+                    asked = RtnlSocket()
+                    try:
+                        holds, could_be_peer = ask(asked)
+                    finally:
+                        asked.close()
+                    if holds:
+                        holders.add(ns.key)
+                    if could_be_peer and peer is None and nsid is not None and host_sock.nsid_of(fd) == nsid:
+                        peer = ns.key
+                finally:
+                    os.close(fd)
+        finally:
+            setns(home_fd)  # failing to come back must not go unnoticed: it raises
     return holders, peer
 
 

@@ -126,6 +126,10 @@ _LOOPBACK_ATTRS = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE})
 _LINK_ATTRS_STATS = _LINK_ATTRS | {IFLA_STATS64}
 _LOOPBACK_ATTRS_STATS = _LOOPBACK_ATTRS | {IFLA_STATS64}
 _STATS_FIELDS = len(LinkStats._fields)
+# A link dump's ifinfomsg and IFLA_EXT_MASK (what links() sends).
+_LINK_DUMP_REQUEST = (
+    _IFINFO.pack(0, 0, 0, 0, 0) + NLA.pack(8, IFLA_EXT_MASK) + U32.pack(RTEXT_FILTER_SKIP_STATS)
+)
 
 
 def parse_stats64(data: bytes, start: int, stop: int) -> LinkStats:
@@ -355,12 +359,19 @@ class RtnlSocket:
     def links_holding(self, raw: bytes) -> list[Link]:
         """The links whose message carries these bytes (a MAC's six), out of one dump: only those
         are parsed (`which MAC` scans every namespace); the caller checks the field it meant."""
+        return self.links_carrying((raw,))
+
+    def links_carrying(self, needles: tuple[bytes, ...]) -> list[Link]:
+        """:meth:`links_holding` for any of several byte strings, in one dump: a message that
+        carries none of them is only checked for its framing, never parsed."""
 
         def parse(data: bytes, body: int, end: int) -> Link | None:
-            return parse_link(data, body, end) if data.find(raw, body, end) >= 0 else None
+            for needle in needles:
+                if data.find(needle, body, end) >= 0:
+                    return parse_link(data, body, end)
+            return None
 
-        payload = _IFINFO.pack(0, 0, 0, 0, 0) + NLA.pack(8, IFLA_EXT_MASK) + U32.pack(RTEXT_FILTER_SKIP_STATS)
-        return self.dump(RTM_GETLINK, RTM_NEWLINK, payload, parse)
+        return self.dump(RTM_GETLINK, RTM_NEWLINK, _LINK_DUMP_REQUEST, parse)
 
     def dump(
         self, msg_type: int, reply_type: int, payload: bytes, parse: Callable[[bytes, int, int], T | None]
@@ -386,10 +397,9 @@ class RtnlSocket:
 
         The counters are in every dump (RTEXT_FILTER_SKIP_STATS only drops SR-IOV VF
         stats): asking for them costs their decoding, nothing more."""
-        payload = _IFINFO.pack(0, 0, 0, 0, 0) + NLA.pack(8, IFLA_EXT_MASK) + U32.pack(RTEXT_FILTER_SKIP_STATS)
         if stats:
-            return self.dump(RTM_GETLINK, RTM_NEWLINK, payload, _parse_link_with_stats)
-        return self.dump(RTM_GETLINK, RTM_NEWLINK, payload, parse_link)
+            return self.dump(RTM_GETLINK, RTM_NEWLINK, _LINK_DUMP_REQUEST, _parse_link_with_stats)
+        return self.dump(RTM_GETLINK, RTM_NEWLINK, _LINK_DUMP_REQUEST, parse_link)
 
     def addresses(self, index: int = 0) -> list[RawAddress]:
         """Every address; with ``index``, only that link's (the kernel filters the dump by ifindex

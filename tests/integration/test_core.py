@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -194,6 +195,36 @@ def test_peer_in_an_undiscoverable_namespace_is_unresolved(lab: Lab) -> None:
     assert entry["unresolved_peer"]["reason"]
     done = run_vethpeer("which", "-q", pair.a.ifname)
     assert done.returncode == 0 and done.stdout.split() == [pair.a.ifname]
+
+
+def test_mountinfo_names_each_nsfs_mount_by_its_stat_key(lab: Lab, tmp_path: Path) -> None:
+    """What discovery reads instead of a stat() a mount: an nsfs mount's MAJOR:MINOR and root
+    ``net:[INODE]`` are the (st_dev, st_ino) of the file mounted, bind mounts (the same root)
+    and a mount point with a space included; and discovery's keys are those."""
+    from vethpeer.netns import discover
+
+    made = lab.netns("mi")
+    spaced = str(tmp_path / "a mount\tpoint")
+    Path(spaced).touch()
+    netlab._run(["mount", "--bind", made.path, spaced])
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+            lines = [line.split() for line in table if " net:[" in line and " - nsfs " in line]
+        seen = {}
+        for fields in lines:
+            path = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # mounted over, or not reachable from here
+            major, minor = (int(n) for n in fields[2].split(":"))
+            assert (st.st_dev, st.st_ino) == (os.makedev(major, minor), int(fields[3][5:-1])), fields
+            seen[path] = (st.st_dev, st.st_ino)
+        assert seen[spaced] == seen[made.path]
+        found = {path: (ns.key.dev, ns.key.ino) for ns in discover().namespaces for path in ns.mounts}
+        assert found[spaced] == found[made.path] == seen[made.path]
+    finally:
+        netlab._run(["umount", spaced], check=False)
 
 
 def test_output_is_sorted_deterministically(lab: Lab) -> None:

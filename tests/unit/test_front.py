@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 from pathlib import Path
 
@@ -23,13 +24,19 @@ from .fakeproc import FakeProc
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _nsfs_device(fake: FakeProc) -> str:
+    """MAJOR:MINOR as mountinfo prints the nsfs device: here, the device of the fake namespace files."""
+    dev = os.stat(fake.root / "1/ns/net").st_dev
+    return f"{os.major(dev)}:{os.minor(dev)}"
+
+
 def test_discovery_on_a_recorded_tree(tmp_path: Path) -> None:
     fake = FakeProc(tmp_path / "proc")
     pid = fake.container("c" * 64)
     pinned = tmp_path / "run" / "netns" / "vp-pinned"
     pinned.parent.mkdir(parents=True)
     pinned.write_text("")
-    mount = f"42 30 0:4 net:[4026532999] {pinned} rw - nsfs nsfs rw\n"
+    mount = f"42 30 {_nsfs_device(fake)} net:[4026532999] {pinned} rw - nsfs nsfs rw\n"
     (fake.root / "self/mountinfo").write_text(mount)
     found = discover(str(fake.root))
     assert found.host_found_via == "pid 1"
@@ -40,8 +47,10 @@ def test_discovery_on_a_recorded_tree(tmp_path: Path) -> None:
 
 
 def test_nsfs_mounts_from_mountinfo_text() -> None:
-    """Only network-namespace nsfs mounts, whatever their optional fields; escaped paths; a
-    mount point mounted over twice names the mount on top (listed later)."""
+    """Only network-namespace mounts on the nsfs device, whatever their optional fields; escaped
+    paths (space, tab, backslash; a mount point unlinked since, as the kernel prints it); a mount
+    point mounted over twice names the mount on top (listed later); a source that reads like a
+    device or a namespace is not a mount of one."""
     table = (
         "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
         "40 22 0:4 net:[11] /run/netns/a rw shared:5 master:2 - nsfs nsfs rw\n"
@@ -50,8 +59,20 @@ def test_nsfs_mounts_from_mountinfo_text() -> None:
         "43 22 0:50 / /tmp/x rw - tmpfs net:[13] rw\n"
         "44 22 0:4 net:[14] /run/netns/b rw - nsfs nsfs rw\n"
         "45 44 0:4 net:[15] /run/netns/b rw - nsfs nsfs rw\n"
+        "46 22 0:5 net:[16] /tmp/another-device rw - nsfs nsfs rw\n"
+        "47 22 0:51 / /tmp/y rw - tmpfs 0:4 rw,size=4k\n"
+        "48 22 0:4 net:[17] /tmp/tab\\011and\\134back rw - nsfs nsfs rw\n"
+        "49 22 0:4 net:[18] /tmp/gone\\040(deleted) rw - nsfs nsfs rw\n"
+        "50 22 0:4 net:[17] /tmp/twice rw - nsfs nsfs rw\n"
+        "51 50 0:4 net:[17] /tmp/twice rw - nsfs nsfs rw\n"
     )
-    assert nsfs_mounts(table) == {"11": ["/run/netns/a", "/tmp/with space"], "15": ["/run/netns/b"]}
+    assert nsfs_mounts(table, os.makedev(0, 4)) == {
+        "11": ["/run/netns/a", "/tmp/with space"],
+        "15": ["/run/netns/b"],
+        "17": ["/tmp/tab\tand\\back", "/tmp/twice"],
+        "18": ["/tmp/gone (deleted)"],
+    }
+    assert nsfs_mounts(table, os.makedev(0, 5)) == {"16": ["/tmp/another-device"]}
 
 
 def test_discovery_reads_the_nodes_mount_table_from_a_container(tmp_path: Path) -> None:
@@ -63,7 +84,7 @@ def test_discovery_reads_the_nodes_mount_table_from_a_container(tmp_path: Path) 
     node_path.parent.mkdir(parents=True)
     node_path.write_text("")
     (fake.root / "1/mountinfo").write_text(
-        "7 1 0:4 net:[4026533000] /run/netns/vp-node-only rw - nsfs nsfs rw\n"
+        f"7 1 {_nsfs_device(fake)} net:[4026533000] /run/netns/vp-node-only rw - nsfs nsfs rw\n"
     )
     (named,) = [ns for ns in discover(str(fake.root)).namespaces if ns.mounts]
     assert named.mounts == ("/run/netns/vp-node-only",)  # as the node names it

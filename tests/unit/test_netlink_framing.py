@@ -172,6 +172,67 @@ def test_an_ack_ends_a_request(kernel: FakeKernel) -> None:
     assert kernel.sock.nsid_of(0) is None
 
 
+# ------------------------------------------- links_carrying: the same framing, parsed where a needle is
+
+
+def _mac(i: int) -> bytes:
+    """The six bytes of recorded link i's MAC, read by the full parser."""
+    kernel = FakeKernel()
+    try:
+        kernel.queue(newlink(i, flags=0))
+        link = kernel.sock.link(index=1)
+        assert link is not None and link.mac is not None
+        return bytes.fromhex(link.mac.replace(":", ""))
+    finally:
+        kernel.close()
+
+
+def test_links_carrying_parses_only_the_messages_that_carry_a_needle(kernel: FakeKernel) -> None:
+    kernel.queue(newlink(0), newlink(1) + newlink(2), newlink(3) + newlink(4), done())
+    found = kernel.sock.links_carrying((_mac(3), b"no such bytes"))
+    assert [link.name for link in found] == ["v2"]
+    kernel.queue(newlink(0, seq=2) + newlink(1, seq=2), done(seq=2))
+    assert kernel.sock.links_carrying((b"no such bytes",)) == []
+
+
+def test_links_carrying_and_links_agree_on_every_link(kernel: FakeKernel) -> None:
+    """What is parsed out of a filtered dump is what the full dump parses (lo's MAC, six zero
+    bytes, is in every message: not a needle here). Only lo, eth0 and br0 are sent."""
+    kernel.queue(newlink(0), newlink(1) + newlink(2), newlink(3) + newlink(4), done())
+    every = kernel.sock.links()
+    for i, link in enumerate(every[1:], start=1):
+        kernel.queue(newlink(0, seq=1 + i) + newlink(1, seq=1 + i), newlink(2, seq=1 + i), done(seq=1 + i))
+        held = [other for other in every[:3] if other.mac == link.mac]  # br0 took v2's MAC
+        assert kernel.sock.links_carrying((_mac(i),)) == held
+
+
+def test_links_carrying_skips_stray_replies_and_asks_again_when_interrupted(kernel: FakeKernel) -> None:
+    intr = NLM_F_MULTI | NLM_F_DUMP_INTR
+    kernel.queue(newlink(3, seq=0), newlink(3, flags=intr), done(flags=intr))
+    kernel.queue(newlink(3, seq=2) + done(seq=2))
+    assert [link.name for link in kernel.sock.links_carrying((_mac(3),))] == ["v2"]
+    assert [seq for _type, _flags, seq in kernel.requests()] == [1, 2]
+
+
+def test_links_carrying_raises_what_a_dump_raises(kernel: FakeKernel) -> None:
+    kernel.queue(newlink(3) + newlink(1), done(code=errno.EMSGSIZE))
+    with pytest.raises(NetlinkError) as raised:
+        kernel.sock.links_carrying((_mac(3),))
+    assert raised.value.errno == errno.EMSGSIZE
+    whole = newlink(0, seq=2) + newlink(3, seq=2)
+    kernel.queue(whole[:-8], done(seq=2))
+    with pytest.raises(BadReply, match="runs past"):
+        kernel.sock.links_carrying((_mac(3),))
+    short = struct.pack("=IHHII", 8, netlink.RTM_NEWLINK, NLM_F_MULTI, 3, 0) + b"\0" * 8
+    kernel.queue(newlink(0, seq=3) + short, done(seq=3))
+    with pytest.raises(BadReply, match="shorter than its header"):
+        kernel.sock.links_carrying((_mac(3),))
+    for seq in range(4, 4 + DUMP_TRIES):
+        kernel.queue(newlink(3, seq=seq), done(seq, flags=NLM_F_MULTI | NLM_F_DUMP_INTR))
+    with pytest.raises(DumpInterrupted):
+        kernel.sock.links_carrying((_mac(3),))
+
+
 # ---------------------------------------------------------------- the event socket
 
 
