@@ -22,8 +22,8 @@ Only the path is parsed here (pure, no I/O) except in :func:`read` / :func:`of_p
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from .proc_files import read_text
 
@@ -53,8 +53,7 @@ CRIO = "crio"
 KUBERNETES = "kubernetes"  # a pod found by its cgroupfs path: the runtime is not in the path
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
     """The innermost container a cgroup path names.
 
     ``id`` is the container ID (64 hex) for Docker, podman and Kubernetes, or the

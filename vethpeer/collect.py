@@ -19,18 +19,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 from . import ovs
 from .correlate import correlate
 from .deadline import Deadline
 from .environment import Environment
 from .errors import NoPrivilege, SourceFailed
-from .focus import BY_NAME, Focus, by_name, locate
 from .model import NsKey, Report, Snapshot, SourceResult, SourceState, SourceStatus
 from .netns import Discovery, discover
 from .sources import Context, Options, Source, all_sources
 from .walk import snapshot
+
+if TYPE_CHECKING:
+    from .focus import Focus
 
 GRACE = 0.5  # seconds a source may overrun its deadline before it is abandoned
 PREPARE_LIMIT = 20.0  # seconds a source's client library may take to import (a loaded node)
@@ -159,8 +161,7 @@ def _failed_ovs(status: SourceStatus) -> ovs.OvsResult:
     return ovs.OvsResult(status, {})
 
 
-@dataclass(frozen=True, slots=True)
-class Naming:
+class Naming(NamedTuple):
     """What the sources said about one discovery: their claims, and OVSDB's bridges."""
 
     results: tuple[SourceResult, ...]
@@ -266,14 +267,18 @@ def gather(request: Request, env: Environment) -> Report:
     discovery = discover(env.proc)
     walked, named, host_links = discovery, discovery, None
     asked: set[NsKey] | None = None  # with a focus: the namespaces the sources are asked about
-    focus = locate(discovery, request.target, env.proc) if request.target is not None else None
-    if focus == BY_NAME and not request.host_only:
-        return _gather_by_name(discovery, request, env)
+    focus: Focus | str | None = None
+    if request.target is not None:  # `which`: only then is the focus module imported
+        from .focus import BY_NAME, locate
+
+        focus = locate(discovery, request.target, env.proc)
+        if focus == BY_NAME and not request.host_only:
+            return _gather_by_name(discovery, request, env)
     if request.host_only:
         walked = replace(
             discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key == discovery.host)
         )
-    elif isinstance(focus, Focus):
+    elif focus is not None and not isinstance(focus, str):  # a Focus
         keep = focus.namespaces | {discovery.host}
         walked = replace(discovery, namespaces=tuple(ns for ns in discovery.namespaces if ns.key in keep))
         # The sources name the namespaces read, not the host's own processes (unless it is the target).
@@ -284,10 +289,9 @@ def gather(request: Request, env: Environment) -> Report:
     snap = snapshot(walked, fdb=request.fdb, host_links=host_links, proc=env.proc, stats=request.stats)
     found = naming.finish()
     if asked is not None:  # claims on namespaces not read would name nothing that is shown
-        found = replace(
-            found,
+        found = found._replace(
             results=tuple(
-                replace(result, claims=tuple(c for c in result.claims if c.netns in asked))
+                result._replace(claims=tuple(c for c in result.claims if c.netns in asked))
                 for result in found.results
             ),
         )
@@ -298,6 +302,8 @@ def _gather_by_name(discovery: Discovery, request: Request, env: Environment) ->
     """`which WORKLOAD`: the sources name every namespace first (the target is one of their
     names), then only the namespace those names place it in is read, with its peers; their
     claims are all kept, so the target resolves, or is ambiguous, as in the full walk."""
+    from .focus import by_name
+
     assert request.target is not None
     found = _Naming(discovery, request, env).finish()
     focus = by_name(discovery, found.results, request.target, request.namespace, env.proc)

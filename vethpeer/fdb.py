@@ -16,8 +16,8 @@ gives no verdict rather than a false "not learned".
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from .model import FdbEntry, Link, NsKey, NsView, Relation, Report, Row
 
@@ -31,8 +31,7 @@ class FdbState(str, Enum):
     ELSEWHERE = "elsewhere"  # on another port, or local: a duplicate MAC or a mis-plugged veth
 
 
-@dataclass(frozen=True, slots=True)
-class FdbStatus:
+class FdbStatus(NamedTuple):
     """What the bridge's MAC table says about one workload interface."""
 
     state: FdbState
@@ -170,8 +169,7 @@ def classify(report: Report, rows: Iterable[Row] | None = None) -> dict[RowKey, 
     return verdicts
 
 
-@dataclass(frozen=True, slots=True)
-class Duplicate:
+class Duplicate(NamedTuple):
     """One MAC on two or more ports of one bridge."""
 
     bridge: str

@@ -21,8 +21,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from .model import End, Report, SourceState, SourceStatus
 
@@ -31,8 +30,7 @@ DEFAULT_RUNDIR = "/var/run/openvswitch"
 KERNEL_MASTERS = (None, "ovs-system")  # what the kernel says an OVS port's master is
 
 
-@dataclass(frozen=True, slots=True)
-class OvsPort:
+class OvsPort(NamedTuple):
     """One OVS Interface row, with the bridge and port that hold it."""
 
     bridge: str
@@ -44,8 +42,7 @@ class OvsPort:
     error: str | None = None  # why OVS could not use the device
 
 
-@dataclass(frozen=True, slots=True)
-class OvsResult:
+class OvsResult(NamedTuple):
     status: SourceStatus
     ports: Mapping[str, OvsPort]  # by interface name
 
@@ -197,17 +194,17 @@ def _end(end: End, ports: Mapping[str, OvsPort], host_ino: int, host_dev: int) -
         or (port.ifindex is not None and port.ifindex != end.link.index)  # a stale row for an old device
     ):
         return end
-    return replace(end, master=port.bridge)
+    return end._replace(master=port.bridge)
 
 
 def annotate(report: Report, result: OvsResult) -> Report:
     """The report with OVS bridges as the master of host-side OVS ports, and the ovs status."""
     if not result.ports:  # no OVS here (most hosts): no row can change
-        return replace(report, sources=(*report.sources, result.status))
+        return report._replace(sources=(*report.sources, result.status))
     host = report.snapshot.host
     rows = []
     for row in report.rows:
         end = _end(row.end, result.ports, host.ino, host.dev)
         peer = _end(row.peer, result.ports, host.ino, host.dev) if row.peer is not None else None
-        rows.append(row if (end is row.end and peer is row.peer) else replace(row, end=end, peer=peer))
-    return replace(report, rows=tuple(rows), sources=(*report.sources, result.status))
+        rows.append(row if (end is row.end and peer is row.peer) else row._replace(end=end, peer=peer))
+    return report._replace(rows=tuple(rows), sources=(*report.sources, result.status))

@@ -14,7 +14,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .correlate import HOST
 from .errors import Ambiguous, NoPrivilege, NotFound
@@ -277,8 +277,7 @@ def scoped(report: Report, namespace: str | None) -> Report:
     claims = {
         key: tuple(w for w in found if in_scope(w, namespace)) for key, found in report.workloads.items()
     }
-    return replace(
-        report,
+    return report._replace(
         rows=tuple(row for row in report.rows if in_scope(row.end.workload, namespace)),
         workloads={key: found for key, found in claims.items() if found},
         host_network=tuple(w for w in report.host_network if in_scope(w, namespace)),

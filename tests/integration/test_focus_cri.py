@@ -3,7 +3,7 @@ target in (vethpeer/focus.py ``by_name``): its answer must be the full walk's, b
 
 A real containerd answering CRI (the CRI lab, CNI bridge) and a real Docker engine (the Docker
 lab) run side by side, with names that collide between them. Every target runs through the
-real CLI in this process twice: as shipped, and with the shortcut turned off (``locate``
+real CLI in this process twice: as shipped, and with the shortcut turned off (``focus.locate``
 answers None: the full walk). Exit status, stdout and stderr must be the same (JSON: all but
 ``generated_at`` and ``namespaces.read``), and the shortcut must have read fewer namespaces.
 Containers and pods are named ``vqd-...``.
@@ -25,7 +25,7 @@ from tests.lab import cri_lab
 from tests.lab import docker_lab as dlab
 from tests.lab.cri_lab import Lab, Pod
 from tests.policy import need, need_files
-from vethpeer import collect
+from vethpeer import collect, focus
 from vethpeer.cli import main
 from vethpeer.environment import Environment
 from vethpeer.errors import ExitStatus
@@ -142,7 +142,7 @@ def test_which_by_name_answers_as_the_full_walk(world: World, monkeypatch: pytes
         return real_snapshot(discovery, **kwargs)
 
     monkeypatch.setattr(collect, "snapshot", counted)
-    real_locate: Callable[..., Any] = collect.locate
+    real_locate: Callable[..., Any] = focus.locate
     shortcuts = 0
     statuses = set()
     for target, extra in _targets(world).items():
@@ -150,9 +150,9 @@ def test_which_by_name_answers_as_the_full_walk(world: World, monkeypatch: pytes
             argv = ["which", target.strip(), *extra, *form]
             walked.clear()
             focused = _run(argv, environ)
-            monkeypatch.setattr(collect, "locate", lambda *_a, **_k: None)
+            monkeypatch.setattr(focus, "locate", lambda *_a, **_k: None)
             full = _run(argv, environ)
-            monkeypatch.setattr(collect, "locate", real_locate)
+            monkeypatch.setattr(focus, "locate", real_locate)
             assert focused[0] == full[0], (argv, focused, full)
             assert _comparable(focused[1], argv) == _comparable(full[1], argv), argv
             assert focused[2] == full[2], argv

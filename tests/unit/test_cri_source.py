@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent import futures
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,7 @@ def context(
     sockets probed ``sockets`` (by default the usual ones) and nothing under /host."""
     paths = Paths(host_root="/nonexistent-vpr-host")
     if sockets is not None:
-        paths = replace(paths, cri_sockets=tuple(sockets))
+        paths = paths._replace(cri_sockets=tuple(sockets))
     return Context(HOST, (), Options(**options), proc=NO_PROC, environ=environ or {}, paths=paths)  # type: ignore[arg-type]
 
 

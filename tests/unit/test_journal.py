@@ -124,15 +124,15 @@ def test_a_walk_with_a_failed_source_does_not_rename_bindings(path: str) -> None
     recorder = Recorder()
     recorder.observe(report, T0)
     renamed = {
-        key: tuple(replace(w, name=f"net:[{key.ino}]", kind=w.kind.__class__("netns")) for w in ws)
+        key: tuple(w._replace(name=f"net:[{key.ino}]", kind=w.kind.__class__("netns")) for w in ws)
         for key, ws in report.workloads.items()
     }
-    rows = tuple(replace(r, end=replace(r.end, workload=renamed[r.end.ns.key][0])) for r in report.rows)
-    failed = replace(report, rows=rows, sources=(SourceStatus("cri", SourceState.TIMEOUT, "3 s"),))
+    rows = tuple(r._replace(end=r.end._replace(workload=renamed[r.end.ns.key][0])) for r in report.rows)
+    failed = report._replace(rows=rows, sources=(SourceStatus("cri", SourceState.TIMEOUT, "3 s"),))
     recorder.observe(failed, T0 + 5)
     recorder.flush(store)
     assert {r.binding.label for r in store.every()} == {"pod/shop/web", "pod/blog/web", "pod/shop/db"}
-    healthy = replace(failed, sources=(SourceStatus("cri", SourceState.OK),))
+    healthy = failed._replace(sources=(SourceStatus("cri", SourceState.OK),))
     recorder.observe(healthy, T0 + 10)  # the names given when every source answered are news
     recorder.flush(store)
     assert len(store.every()) == 6

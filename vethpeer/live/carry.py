@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import replace
 
 from ..collect import Naming
 from ..model import Claim, End, NsKey, Report, Row, Snapshot, SourceResult
@@ -45,7 +44,7 @@ def remember(old: Naming, new: Naming, alive: Collection[NsKey]) -> Naming:
             for c in kept
             if c.workload.source == result.status.name or (i == 0 and c.workload.source not in names)
         )
-        results.append(replace(result, claims=result.claims + mine) if mine else result)
+        results.append(result._replace(claims=result.claims + mine) if mine else result)
     return Naming(tuple(results), new.ovs)
 
 
@@ -66,4 +65,4 @@ def restat(report: Report, snap: Snapshot) -> Report:
         Row(fresh(row.end), row.relation, fresh(row.peer) if row.peer is not None else None, row.unresolved)
         for row in report.rows
     )
-    return replace(report, rows=rows, snapshot=snap)
+    return report._replace(rows=rows, snapshot=snap)

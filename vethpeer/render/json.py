@@ -62,9 +62,7 @@ def _end_json(end: End, memo: _Memo | None = None) -> dict[str, Any]:
     if memo is None:
         workload, netns = workload_json(end.workload), netns_json(end.ns)
     else:
-        workload = memo.get(id(end.workload)) or memo.setdefault(
-            id(end.workload), workload_json(end.workload)
-        )
+        workload = _shared_workload(end.workload, memo)
         netns = memo.get(id(end.ns)) or memo.setdefault(id(end.ns), netns_json(end.ns))
     return {
         "workload": workload,
@@ -78,6 +76,11 @@ def _end_json(end: End, memo: _Memo | None = None) -> dict[str, Any]:
         "addresses": list(link.addresses),
         "master": end.master,
     }
+
+
+def _shared_workload(w: Workload, memo: _Memo) -> dict[str, Any]:
+    """``w``'s JSON object, built once per report: the rows and the workloads list share it."""
+    return memo.get(id(w)) or memo.setdefault(id(w), workload_json(w))
 
 
 def row_json(row: Row, memo: _Memo | None = None) -> dict[str, Any]:
@@ -105,8 +108,13 @@ def report_json(
     def wanted(w: Workload) -> bool:
         return namespace is None or w.namespace == namespace
 
+    memo: _Memo = {}  # the workload objects of the rows and of the workloads list, built once
     workloads = [
-        {"netns": {"inode": key.ino, "dev": key.dev}, "workload": workload_json(w), "host_network": False}
+        {
+            "netns": {"inode": key.ino, "dev": key.dev},
+            "workload": _shared_workload(w, memo),
+            "host_network": False,
+        }
         for key, found in sorted(report.workloads.items())
         for w in found
         if wanted(w)
@@ -114,7 +122,7 @@ def report_json(
     workloads += [
         {
             "netns": {"inode": snap.host.ino, "dev": snap.host.dev},
-            "workload": workload_json(w),
+            "workload": _shared_workload(w, memo),
             "host_network": True,
         }
         for w in report.host_network
@@ -129,18 +137,17 @@ def report_json(
             "unreadable_pids": snap.unreadable_pids,
             "vanished_pids": snap.vanished_pids,
         },
-        "interfaces": _with_fdb(report, report.rows if rows is None else rows),
+        "interfaces": _with_fdb(report, report.rows if rows is None else rows, memo),
         "workloads": workloads,
     }
 
 
-def _with_fdb(report: Report, rows: Sequence[Row]) -> list[dict[str, Any]]:
+def _with_fdb(report: Report, rows: Sequence[Row], memo: _Memo) -> list[dict[str, Any]]:
     """Interface entries plus "fdb": the bridge MAC table's verdict (null: no Linux bridge, or not read)."""
     from ..fdb import classify, row_key
 
     verdicts = classify(report, rows)
     entries = []
-    memo: _Memo = {}
     for row in rows:
         entry = row_json(row, memo)
         verdict = verdicts.get(row_key(row))

@@ -12,9 +12,8 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ..model import Namespace, NsKey, SourceResult
 
@@ -25,8 +24,7 @@ PRIORITY_NETNS = 20  # an `ip netns` name
 PRIORITY_PROCESS = 10  # only a process holds it
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
+class Options(NamedTuple):
     """What the command line asked the sources for. ``timeout`` is each source's deadline:
     the time it may take in all, whatever number of calls it makes."""
 
@@ -36,8 +34,7 @@ class Options:
     kube: bool | None = None  # None: auto (kubeconfig present), True: --kube, False: --no-kube
 
 
-@dataclass(frozen=True, slots=True)
-class Paths:
+class Paths(NamedTuple):
     """Where on this machine the sources look for runtimes' traces (tests point them elsewhere)."""
 
     docker_run_dir: str = "/run/docker"  # the daemon's runtime dir; /run is a tmpfs: "ran since boot"
@@ -58,29 +55,45 @@ class Paths:
 T = TypeVar("T")
 
 
+class _Pending:
+    """One memo entry: set once, by the thread that computes it; waited for by the others."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
 class RunMemo:
     """Work that several sources of one run need, done once: the first caller computes it,
     the others (in other threads) wait for that answer. It lives on the run's Context,
-    so nothing outlives the run."""
+    so nothing outlives the run. (An Event, not a concurrent.futures.Future: that module
+    and the logging it imports cost every command ~3 ms at start.)"""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._futures: dict[str, Future[Any]] = {}
+        self._entries: dict[str, _Pending] = {}
 
     def once(self, key: str, compute: Callable[[], T], wait: float | None = None) -> T:
         """``compute()`` once per key; raises TimeoutError if another thread's took over ``wait``."""
         with self._lock:
-            future = self._futures.get(key)
-            owner = future is None
-            if future is None:
-                future = self._futures[key] = Future()
+            entry = self._entries.get(key)
+            owner = entry is None
+            if entry is None:
+                entry = self._entries[key] = _Pending()
         if owner:
             try:
-                future.set_result(compute())
+                entry.value = compute()
             except BaseException as error:
-                future.set_exception(error)
+                entry.error = error
                 raise
-        result: T = future.result(timeout=wait)
+            finally:
+                entry.done.set()
+        elif not entry.done.wait(wait):
+            raise TimeoutError(f"{key}: still being computed by another thread")
+        if entry.error is not None:
+            raise entry.error
+        result: T = entry.value
         return result
 
 
@@ -92,10 +105,10 @@ class Context:
 
     host: NsKey
     namespaces: tuple[Namespace, ...]
-    options: Options = Options()
+    options: Options = Options()  # noqa: RUF009 (a named tuple: immutable)
     proc: str = "/proc"  # where /proc is read (tests point it at a recorded tree)
     environ: Mapping[str, str] = field(default_factory=dict, compare=False)  # the run's (Environment)
-    paths: Paths = Paths()
+    paths: Paths = Paths()  # noqa: RUF009 (a named tuple: immutable)
     memo: RunMemo = field(default_factory=RunMemo, compare=False)
 
     def by_key(self) -> dict[NsKey, Namespace]:

@@ -16,15 +16,14 @@ reaches the network through tap devices, so it does not "share" the host's.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .. import cgroup_path as cgroup
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import PRIORITY_CGROUP, Context
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(NamedTuple):
     """A process of a namespace and the container its cgroup names."""
 
     pid: int

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..deadline import Deadline
 from ..model import Claim, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
@@ -47,8 +45,7 @@ IN_FLIGHT = 64  # PodSandboxStatus calls outstanding at once
 MAX_MESSAGE = 64 << 20  # ListContainers on a busy node can exceed gRPC's 4 MiB default
 
 
-@dataclass(frozen=True, slots=True)
-class PodSandbox:
+class PodSandbox(NamedTuple):
     """One READY sandbox and what its namespace resolved to (None: not readable)."""
 
     workload: Workload
@@ -56,8 +53,7 @@ class PodSandbox:
     host_network: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Fetch:
+class Fetch(NamedTuple):
     """What the runtime said: a status, and the ready pods (possibly partial on timeout)."""
 
     status: SourceStatus
@@ -382,7 +378,7 @@ def shared_fetch(context: Context, wait: float | None = None) -> Fetch | None:
     """
     try:
         return context.memo.once("cri-fetch", lambda: fetch(context), wait)
-    except FutureTimeout:
+    except TimeoutError:
         return None
 
 

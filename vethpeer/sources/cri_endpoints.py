@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import Context, endpoints, procfs
 from .endpoints import Endpoint
@@ -42,8 +42,7 @@ def _is_socket(path: str) -> bool:
         return False
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     path: str
     # "--runtime-endpoint", "$CONTAINER_RUNTIME_ENDPOINT", "from kubelet config ...",
     # "listening socket of containerd pid N", or the runtime whose usual path this is

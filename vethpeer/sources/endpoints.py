@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import procfs
 
@@ -32,8 +32,7 @@ _CONFIG_KEY = re.compile(
 _NOT_AN_API = re.compile(r"(\.ttrpc$|debug|/libnetwork/|metrics\.sock$|/plugins/)")
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     path: str  # reachable from here (through /proc/PID/root for a daemon in a container)
     why: str  # where it was found, for the status line
     pid: int | None = None  # the daemon listening on it, when known

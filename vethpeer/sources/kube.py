@@ -37,7 +37,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -258,7 +258,7 @@ def enriched(pod: ApiPod, local: Local, owner: str | None) -> Workload:
             containers=pod.containers,
             container_ids=pod.container_ids,
         )
-    return replace(base, source=NAME, node=pod.node, pod_ip=pod.pod_ip, owner=owner)
+    return base._replace(source=NAME, node=pod.node, pod_ip=pod.pod_ip, owner=owner)
 
 
 # ---------------------------------------------------------------------- the source

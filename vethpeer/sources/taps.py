@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .. import cgroup_path as cgroup
 from ..model import LinkClaim, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
@@ -31,8 +31,7 @@ SYS_NET = "/sys/class/net"
 VMMS = ("qemu", "kvm", "firecracker", "crosvm", "cloud-hyperviso")
 
 
-@dataclass(frozen=True, slots=True)
-class Holder:
+class Holder(NamedTuple):
     pid: int
     comm: str
     ifnames: tuple[str, ...]
