@@ -84,12 +84,29 @@ class _Index:
         self.link_owners = link_owners or {}
         self.snapshot = snapshot
         self.views: dict[NsKey, NsView] = {view.ns.key: view for view in snapshot.views}
-        self.links: dict[NsKey, dict[int, Link]] = {
-            key: {link.index: link for link in view.links} for key, view in self.views.items()
-        }
         self.workloads = workloads
+        # What the rows joined since it was set read: (namespace, None, _) its view and workloads,
+        # (namespace, ifindex, False) one of its links, (namespace, ifindex, True) only that link's
+        # name (a bridge's) -- a Correlator keeps rows while those stay the same.
+        self.looked: list[tuple[NsKey, int | None, bool]] | None = None
+        self.by_index: dict[NsKey, tuple[NsView, dict[int, Link]]] = {}  # a Correlator keeps them
+
+    def links(self, key: NsKey) -> dict[int, Link]:
+        """The namespace's links by ifindex (made when first asked)."""
+        view = self.views[key]
+        found = self.by_index.get(key)
+        if found is None or found[0] is not view:
+            found = self.by_index[key] = (view, {link.index: link for link in view.links})
+        return found[1]
+
+    def link_at(self, key: NsKey, index: int, name_only: bool = False) -> Link | None:
+        if self.looked is not None:
+            self.looked.append((key, index, name_only))
+        return self.links(key).get(index)
 
     def workload(self, ns: Namespace) -> Workload:
+        if self.looked is not None:
+            self.looked.append((ns.key, None, False))
         if ns.key == self.snapshot.host:
             return HOST
         named = self.workloads.get(ns.key)
@@ -98,7 +115,7 @@ class _Index:
     def end(self, ns: Namespace, link: Link) -> End:
         master = None
         if link.master is not None:
-            bridge = self.links[ns.key].get(link.master)
+            bridge = self.link_at(ns.key, link.master, name_only=True)
             master = bridge.name if bridge else f"if{link.master}"
         return End(ns, self.workload(ns), link, master)
 
@@ -127,11 +144,13 @@ class _Index:
                 ),
             )
         where: NsKey = resolved
+        if self.looked is not None:
+            self.looked.append((where, None, False))
         target_view = self.views.get(where)
         if target_view is None or target_view.error:
             reason = target_view.error if target_view else "not readable"
             return relation, None, f"the peer's namespace could not be read: {reason}"
-        other = self.links[where].get(link.link)
+        other = self.link_at(where, link.link)
         if other is None:
             return relation, None, f"ifindex {link.link} is gone from the peer's namespace"
         if relation is Relation.VETH and other.link != link.index:
@@ -157,25 +176,40 @@ def _order(row: Row) -> tuple[int, str, int, str]:
     return (workload.kind is WorkloadKind.HOST, workload.label, row.end.ns.key.ino, row.end.link.name)
 
 
-def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
-    """Every interface inside a workload namespace, joined with its peer, sorted."""
+def _view_rows(view: NsView, host: NsKey, index: _Index) -> list[Row]:
+    """The rows of one namespace (none for one that could not be read)."""
+    rows: list[Row] = []
+    if view.error:
+        return rows
+    for link in view.links:
+        if not _wanted(view, link, host, index):
+            continue
+        relation, peer, unresolved = index.peer(view, link)
+        end = index.end(view.ns, link)
+        owner = index.link_owners.get((view.ns.key, link.name))
+        if relation is Relation.TAP and owner is not None and view.ns.key == host:
+            end = End(end.ns, owner, end.link, end.master)  # the host's tap is the VM's
+        rows.append(Row(end, relation, peer, unresolved))
+    return rows
+
+
+def _named(
+    snapshot: Snapshot, results: Sequence[SourceResult]
+) -> tuple[dict[NsKey, tuple[Workload, ...]], tuple[Workload, ...], dict[tuple[NsKey, str], Workload]]:
+    """What the sources' claims say: the workloads per namespace, the host's, the links' owners."""
     claims = [claim for result in results for claim in result.claims]
     workloads = _rank(c for c in claims if c.netns != snapshot.host)
     host_network = _host_network(c for c in claims if c.netns == snapshot.host)
-    index = _Index(snapshot, workloads, _link_owners(c for result in results for c in result.links))
-    rows = []
-    for view in snapshot.views:
-        if view.error:
-            continue
-        for link in view.links:
-            if not _wanted(view, link, snapshot.host, index):
-                continue
-            relation, peer, unresolved = index.peer(view, link)
-            end = index.end(view.ns, link)
-            owner = index.link_owners.get((view.ns.key, link.name))
-            if relation is Relation.TAP and owner is not None and view.ns.key == snapshot.host:
-                end = End(end.ns, owner, end.link, end.master)  # the host's tap is the VM's
-            rows.append(Row(end, relation, peer, unresolved))
+    return workloads, host_network, _link_owners(c for result in results for c in result.links)
+
+
+def _report(
+    rows: list[Row],
+    snapshot: Snapshot,
+    results: Sequence[SourceResult],
+    workloads: Mapping[NsKey, tuple[Workload, ...]],
+    host_network: tuple[Workload, ...],
+) -> Report:
     rows.sort(key=_order)
     return Report(
         rows=tuple(rows),
@@ -184,3 +218,72 @@ def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
         sources=tuple(result.status for result in results),
         snapshot=snapshot,
     )
+
+
+def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
+    """Every interface inside a workload namespace, joined with its peer, sorted."""
+    workloads, host_network, owners = _named(snapshot, results)
+    index = _Index(snapshot, workloads, owners)
+    rows = [row for view in snapshot.views for row in _view_rows(view, snapshot.host, index)]
+    return _report(rows, snapshot, results, workloads, host_network)
+
+
+Seen = tuple[NsKey, "int | None", bool, object]  # what :attr:`_Index.looked` names, and what it was
+
+
+class Correlator:
+    """:func:`correlate` again and again (the live model): the rows of a namespace are joined again
+    only when what they were joined from changed, the others kept from the last call.
+
+    A namespace's rows depend on its view, and on what they read of the others (their peers'):
+    a namespace's identity and workloads, a link at an ifindex, a bridge's name. When its view is
+    the same object as last time and everything it read is equal (mostly: the same objects), its
+    rows are the same, and kept. The sources' claims are ranked again each
+    call (cheap); a change of the links' owners or of the host joins everything again. The
+    result equals ``correlate(snapshot, results)``.
+    """
+
+    def __init__(self) -> None:
+        self._host: NsKey | None = None
+        self._owners: dict[tuple[NsKey, str], Workload] = {}
+        self._joined: dict[NsKey, tuple[NsView, list[Seen], list[Row]]] = {}
+        self._by_index: dict[NsKey, tuple[NsView, dict[int, Link]]] = {}
+
+    def __call__(self, snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
+        workloads, host_network, owners = _named(snapshot, results)
+        if snapshot.host != self._host or owners != self._owners:
+            self._host, self._owners, self._joined = snapshot.host, owners, {}
+        index = _Index(snapshot, workloads, owners)
+        index.by_index = {
+            key: found for key, found in self._by_index.items() if index.views.get(key) is found[0]
+        }
+        joined = {}
+        rows: list[Row] = []
+        for view in snapshot.views:
+            key = view.ns.key
+            kept = self._joined.get(key)
+            if kept is not None and kept[0] is view and all(self._same(index, seen) for seen in kept[1]):
+                joined[key] = kept
+                rows += kept[2]
+                continue
+            index.looked = []
+            found = _view_rows(view, snapshot.host, index)
+            looked = [(*seen, self._now(index, *seen)) for seen in dict.fromkeys(index.looked)]
+            joined[key] = (view, looked, found)
+            rows += found
+        self._joined, self._by_index = joined, index.by_index
+        return _report(rows, snapshot, results, workloads, host_network)
+
+    @staticmethod
+    def _now(index: _Index, key: NsKey, at: int | None, name_only: bool) -> object:
+        if at is None:
+            view = index.views.get(key)
+            return (view.ns, view.error, index.workloads.get(key)) if view is not None else None
+        link = index.links(key).get(at) if key in index.views else None
+        return link.name if name_only and link is not None else link
+
+    @classmethod
+    def _same(cls, index: _Index, seen: Seen) -> bool:
+        key, at, name_only, then = seen
+        now = cls._now(index, key, at, name_only)
+        return now is then or now == then  # the same objects, mostly: compared only when not

@@ -14,7 +14,9 @@ and closes them at the end; a :class:`Walker` keeps them between rounds and, per
    and reads again the pair ends seen from one side only (:func:`vethpeer.nsids.unmatched`);
 4. re-runs the sources' naming (Docker, CRI, cgroups, ...) only when the set of
    namespaces changed, or every ``naming_every`` seconds, or when asked to;
-5. joins everything with the pure correlator into a :class:`~vethpeer.model.Report`.
+5. joins everything into a :class:`~vethpeer.model.Report` with a
+   :class:`~vethpeer.correlate.Correlator` (the pure correlator, again only where something
+   changed since the last round; everything again after a full read).
 
 Threads: ``setns()`` moves only the calling thread, and a new thread inherits the
 namespace current in its parent. Every ``setns`` here happens on the thread that made
@@ -40,7 +42,7 @@ from typing import TypeVar
 
 from .. import nsids, ovs
 from ..collect import Inflight, Naming, Request, check_privilege, check_sources, name_namespaces
-from ..correlate import correlate
+from ..correlate import Correlator
 from ..environment import Environment
 from ..errors import NamespaceGone
 from ..model import FdbEntry, Link, LinkStats, Namespace, NsKey, NsView, Report, Snapshot
@@ -121,6 +123,8 @@ class Walker:
         self._kernel = KernelNames()  # the kernel's names between the sources' answers (kept per namespace)
         self.discovery: Discovery | None = None
         self._faced: tuple[Discovery, frozenset[Face]] | None = None
+        self._views: dict[NsKey, NsView] = {}  # the last snapshot's, kept where nothing changed
+        self._correlator = Correlator()  # joins again only the namespaces whose inputs changed
         self.report: Report | None = None
         self.read_at = 0.0  # time.monotonic() when the last round read the counters: a Sample's time
 
@@ -145,6 +149,7 @@ class Walker:
         self._resolved = None
         kept = self._kept.pop(key)
         self._last_resolved.pop(key, None)
+        self._views.pop(key, None)
         kept.sock.close()
         os.close(kept.fd)
         for pair in [p for p in self._asked if key in p]:
@@ -216,6 +221,7 @@ class Walker:
         )
         if dirty is None and not counters_only:
             self._links_at = now
+            self._correlator = Correlator()  # and every row joined anew
         started = time.monotonic()
         for ns in self.discovery.namespaces:
             kept = self._kept.get(ns.key)
@@ -238,7 +244,7 @@ class Walker:
         if same_links and previous is not None and naming is self._joined:
             report = restat(previous, snap)  # the same rows, with this round's links (counters)
         else:
-            report = correlate(snap, naming.results)
+            report = self._correlator(snap, naming.results)
             if naming.ovs is not None:
                 report = ovs.annotate(report, naming.ovs)
         self._joined = naming
@@ -401,7 +407,7 @@ class Walker:
             links = {key: kept.links for key, kept in self._kept.items()}
             resolved = nsids.resolve(links, discovery.host, self._ask)
         self._resolved = self._last_resolved = resolved
-        views = [NsView(kept.ns, kept.links, resolved[key], kept.fdb) for key, kept in self._kept.items()]
+        views = [self._view(kept, resolved[key]) for key, kept in self._kept.items()]
         by_key = {ns.key: ns for ns in discovery.namespaces}
         views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]
         views.sort(key=lambda view: view.ns.key)
@@ -412,6 +418,20 @@ class Walker:
             vanished_pids=discovery.vanished_pids,
             host_found_via=discovery.host_found_via,
         )
+
+    def _view(self, kept: _Kept, meaning: Mapping[int, NsKey]) -> NsView:
+        """The namespace's view: the last snapshot's when made of the same objects (the correlator
+        then knows it by its identity)."""
+        view = self._views.get(kept.ns.key)
+        if (
+            view is None
+            or view.ns is not kept.ns
+            or view.links is not kept.links
+            or view.nsids is not meaning
+            or view.fdb is not kept.fdb
+        ):
+            view = self._views[kept.ns.key] = NsView(kept.ns, kept.links, meaning, kept.fdb)
+        return view
 
     def _naming_for(self, discovery: Discovery) -> Naming:
         keys = frozenset(ns.key for ns in discovery.namespaces)
