@@ -110,6 +110,8 @@ class Walker:
         self._links_at = float("-inf")
         self._resolved: nsids.Resolved | None = None  # valid while no links were read again
         self._last_resolved: nsids.Resolved = {}  # the latest resolution, kept when links are read again
+        self._resolved_from: dict[NsKey, tuple[Link, ...]] = {}  # the links it was made from
+        self._incomplete: set[NsKey] = set()  # namespaces with an nsid it left unresolved
         self._joined: Naming | None = None  # the naming the last report was joined with
         self._thread = threading.get_ident()
         self._home = home_fd(env.proc)
@@ -148,12 +150,44 @@ class Walker:
     def _drop(self, key: NsKey) -> None:
         self._resolved = None
         kept = self._kept.pop(key)
-        self._last_resolved.pop(key, None)
+        self._forget(key)
         self._views.pop(key, None)
         kept.sock.close()
         os.close(kept.fd)
         for pair in [p for p in self._asked if key in p]:
             del self._asked[pair]
+
+    def _forget(self, key: NsKey) -> None:
+        """What the nsids of the namespaces held open said of ``key`` (gone: they may mean another
+        now). Those that had a name for it are looked at again, as a fresh resolution would: a
+        link still read as pointing there is resolved anew (unresolved, or what the kernel gave
+        that nsid to since)."""
+        self._resolved_from.pop(key, None)
+        self._incomplete.discard(key)
+        kept: nsids.Resolved = {}
+        for observer, found in self._last_resolved.items():
+            if observer == key:
+                continue
+            if key in found.values():
+                found = {n: t for n, t in found.items() if t != key}
+                self._incomplete.add(observer)
+            kept[observer] = found
+        self._last_resolved = kept
+
+    def _resolve(
+        self, links: Mapping[NsKey, tuple[Link, ...]], host: NsKey
+    ) -> tuple[nsids.Resolved, set[NsKey]]:
+        """:func:`nsids.resolve`, only for the namespaces whose links changed since the last one
+        (or that it left an nsid unresolved in); and those namespaces."""
+        before = self._resolved_from
+        todo = {key for key, found in links.items() if before.get(key) is not found}
+        todo |= self._incomplete & links.keys()
+        known = self._last_resolved if before else None  # nothing yet, or every namespace read again
+        resolved = nsids.resolve(links, host, self._ask, known, todo, confirm=True)
+        self._incomplete = nsids.unresolved(links, resolved, todo)
+        self._resolved_from = dict(links)
+        self._last_resolved = resolved
+        return resolved, todo
 
     # ---------------------------------------------------------------- rounds
 
@@ -219,8 +253,9 @@ class Walker:
             and self.links_every is not None
             and now - self._links_at < self.links_every
         )
-        if dirty is None and not counters_only:
+        if dirty is None and not counters_only:  # every namespace read again: every nsid resolved anew
             self._links_at = now
+            self._resolved_from, self._incomplete = {}, set()
             self._correlator = Correlator()  # and every row joined anew
         started = time.monotonic()
         for ns in self.discovery.namespaces:
@@ -352,14 +387,15 @@ class Walker:
         A namespace without an nsid in the host sends no events, so a veth created from the
         host into it is seen only from the host side; its other end is found here. And a
         namespace read after the host may hold a pair end made since the host was read.
+        Every pair is looked at, each look (a link kept since the last one can be unmatched
+        by a link read now, or by an nsid that now means something).
         """
         links = {key: kept.links for key, kept in self._kept.items()}
-        resolved = nsids.resolve(links, host, self._ask)
+        resolved, _todo = self._resolve(links, host)
         stale = nsids.unmatched(links, resolved)
         for key, named in stale.items():
             if key in self._kept:
                 self._refresh(self._kept[key], named)
-        self._last_resolved = resolved
         return None if stale else resolved  # what the snapshot needs, unless links were read again
 
     def _counters(self, kept: _Kept) -> None:
@@ -405,8 +441,8 @@ class Walker:
             resolved = self._resolved  # counters-only rounds: the links' peers are unchanged
         if resolved is None:
             links = {key: kept.links for key, kept in self._kept.items()}
-            resolved = nsids.resolve(links, discovery.host, self._ask)
-        self._resolved = self._last_resolved = resolved
+            resolved, _todo = self._resolve(links, discovery.host)
+        self._resolved = resolved
         views = [self._view(kept, resolved[key]) for key, kept in self._kept.items()]
         by_key = {ns.key: ns for ns in discovery.namespaces}
         views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]
