@@ -82,6 +82,19 @@ def test_a_pair_end_that_does_not_point_back_teaches_nothing() -> None:
     assert (HOST, A) in kernel.asked  # only the kernel could have said, and it did not
 
 
+def test_confirmed_derivations_are_the_kernels_when_two_reads_disagree() -> None:
+    """The host read while B's eth0 (ifindex 2) was its vethB's peer; B's eth0 then moved to A,
+    keeping ifindex 2, before A was read. Both reads point at each other: a fresh resolution
+    derives that the host's nsid 1 means A (wrong for a look). Confirmed, it is the kernel's
+    answer (B), and both ends are unmatched (read again)."""
+    links = {HOST: [veth(10, 2, 1, "vethB")], A: [veth(2, 10, 0)], B: []}
+    kernel = Kernel({(A, HOST): 0, (HOST, A): 5, (HOST, B): 1})
+    assert resolve(links, HOST, kernel)[HOST] == {1: A}  # the accident, for one look
+    resolved = resolve(links, HOST, kernel, confirm=True)
+    assert resolved[HOST][1] == B
+    assert unmatched(links, resolved) == {HOST: {10}, B: {2}}
+
+
 def test_unmatched_names_every_end_seen_from_one_side_only() -> None:
     """Three pods read after the host, whose host ends the host's read came too early for: all
     three ends are named (not just the first), and nothing else is."""
@@ -192,13 +205,16 @@ def test_resolving_only_what_changed_means_what_a_fresh_resolution_does() -> Non
                 else tuple(found.values())
                 for key, found in world.links.items()
             }
-            if known is not None:  # what the walker forgets of a namespace gone
+            if known is not None:  # what the walker forgets of a namespace gone, and who knew it
+                incomplete |= {
+                    o for o, m in known.items() if o in links and not set(m.values()) <= links.keys()
+                }
                 known = {
                     o: {n: t for n, t in m.items() if t in links} for o, m in known.items() if o in links
                 }
             todo = {key for key in links if seen.get(key) is not links[key]} | (incomplete & links.keys())
             fresh = resolve(links, HOST, world.ask)
-            kept = resolve(links, HOST, world.ask, known, todo if known is not None else None)
+            kept = resolve(links, HOST, world.ask, known, todo if known is not None else None, confirm=True)
             for key, found in links.items():
                 for link in found:
                     if link.link_netnsid is not None:
