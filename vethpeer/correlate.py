@@ -193,9 +193,10 @@ def _view_rows(view: NsView, host: NsKey, index: _Index) -> list[Row]:
     return rows
 
 
-def _named(
-    snapshot: Snapshot, results: Sequence[SourceResult]
-) -> tuple[dict[NsKey, tuple[Workload, ...]], tuple[Workload, ...], dict[tuple[NsKey, str], Workload]]:
+_Named = tuple[dict[NsKey, tuple[Workload, ...]], tuple[Workload, ...], dict[tuple[NsKey, str], Workload]]
+
+
+def _named(snapshot: Snapshot, results: Sequence[SourceResult]) -> _Named:
     """What the sources' claims say: the workloads per namespace, the host's, the links' owners."""
     claims = [claim for result in results for claim in result.claims]
     workloads = _rank(c for c in claims if c.netns != snapshot.host)
@@ -209,8 +210,11 @@ def _report(
     results: Sequence[SourceResult],
     workloads: Mapping[NsKey, tuple[Workload, ...]],
     host_network: tuple[Workload, ...],
+    *,
+    ordered: bool = False,
 ) -> Report:
-    rows.sort(key=_order)
+    if not ordered:
+        rows.sort(key=_order)
     return Report(
         rows=tuple(rows),
         workloads=workloads,
@@ -228,7 +232,8 @@ def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
     return _report(rows, snapshot, results, workloads, host_network)
 
 
-Seen = tuple[NsKey, "int | None", bool, object]  # what :attr:`_Index.looked` names, and what it was
+Seen = tuple[NsKey, "int | None", bool]  # what :attr:`_Index.looked` names
+Ordered = list[tuple[tuple[int, str, int, str], Row]]  # rows with their sort keys
 
 
 class Correlator:
@@ -238,52 +243,146 @@ class Correlator:
     A namespace's rows depend on its view, and on what they read of the others (their peers'):
     a namespace's identity and workloads, a link at an ifindex, a bridge's name. When its view is
     the same object as last time and everything it read is equal (mostly: the same objects), its
-    rows are the same, and kept. The sources' claims are ranked again each
-    call (cheap); a change of the links' owners or of the host joins everything again. The
-    result equals ``correlate(snapshot, results)``.
+    rows are the same, and kept. What a row read of a namespace can only change when that
+    namespace's view is another object, or its workloads are others: only what was read of those
+    is looked at again (an index from what was read to the namespaces that read it), so a look
+    that changed a few namespaces costs a few joins, not a pass over every row. The sources'
+    claims are ranked again when they are others; a change of the links' owners or of the host
+    joins everything again. The result equals ``correlate(snapshot, results)``.
     """
 
     def __init__(self) -> None:
         self._host: NsKey | None = None
         self._owners: dict[tuple[NsKey, str], Workload] = {}
-        self._joined: dict[NsKey, tuple[NsView, list[Seen], list[Row]]] = {}
+        self._claims: tuple[Sequence[SourceResult], NsKey, _Named] | None = None  # the last ranking
+        self._joined: dict[NsKey, tuple[NsView, tuple[Seen, ...], Ordered]] = {}
+        # what was read of each namespace: the value then (the same for every reader, after each
+        # call), and the namespaces whose rows read it
+        self._read: dict[NsKey, dict[Seen, tuple[object, set[NsKey]]]] = {}
+        self._views: dict[NsKey, NsView] = {}
+        self._workloads: Mapping[NsKey, tuple[Workload, ...]] = {}
         self._by_index: dict[NsKey, tuple[NsView, dict[int, Link]]] = {}
 
+    def _ranked(self, snapshot: Snapshot, results: Sequence[SourceResult]) -> _Named:
+        memo = self._claims
+        if memo is not None and memo[0] is results and memo[1] == snapshot.host:
+            return memo[2]
+        named = _named(snapshot, results)
+        self._claims = results, snapshot.host, named
+        return named
+
     def __call__(self, snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
-        workloads, host_network, owners = _named(snapshot, results)
+        workloads, host_network, owners = self._ranked(snapshot, results)
         if snapshot.host != self._host or owners != self._owners:
-            self._host, self._owners, self._joined = snapshot.host, owners, {}
+            self._host, self._owners = snapshot.host, owners
+            self._joined, self._read, self._views, self._workloads = {}, {}, {}, {}
         index = _Index(snapshot, workloads, owners)
-        index.by_index = {
-            key: found for key, found in self._by_index.items() if index.views.get(key) is found[0]
-        }
-        joined = {}
-        rows: list[Row] = []
+        views = index.views
+        index.by_index = {key: found for key, found in self._by_index.items() if views.get(key) is found[0]}
+        redo, moved = self._stale(index)
+        joined: dict[NsKey, tuple[NsView, tuple[Seen, ...], Ordered]] = {}
+        ordered: Ordered = []
         for view in snapshot.views:
             key = view.ns.key
             kept = self._joined.get(key)
-            if kept is not None and kept[0] is view and all(self._same(index, seen) for seen in kept[1]):
+            if kept is not None and kept[0] is view and key not in redo:
+                if key in moved:  # the same rows, with the namespaces' objects as found now
+                    kept = (view, kept[1], [(order, _current(row, views)) for order, row in kept[2]])
                 joined[key] = kept
-                rows += kept[2]
+                ordered += kept[2]
                 continue
+            if kept is not None:
+                self._forget(key, kept[1])
             index.looked = []
-            found = _view_rows(view, snapshot.host, index)
-            looked = [(*seen, self._now(index, *seen)) for seen in dict.fromkeys(index.looked)]
+            found = [(_order(row), row) for row in _view_rows(view, snapshot.host, index)]
+            looked = tuple(dict.fromkeys(index.looked))
+            for seen in looked:
+                entry = self._read.setdefault(seen[0], {}).get(seen)
+                if entry is None:
+                    self._read[seen[0]][seen] = (self._now(index, *seen), {key})
+                else:
+                    entry[1].add(key)  # its value is the current one (see _stale)
             joined[key] = (view, looked, found)
-            rows += found
+            ordered += found
+        for key in self._joined.keys() - joined.keys():
+            self._forget(key, self._joined[key][1])
         self._joined, self._by_index = joined, index.by_index
-        return _report(rows, snapshot, results, workloads, host_network)
+        self._views, self._workloads = views, workloads
+        ordered.sort(key=_first)  # stable: as correlate()'s sort of the same rows in the same order
+        rows = [row for _key, row in ordered]
+        return _report(rows, snapshot, results, workloads, host_network, ordered=True)
+
+    def _stale(self, index: _Index) -> tuple[set[NsKey], set[NsKey]]:
+        """The namespaces whose rows read something that is not what it was: only what was read
+        of a namespace whose view or workloads are others can be. Each value read is then made
+        the current one (every reader of a changed one is joined again, and reads it anew).
+
+        And the namespaces whose rows show a namespace whose object is another (its processes or
+        mounts found anew: the host's, whenever a process starts or ends there), by the same key:
+        nothing a join reads of a namespace but its key, so those rows are the same but for
+        that object (a join builds each End with the namespace's object of the snapshot)."""
+        views, before = index.views, self._views
+        changed = {key for key, view in views.items() if before.get(key) is not view}
+        moved: set[NsKey] = set()
+        for key in changed:
+            old = before.get(key)
+            if old is not None and old.ns is not views[key].ns:
+                entry = self._read.get(key, {}).get((key, None, False))
+                if entry is not None:
+                    moved |= entry[1]
+        changed |= before.keys() - views.keys()
+        workloads = index.workloads
+        if workloads is not self._workloads:
+            changed.update(
+                key
+                for key in workloads.keys() | self._workloads.keys()
+                if workloads.get(key) != self._workloads.get(key)
+            )
+        redo: set[NsKey] = set()
+        for target in changed:
+            read = self._read.get(target)
+            if not read:
+                continue
+            for seen, (then, readers) in read.items():
+                now = self._now(index, *seen)
+                if now is not then and now != then:
+                    redo |= readers
+                    read[seen] = (now, readers)
+        return redo, moved
+
+    def _forget(self, key: NsKey, looked: tuple[Seen, ...]) -> None:
+        """``key``'s rows no longer read these."""
+        for seen in looked:
+            read = self._read.get(seen[0])
+            entry = read.get(seen) if read is not None else None
+            if read is None or entry is None:
+                continue
+            entry[1].discard(key)
+            if not entry[1]:
+                del read[seen]
+                if not read:
+                    del self._read[seen[0]]
 
     @staticmethod
     def _now(index: _Index, key: NsKey, at: int | None, name_only: bool) -> object:
-        if at is None:
+        if at is None:  # the namespace's object is not compared: see _stale
             view = index.views.get(key)
-            return (view.ns, view.error, index.workloads.get(key)) if view is not None else None
+            return (view.error, index.workloads.get(key)) if view is not None else None
         link = index.links(key).get(at) if key in index.views else None
         return link.name if name_only and link is not None else link
 
-    @classmethod
-    def _same(cls, index: _Index, seen: Seen) -> bool:
-        key, at, name_only, then = seen
-        now = cls._now(index, key, at, name_only)
-        return now is then or now == then  # the same objects, mostly: compared only when not
+
+def _current(row: Row, views: Mapping[NsKey, NsView]) -> Row:
+    """``row`` with each End's namespace the object of ``views`` (the same key)."""
+    end = _current_end(row.end, views)
+    peer = None if row.peer is None else _current_end(row.peer, views)
+    return row if end is row.end and peer is row.peer else Row(end, row.relation, peer, row.unresolved)
+
+
+def _current_end(end: End, views: Mapping[NsKey, NsView]) -> End:
+    view = views.get(end.ns.key)
+    return end if view is None or view.ns is end.ns else End(view.ns, end.workload, end.link, end.master)
+
+
+def _first(pair: tuple[tuple[int, str, int, str], Row]) -> tuple[int, str, int, str]:
+    return pair[0]
