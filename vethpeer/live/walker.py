@@ -406,8 +406,11 @@ class Walker:
         """
         try:
             read_at, counters = time.monotonic(), kept.sock.stats()
-            if counters.keys() != {link.index for link in kept.links}:
-                self._dump(kept)  # an interface came or went: the links themselves, then the counters again
+            differ = counters.keys() ^ {link.index for link in kept.links}
+            if differ:
+                # an interface came or went (its events not looked at yet): those links themselves
+                # (the host, a link per workload, patched: not its thousand links), then the counters again
+                self._refresh(kept, differ)
                 if kept.ns.key not in self._kept:
                     return
                 read_at, counters = time.monotonic(), kept.sock.stats()
