@@ -14,11 +14,15 @@ as few times as it can:
    another namespace) is verified against the candidates the pairs suggest, and at
    worst against every namespace.
 An nsid that none of this resolves stays unresolved; the correlator reports it.
+
+A caller that resolves again and again (the live model) passes what it found before
+(``known``) and the namespaces whose links changed since (``todo``): an nsid keeps its
+meaning while both namespaces live, so only the new ones are looked for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from .model import Link, NsKey
 
@@ -38,23 +42,34 @@ def _ask(resolved: Resolved, ask: Ask, observer: NsKey, target: NsKey) -> None:
         resolved[observer].setdefault(nsid, target)
 
 
-def _derive_from_pairs(links: Mapping[NsKey, Sequence[Link]], resolved: Resolved) -> bool:
-    """Step 2: a verified pair end tells the other end what its nsid means."""
-    index = {key: {link.index: link for link in found} for key, found in links.items()}
+def _derive_from_pairs(
+    links: Mapping[NsKey, Sequence[Link]],
+    resolved: Resolved,
+    informers: Collection[NsKey],
+    confirm: Ask | None = None,
+) -> bool:
+    """Step 2: a verified pair end (in one of ``informers``) tells the other end what its nsid means.
+
+    ``confirm``: each answer derived is taken only if the kernel gives the same (an answer that is
+    kept for long must not rest on two reads of a moment that a move came between)."""
+    index: dict[NsKey, dict[int, Link]] = {}
     learned = False
-    for key, found in links.items():
-        for link in found:
+    for key in informers:
+        for link in links[key]:
             if link.kind not in PAIR_KINDS or link.link is None:
                 continue
             where = key if link.link_netnsid is None else resolved[key].get(link.link_netnsid)
-            if where is None or where not in links:
+            if where is None or where not in informers:  # the others are resolved already
                 continue
+            if where not in index:
+                index[where] = {found.index: found for found in links[where]}
             other = index[where].get(link.link)
             if (
                 other is None
                 or other.link != link.index
                 or other.link_netnsid is None
                 or other.link_netnsid in resolved[where]
+                or (confirm is not None and confirm(where, key) != other.link_netnsid)
             ):
                 continue
             resolved[where][other.link_netnsid] = key
@@ -62,16 +77,20 @@ def _derive_from_pairs(links: Mapping[NsKey, Sequence[Link]], resolved: Resolved
     return learned
 
 
-def _verify_candidates(links: Mapping[NsKey, Sequence[Link]], resolved: Resolved, ask: Ask) -> None:
-    """Step 3: ask about the namespaces the links suggest, then about all."""
+def _verify_candidates(
+    links: Mapping[NsKey, Sequence[Link]], resolved: Resolved, ask: Ask, keys: Collection[NsKey]
+) -> None:
+    """Step 3: ask about the namespaces the links suggest, then about all (for ``keys``)."""
+    left = [key for key in keys if _wanted(links[key], resolved[key])]
+    if not left:
+        return
     by_index: dict[int, list[tuple[NsKey, Link]]] = {}
     for key, found in links.items():
         for link in found:
             if link.link is not None and link.link_netnsid is not None:
                 by_index.setdefault(link.index, []).append((key, link))
-    for key, found in links.items():
-        if not _wanted(found, resolved[key]):
-            continue
+    for key in left:
+        found = links[key]
         for link in found:
             if link.link_netnsid is None or link.link_netnsid in resolved[key] or link.link is None:
                 continue
@@ -94,16 +113,39 @@ def _verify_candidates(links: Mapping[NsKey, Sequence[Link]], resolved: Resolved
                         break
 
 
-def resolve(links: Mapping[NsKey, Sequence[Link]], host: NsKey | None, ask: Ask) -> Resolved:
-    """For each namespace of ``links``, the nsids its links use, mapped to the namespaces they mean."""
-    resolved: Resolved = {key: {} for key in links}
+def resolve(
+    links: Mapping[NsKey, Sequence[Link]],
+    host: NsKey | None,
+    ask: Ask,
+    known: Resolved | None = None,
+    todo: Collection[NsKey] | None = None,
+    *,
+    confirm: bool = False,
+) -> Resolved:
+    """For each namespace of ``links``, the nsids its links use, mapped to the namespaces they mean.
+
+    ``known``, ``todo``: an earlier answer, and the namespaces of ``links`` to look at again (new,
+    links changed, or an nsid left unresolved); the others keep ``known``'s answer, unread. The
+    caller keeps in ``known`` only namespaces that lived since (``links``' keys): then every nsid
+    the links use means what a fresh ``resolve(links, host, ask)`` finds. Dicts of ``known`` are
+    never changed (a namespace looked at again gets a copy).
+
+    ``confirm``: every answer is the kernel's (step 2's derivations are asked about too): what the
+    live model keeps between looks. Two links read a moment apart can point at each other by
+    accident (a pair end moved in between to another namespace, where it kept its ifindex); a
+    fresh resolution is wrong for one look then, a remembered one would stay wrong."""
+    if known is None or todo is None:
+        todo = links.keys()
+        resolved: Resolved = {key: {} for key in links}
+    else:
+        resolved = {key: dict(known.get(key, {})) if key in todo else known[key] for key in links}
     if host is not None and host in links:
-        for key, found in links.items():
-            if key != host and _wanted(found, resolved[key]):
+        for key in todo:
+            if key != host and _wanted(links[key], resolved[key]):
                 _ask(resolved, ask, key, host)
-    while _derive_from_pairs(links, resolved):
+    while _derive_from_pairs(links, resolved, todo, ask if confirm else None):
         pass
-    _verify_candidates(links, resolved, ask)
+    _verify_candidates(links, resolved, ask, todo)
     return resolved
 
 
@@ -139,3 +181,10 @@ def unmatched(links: Mapping[NsKey, Sequence[Link]], resolved: Resolved) -> dict
             ):
                 stale.setdefault(target, set()).add(link.link)
     return stale
+
+
+def unresolved(
+    links: Mapping[NsKey, Sequence[Link]], resolved: Resolved, keys: Collection[NsKey]
+) -> set[NsKey]:
+    """Those of ``keys`` with an nsid that ``resolved`` does not say the meaning of."""
+    return {key for key in keys if _wanted(links[key], resolved[key])}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 from vethpeer.model import Link, NsKey
-from vethpeer.nsids import resolve, unmatched
+from vethpeer.nsids import resolve, unmatched, unresolved
 
 HOST, A, B, C = NsKey(4, 1), NsKey(4, 10), NsKey(4, 11), NsKey(4, 12)
 
@@ -80,6 +82,19 @@ def test_a_pair_end_that_does_not_point_back_teaches_nothing() -> None:
     assert (HOST, A) in kernel.asked  # only the kernel could have said, and it did not
 
 
+def test_confirmed_derivations_are_the_kernels_when_two_reads_disagree() -> None:
+    """The host read while B's eth0 (ifindex 2) was its vethB's peer; B's eth0 then moved to A,
+    keeping ifindex 2, before A was read. Both reads point at each other: a fresh resolution
+    derives that the host's nsid 1 means A (wrong for a look). Confirmed, it is the kernel's
+    answer (B), and both ends are unmatched (read again)."""
+    links = {HOST: [veth(10, 2, 1, "vethB")], A: [veth(2, 10, 0)], B: []}
+    kernel = Kernel({(A, HOST): 0, (HOST, A): 5, (HOST, B): 1})
+    assert resolve(links, HOST, kernel)[HOST] == {1: A}  # the accident, for one look
+    resolved = resolve(links, HOST, kernel, confirm=True)
+    assert resolved[HOST][1] == B
+    assert unmatched(links, resolved) == {HOST: {10}, B: {2}}
+
+
 def test_unmatched_names_every_end_seen_from_one_side_only() -> None:
     """Three pods read after the host, whose host ends the host's read came too early for: all
     three ends are named (not just the first), and nothing else is."""
@@ -107,3 +122,106 @@ def test_unmatched_names_an_end_pointing_elsewhere_and_skips_unplaced_or_local_p
     assert unmatched(links, {**resolved, HOST: {0: A, 1: B}}) == {HOST: {10}, B: {2}}
     links[HOST][0] = veth(10, 2, 0, "vethA")
     assert unmatched(links, resolved) == {}
+
+
+class World:
+    """Namespaces and veth pairs (and macvlans on a host parent) as the kernel keeps them: an nsid
+    per (observer, target), the lowest free one, given when a link needs it and kept while both live."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng, self.serial = rng, 100
+        self.links: dict[NsKey, dict[int, Link]] = {HOST: {1: Link(1, "eth0", kind="device")}}
+        self.nsids: dict[tuple[NsKey, NsKey], int] = {}
+
+    def nsid(self, observer: NsKey, target: NsKey) -> int:
+        if (observer, target) not in self.nsids:
+            taken = {n for (o, _t), n in self.nsids.items() if o == observer}
+            self.nsids[(observer, target)] = min(set(range(len(taken) + 1)) - taken)
+        return self.nsids[(observer, target)]
+
+    def index(self, key: NsKey) -> int:
+        self.serial += 1
+        return self.serial if key == HOST else max(self.links[key], default=1) + 1
+
+    def step(self) -> None:
+        rng, keys = self.rng, list(self.links)
+        choice = rng.random()
+        if choice < 0.25 or len(keys) < 3:
+            self.links[NsKey(4, 1000 + rng.randrange(10**6))] = {}
+        elif choice < 0.4:
+            self.remove(rng.choice(keys[1:]))
+        elif choice < 0.75:
+            a, b = rng.choice(keys), rng.choice(keys)
+            ia = self.index(a)
+            self.links[a][ia] = Link(ia, "a", kind="veth")
+            ib = self.index(b)
+            self.links[b][ib] = veth(ib, ia, None if a == b else self.nsid(b, a), "b")
+            self.links[a][ia] = veth(ia, ib, None if a == b else self.nsid(a, b), "a")
+        elif choice < 0.85:
+            key = rng.choice(keys[1:])
+            index = self.index(key)
+            self.links[key][index] = Link(
+                index, "mv", kind="macvlan", link=1, link_netnsid=self.nsid(key, HOST)
+            )
+        else:
+            key = rng.choice(keys)
+            pairs = [link for link in self.links[key].values() if link.kind == "veth"]
+            if pairs:
+                self.unpair(key, rng.choice(pairs))
+
+    def unpair(self, key: NsKey, link: Link) -> None:
+        del self.links[key][link.index]
+        where = (
+            key
+            if link.link_netnsid is None
+            else next(t for (o, t), n in self.nsids.items() if o == key and n == link.link_netnsid)
+        )
+        self.links[where].pop(link.link or 0, None)
+
+    def remove(self, key: NsKey) -> None:
+        for link in [link for link in self.links[key].values() if link.kind == "veth"]:
+            if link.index in self.links[key]:
+                self.unpair(key, link)
+        del self.links[key]
+        self.nsids = {(o, t): n for (o, t), n in self.nsids.items() if key not in (o, t)}
+
+    def ask(self, observer: NsKey, target: NsKey) -> int | None:
+        return self.nsids.get((observer, target))
+
+
+def test_resolving_only_what_changed_means_what_a_fresh_resolution_does() -> None:
+    """The live model's way (known answers, only the namespaces whose links changed looked at
+    again) against a fresh resolution, over random sequences of namespaces and pairs."""
+    for seed in range(40):
+        world = World(random.Random(seed))
+        known: dict[NsKey, dict[int, NsKey]] | None = None
+        seen: dict[NsKey, tuple[Link, ...]] = {}
+        incomplete: set[NsKey] = set()
+        for _ in range(60):
+            world.step()
+            links = {
+                key: seen[key]
+                if key in seen and seen[key] == tuple(found.values())
+                else tuple(found.values())
+                for key, found in world.links.items()
+            }
+            if known is not None:  # what the walker forgets of a namespace gone, and who knew it
+                incomplete |= {
+                    o for o, m in known.items() if o in links and not set(m.values()) <= links.keys()
+                }
+                known = {
+                    o: {n: t for n, t in m.items() if t in links} for o, m in known.items() if o in links
+                }
+            todo = {key for key in links if seen.get(key) is not links[key]} | (incomplete & links.keys())
+            fresh = resolve(links, HOST, world.ask)
+            kept = resolve(links, HOST, world.ask, known, todo if known is not None else None, confirm=True)
+            for key, found in links.items():
+                for link in found:
+                    if link.link_netnsid is not None:
+                        assert kept[key].get(link.link_netnsid) == fresh[key].get(link.link_netnsid), (
+                            seed,
+                            key,
+                            link,
+                        )
+            incomplete = unresolved(links, kept, todo)
+            known, seen = kept, links

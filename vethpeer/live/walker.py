@@ -14,7 +14,9 @@ and closes them at the end; a :class:`Walker` keeps them between rounds and, per
    and reads again the pair ends seen from one side only (:func:`vethpeer.nsids.unmatched`);
 4. re-runs the sources' naming (Docker, CRI, cgroups, ...) only when the set of
    namespaces changed, or every ``naming_every`` seconds, or when asked to;
-5. joins everything with the pure correlator into a :class:`~vethpeer.model.Report`.
+5. joins everything into a :class:`~vethpeer.model.Report` with a
+   :class:`~vethpeer.correlate.Correlator` (the pure correlator, again only where something
+   changed since the last round; everything again after a full read).
 
 Threads: ``setns()`` moves only the calling thread, and a new thread inherits the
 namespace current in its parent. Every ``setns`` here happens on the thread that made
@@ -40,7 +42,7 @@ from typing import TypeVar
 
 from .. import nsids, ovs
 from ..collect import Inflight, Naming, Request, check_privilege, check_sources, name_namespaces
-from ..correlate import correlate
+from ..correlate import Correlator
 from ..environment import Environment
 from ..errors import NamespaceGone
 from ..model import FdbEntry, Link, LinkStats, Namespace, NsKey, NsView, Report, Snapshot
@@ -108,6 +110,8 @@ class Walker:
         self._links_at = float("-inf")
         self._resolved: nsids.Resolved | None = None  # valid while no links were read again
         self._last_resolved: nsids.Resolved = {}  # the latest resolution, kept when links are read again
+        self._resolved_from: dict[NsKey, tuple[Link, ...]] = {}  # the links it was made from
+        self._incomplete: set[NsKey] = set()  # namespaces with an nsid it left unresolved
         self._joined: Naming | None = None  # the naming the last report was joined with
         self._thread = threading.get_ident()
         self._home = home_fd(env.proc)
@@ -121,6 +125,8 @@ class Walker:
         self._kernel = KernelNames()  # the kernel's names between the sources' answers (kept per namespace)
         self.discovery: Discovery | None = None
         self._faced: tuple[Discovery, frozenset[Face]] | None = None
+        self._views: dict[NsKey, NsView] = {}  # the last snapshot's, kept where nothing changed
+        self._correlator = Correlator()  # joins again only the namespaces whose inputs changed
         self.report: Report | None = None
         self.read_at = 0.0  # time.monotonic() when the last round read the counters: a Sample's time
 
@@ -144,11 +150,44 @@ class Walker:
     def _drop(self, key: NsKey) -> None:
         self._resolved = None
         kept = self._kept.pop(key)
-        self._last_resolved.pop(key, None)
+        self._forget(key)
+        self._views.pop(key, None)
         kept.sock.close()
         os.close(kept.fd)
         for pair in [p for p in self._asked if key in p]:
             del self._asked[pair]
+
+    def _forget(self, key: NsKey) -> None:
+        """What the nsids of the namespaces held open said of ``key`` (gone: they may mean another
+        now). Those that had a name for it are looked at again, as a fresh resolution would: a
+        link still read as pointing there is resolved anew (unresolved, or what the kernel gave
+        that nsid to since)."""
+        self._resolved_from.pop(key, None)
+        self._incomplete.discard(key)
+        kept: nsids.Resolved = {}
+        for observer, found in self._last_resolved.items():
+            if observer == key:
+                continue
+            if key in found.values():
+                found = {n: t for n, t in found.items() if t != key}
+                self._incomplete.add(observer)
+            kept[observer] = found
+        self._last_resolved = kept
+
+    def _resolve(
+        self, links: Mapping[NsKey, tuple[Link, ...]], host: NsKey
+    ) -> tuple[nsids.Resolved, set[NsKey]]:
+        """:func:`nsids.resolve`, only for the namespaces whose links changed since the last one
+        (or that it left an nsid unresolved in); and those namespaces."""
+        before = self._resolved_from
+        todo = {key for key, found in links.items() if before.get(key) is not found}
+        todo |= self._incomplete & links.keys()
+        known = self._last_resolved if before else None  # nothing yet, or every namespace read again
+        resolved = nsids.resolve(links, host, self._ask, known, todo, confirm=True)
+        self._incomplete = nsids.unresolved(links, resolved, todo)
+        self._resolved_from = dict(links)
+        self._last_resolved = resolved
+        return resolved, todo
 
     # ---------------------------------------------------------------- rounds
 
@@ -214,8 +253,10 @@ class Walker:
             and self.links_every is not None
             and now - self._links_at < self.links_every
         )
-        if dirty is None and not counters_only:
+        if dirty is None and not counters_only:  # every namespace read again: every nsid resolved anew
             self._links_at = now
+            self._resolved_from, self._incomplete = {}, set()
+            self._correlator = Correlator()  # and every row joined anew
         started = time.monotonic()
         for ns in self.discovery.namespaces:
             kept = self._kept.get(ns.key)
@@ -238,7 +279,7 @@ class Walker:
         if same_links and previous is not None and naming is self._joined:
             report = restat(previous, snap)  # the same rows, with this round's links (counters)
         else:
-            report = correlate(snap, naming.results)
+            report = self._correlator(snap, naming.results)
             if naming.ovs is not None:
                 report = ovs.annotate(report, naming.ovs)
         self._joined = naming
@@ -346,14 +387,15 @@ class Walker:
         A namespace without an nsid in the host sends no events, so a veth created from the
         host into it is seen only from the host side; its other end is found here. And a
         namespace read after the host may hold a pair end made since the host was read.
+        Every pair is looked at, each look (a link kept since the last one can be unmatched
+        by a link read now, or by an nsid that now means something).
         """
         links = {key: kept.links for key, kept in self._kept.items()}
-        resolved = nsids.resolve(links, host, self._ask)
+        resolved, _todo = self._resolve(links, host)
         stale = nsids.unmatched(links, resolved)
         for key, named in stale.items():
             if key in self._kept:
                 self._refresh(self._kept[key], named)
-        self._last_resolved = resolved
         return None if stale else resolved  # what the snapshot needs, unless links were read again
 
     def _counters(self, kept: _Kept) -> None:
@@ -364,8 +406,11 @@ class Walker:
         """
         try:
             read_at, counters = time.monotonic(), kept.sock.stats()
-            if counters.keys() != {link.index for link in kept.links}:
-                self._dump(kept)  # an interface came or went: the links themselves, then the counters again
+            differ = counters.keys() ^ {link.index for link in kept.links}
+            if differ:
+                # an interface came or went (its events not looked at yet): those links themselves
+                # (the host, a link per workload, patched: not its thousand links), then the counters again
+                self._refresh(kept, differ)
                 if kept.ns.key not in self._kept:
                     return
                 read_at, counters = time.monotonic(), kept.sock.stats()
@@ -399,9 +444,9 @@ class Walker:
             resolved = self._resolved  # counters-only rounds: the links' peers are unchanged
         if resolved is None:
             links = {key: kept.links for key, kept in self._kept.items()}
-            resolved = nsids.resolve(links, discovery.host, self._ask)
-        self._resolved = self._last_resolved = resolved
-        views = [NsView(kept.ns, kept.links, resolved[key], kept.fdb) for key, kept in self._kept.items()]
+            resolved, _todo = self._resolve(links, discovery.host)
+        self._resolved = resolved
+        views = [self._view(kept, resolved[key]) for key, kept in self._kept.items()]
         by_key = {ns.key: ns for ns in discovery.namespaces}
         views += [NsView(by_key[key], error=error) for key, error in self._errors.items() if key in by_key]
         views.sort(key=lambda view: view.ns.key)
@@ -412,6 +457,20 @@ class Walker:
             vanished_pids=discovery.vanished_pids,
             host_found_via=discovery.host_found_via,
         )
+
+    def _view(self, kept: _Kept, meaning: Mapping[int, NsKey]) -> NsView:
+        """The namespace's view: the last snapshot's when made of the same objects (the correlator
+        then knows it by its identity)."""
+        view = self._views.get(kept.ns.key)
+        if (
+            view is None
+            or view.ns is not kept.ns
+            or view.links is not kept.links
+            or view.nsids is not meaning
+            or view.fdb is not kept.fdb
+        ):
+            view = self._views[kept.ns.key] = NsView(kept.ns, kept.links, meaning, kept.fdb)
+        return view
 
     def _naming_for(self, discovery: Discovery) -> Naming:
         keys = frozenset(ns.key for ns in discovery.namespaces)
