@@ -286,7 +286,7 @@ class Churning:
             key = rng.choice([HOST, *pods])
             view = self.host if key == HOST else self.views[key]
             moved = NsView(
-                replace(view.ns, pids=(rng.randrange(1, 9),)), view.links, view.nsids, error=view.error
+                view.ns._replace(pids=(rng.randrange(1, 9),)), view.links, view.nsids, error=view.error
             )
             if key == HOST:
                 self.host = moved
