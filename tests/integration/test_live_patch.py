@@ -25,8 +25,8 @@ from vethpeer.live import walker as walker_module
 from vethpeer.live.drift import drift
 from vethpeer.live.walker import Walker
 from vethpeer.live.watcher import Watcher
-from vethpeer.model import FdbEntry, Link
-from vethpeer.netlink import RtnlSocket
+from vethpeer.model import FdbEntry, Link, Report
+from vethpeer.netlink import DumpInterrupted, RtnlSocket
 from vethpeer.sources import Options
 from vethpeer.walk import with_addresses
 
@@ -169,3 +169,50 @@ def test_every_missing_host_end_is_read_in_one_repair(lab: VqbLab, monkeypatch: 
     assert len(rows) == 4
     found = {inode: (r.peer.link.name if r.peer else r.unresolved) for inode, r in rows.items()}
     assert sorted(found.values()) == sorted(hosts), found
+
+
+def test_a_host_whose_dumps_keep_being_interrupted_is_not_forgotten(
+    lab: VqbLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a burst of hundreds of veths the kernel can interrupt every dump of the host
+    (NLM_F_DUMP_INTR, DUMP_TRIES times): the host's last read stands, the devices the events
+    named are patched in, and it is read whole again at the next rescan. Dropping it for a look
+    left every workload's peer unresolved in that look (a `watch` event with a null peer)."""
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    request = Request(options=Options(kube=False), stats=True, ovs=False)
+    with Walker(request, env) as walker:
+        walker.round()
+        assert walker.discovery is not None
+        host = walker.discovery.host
+        sock = walker._kept[host].sock
+        interrupted = {"on": True}
+        links = sock.links
+
+        def maybe_interrupted(stats: bool = False) -> list[Link]:
+            if interrupted["on"]:
+                raise DumpInterrupted(5)
+            return links(stats)
+
+        monkeypatch.setattr(sock, "links", maybe_interrupted)
+        namespaces, hosts = lab.netns_with_host_peers([f"i{i}" for i in range(3)])
+        inodes = {ns.inode for ns in namespaces}
+        walker.rediscover()
+        fresh = {ns.key for ns in walker.discovery.namespaces if ns.key[1] in inodes}
+        wanted = sorted(hosts)
+
+        def peers(report: Report) -> list[str | None]:
+            rows = [r for r in report.rows if r.end.ns.key in fresh and r.end.link.name == "eth0"]
+            return sorted(r.peer.link.name if r.peer else r.unresolved for r in rows)  # type: ignore[misc]
+
+        # the host named dirty (read whole, interrupted): its last read stands, the ends patched in
+        report = walker.round({host, *fresh}, rediscover=False)
+        assert host in walker._kept and host not in walker._errors
+        assert walker.again == {host}
+        assert peers(report) == wanted
+        # a full round, interrupted again: still there
+        report = walker.round()
+        assert peers(report) == wanted and walker.again == {host}
+        interrupted["on"] = False
+        assert walker.reread(walker.again) is not None
+        assert walker.again == set()
+        assert peers(walker.round({host}, rediscover=False)) == wanted

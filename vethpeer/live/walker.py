@@ -46,7 +46,7 @@ from ..correlate import Correlator
 from ..environment import Environment
 from ..errors import NamespaceGone
 from ..model import FdbEntry, Link, LinkStats, Namespace, NsKey, NsView, Report, Snapshot
-from ..netlink import NetlinkError, RtnlSocket
+from ..netlink import DumpInterrupted, NetlinkError, RtnlSocket
 from ..netns import Discovery, discover, home_fd, inside, raise_fd_limit
 from ..sources import Context
 from ..sources.kernel import KernelNames
@@ -128,6 +128,7 @@ class Walker:
         self._views: dict[NsKey, NsView] = {}  # the last snapshot's, kept where nothing changed
         self._correlator = Correlator()  # joins again only the namespaces whose inputs changed
         self.report: Report | None = None
+        self.again: set[NsKey] = set()  # namespaces whose last dump the kernel kept interrupting
         self.read_at = 0.0  # time.monotonic() when the last round read the counters: a Sample's time
 
     # ---------------------------------------------------------------- lifetime
@@ -150,6 +151,7 @@ class Walker:
     def _drop(self, key: NsKey) -> None:
         self._resolved = None
         kept = self._kept.pop(key)
+        self.again.discard(key)
         self._forget(key)
         self._views.pop(key, None)
         kept.sock.close()
@@ -290,7 +292,7 @@ class Walker:
         """Dump ``keys`` again; those whose links (beyond their counters) or MAC tables changed."""
         changed = set()
         resolved = self._resolved
-        for key in keys:
+        for key in list(keys):  # (it may be the set :attr:`again`, which a dump changes)
             kept = self._kept.get(key)
             if kept is None:
                 continue
@@ -315,24 +317,43 @@ class Walker:
         self._kept[ns.key] = kept = _Kept(ns, fd, sock)
         self._dump(kept)
 
-    def _dump(self, kept: _Kept) -> None:
+    def _dump(self, kept: _Kept) -> bool:
+        """The namespace read whole; False if it could not be: then it is dropped (an error), or,
+        when the kernel interrupted the dump every time (NLM_F_DUMP_INTR: a namespace changing
+        under it, as a host does while a runtime makes hundreds of veths), its last read stands
+        and it is read again at the next rescan (:attr:`again`). Forgetting the host for a look
+        would leave every workload's peer unresolved in that look's report."""
         self._resolved = None
-        kept.read_at = time.monotonic()
+        read_at = time.monotonic()
         try:
             links = kept.sock.links(self.request.stats)
             kept.links = with_addresses(links, kept.sock) if self.addresses else tuple(links)
             kept.fdb = self._fdb(kept)
+        except DumpInterrupted:
+            if not kept.read_at:  # never read: nothing stands
+                self._unreadable(kept, "the kernel interrupted every dump (the namespace kept changing)")
+                return False
+            self.again.add(kept.ns.key)
+            return False
         except OSError as error:
-            self._drop(kept.ns.key)
-            self._errors[kept.ns.key] = f"cannot read: {error.strerror or error}"
+            self._unreadable(kept, f"cannot read: {error.strerror or error}")
+            return False
+        kept.read_at = read_at
+        self.again.discard(kept.ns.key)
+        return True
+
+    def _unreadable(self, kept: _Kept, why: str) -> None:
+        self._drop(kept.ns.key)
+        self._errors[kept.ns.key] = why
 
     def _refresh(self, kept: _Kept, indexes: Collection[int]) -> None:
         """These devices read again: a namespace of a few links is dumped whole (as cheap), a
-        big one (the host: a link per workload) is patched where named (:meth:`_patch`)."""
-        if PATCH_BELOW * len(indexes) >= len(kept.links):
-            self._dump(kept)
-        else:
-            self._patch(kept, indexes)
+        big one (the host: a link per workload) is patched where named (:meth:`_patch`), as is
+        one whose dump the kernel kept interrupting (the devices named are what changed)."""
+        whole = PATCH_BELOW * len(indexes) >= len(kept.links)
+        if whole and (self._dump(kept) or kept.ns.key not in self._kept):
+            return
+        self._patch(kept, indexes)
 
     def _patch(self, kept: _Kept, indexes: Collection[int]) -> None:
         """Only these links again (RTM_GETLINK each; none: gone), their addresses, and the MAC
@@ -372,8 +393,7 @@ class Walker:
                     ports[index] = sock.fdb(port=index)
                 kept.fdb = tuple(entry for port in sorted(ports) for entry in ports[port])
         except OSError as error:
-            self._drop(kept.ns.key)
-            self._errors[kept.ns.key] = f"cannot read: {error.strerror or error}"
+            self._unreadable(kept, f"cannot read: {error.strerror or error}")
 
     def _fdb(self, kept: _Kept) -> tuple[FdbEntry, ...]:
         if not self.request.fdb or not any(link.kind == "bridge" for link in kept.links):

@@ -128,7 +128,8 @@ class Watcher:
             # the mount table is polled: only the processes' namespaces need a look each second
             held = process_namespaces(self.walker.env.proc)
             rescan, self._held = held != self._held, held
-            deaf = self.walker.reread(self._deaf())
+            # and those whose last dump the kernel kept interrupting (their last read stood)
+            deaf = self.walker.reread(self._deaf() | self.walker.again)
         batch = Batch(())
         if heard or deaf:
             # after the rereads: a move seen there was announced (RTM_DELLINK) before, so is in this batch
