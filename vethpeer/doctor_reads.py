@@ -107,14 +107,20 @@ def fd_holders(nsids: Iterable[int], nsfs_dev: int, proc: str = "/proc") -> dict
     An fd opened through /proc/PID/ns/net reads as ``net:[INO]``; one opened through
     a bind mount reads as the mount's path, or ``/`` once it is unmounted: so any fd
     on the nsfs device (``nsfs_dev``) is a candidate, and RTM_GETNSID says which.
+    vethpeer's own process is not looked at: the live model holds every namespace it reads
+    open (thousands of fds on a big node), and is never the leak being explained.
     """
     wanted = set(nsids)
     found: dict[int, list[Holder]] = {}
     if not wanted:
         return found
     seen: dict[int, int | None] = {}  # nsfs inode -> nsid
+    try:
+        me = os.readlink(f"{proc}/self")  # our own fds (serve --live holds one per namespace) name no leak
+    except OSError:
+        me = ""
     with RtnlSocket() as sock:
-        for pid in (name for name in os.listdir(proc) if name.isdigit()):
+        for pid in (name for name in os.listdir(proc) if name.isdigit() and name != me):
             try:
                 fds = os.listdir(f"{proc}/{pid}/fd")
             except OSError:

@@ -246,3 +246,15 @@ def test_doctor_never_changes_anything(lan: Net) -> None:
     doctor("vpo-d-a")
     after = subprocess.run(["ip", "-n", "vpo-d-a", "-d", "link"], capture_output=True, text=True).stdout
     assert before == after
+
+
+def test_vethpeer_never_names_itself_as_a_holder(net: Net) -> None:
+    """The live model (serve --live, top, watch) holds every namespace open; the doctor it runs
+    must not name vethpeer's own process as what keeps an orphaned namespace alive."""
+    from vethpeer.doctor_reads import fd_holders
+
+    net.ns("vpo-d-self")
+    net.veth_to_host("vpo-d-self", "vpodh-self")
+    net.hold_and_forget("vpo-d-self")  # held by this process alone: here, vethpeer's
+    nsid = net.link("vpodh-self")["link_netnsid"]
+    assert fd_holders({nsid}, os.stat("/proc/self/ns/net").st_dev) == {}
