@@ -11,7 +11,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +178,23 @@ def test_table_of_a_scoped_server_is_its_namespace_and_served_from_the_cache(sho
     again = shop.get("/api/v1/table?namespace=shop")
     assert again.status == 200 and again.body == whole.body  # the same cached bytes
     assert shop.walks == [1]
+
+
+def test_the_whole_table_is_kept_when_the_checks_settle_the_walk_meanwhile(
+    shop: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache republishes a walk once the doctor's checks have run on it (same number, same
+    report, a new value). A request answered from the walk before that, whose table is built
+    after it, still keeps that table (a loaded machine hit this: `service.table` stayed None)."""
+    latest = shop.service.cache.latest
+
+    def settled_meanwhile() -> Any:
+        walk = latest()
+        return None if walk is None else replace(walk, value=replace(walk.value, diagnosed=True))
+
+    monkeypatch.setattr(shop.service.cache, "latest", settled_meanwhile)
+    assert shop.get("/api/v1/table").status == 200
+    assert shop.service.table, "the table of that walk is kept"
 
 
 def test_another_namespace_than_the_servers_is_a_403_on_every_endpoint(shop: Server) -> None:

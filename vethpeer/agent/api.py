@@ -197,7 +197,9 @@ def _table(service: Service, _path: str, params: dict[str, str], headers: Mappin
     if namespace is not None:
         return _json(200, jsonrender.report_json(scoped(report, namespace)), extra)
     walk = service.cache.latest()
-    number = walk.number if walk is not None and walk.value is observation else None
+    # the walk this answer came from, if it is still the latest: the doctor's checks settle it into
+    # a new value meanwhile, with the same report (all the table is made of)
+    number = walk.number if walk is not None and walk.value.report is report else None
     compress = accepts_gzip(headers.get("accept-encoding", ""))
     cached = service.table  # one read: other handlers may publish a newer one meanwhile
     if cached is None or cached.walk != number:
