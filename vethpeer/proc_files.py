@@ -9,16 +9,17 @@ from __future__ import annotations
 import os
 
 
-def read_text(path: str) -> str | None:
-    """The file's text (UTF-8, undecodable bytes kept as surrogates), or None if unreadable."""
+def read_text(path: str, chunk: int = 65536) -> str | None:
+    """The file's text (UTF-8, undecodable bytes kept as surrogates), or None if unreadable;
+    read ``chunk`` bytes at a time."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
+        while piece := os.read(fd, chunk):
+            chunks.append(piece)
     except OSError:
         return None
     finally:
