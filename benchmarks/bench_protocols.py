@@ -11,9 +11,11 @@ the same JSON:
 * ``docker``: ``table --json`` beside ``--containers`` containers (prefix ``vqh-bp``) on the
   engine the Docker tests use, our client on the local socket against the docker SDK;
 * ``cri``: ``table --json`` beside ``--pods`` pods of the CRI lab's containerd (prefix ``vpk``),
-  our gRPC client on ``h2`` against grpcio.
+  our gRPC client on ``h2`` against grpcio;
+* ``protobuf``: ``table --json`` and ``which POD`` in the same lab, our CRI messages
+  (``vethpeer/cri/messages.py``) against protobuf's generated ``api_pb2``.
 
-Needs root. ``python benchmarks/bench_protocols.py --only netlink,docker,cri``.
+Needs root. ``python benchmarks/bench_protocols.py --only netlink,docker,cri,protobuf``.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def docker_engine(count: int) -> Iterator[list[tuple[str, list[str]]]]:
 
 
 @contextmanager
-def cri_runtime(pods: int) -> Iterator[list[tuple[str, list[str]]]]:
+def cri_runtime(pods: int, which: bool = False) -> Iterator[list[tuple[str, list[str]]]]:
     from tests.lab.cri_lab import cri_lab
 
     with cri_lab() as lab:
@@ -107,17 +109,20 @@ def cri_runtime(pods: int) -> Iterator[list[tuple[str, list[str]]]]:
             lab.run_pod(f"vpk-bp-{i:03d}", "vpk-bp")
         os.environ["CONTAINER_RUNTIME_ENDPOINT"] = lab.containerd.endpoint
         try:
-            yield [(f"table --json, {pods} pods", ["table", "--json"])]
+            commands = [(f"table --json, {pods} pods", ["table", "--json"])]
+            if which:
+                commands.append((f"which POD, {pods} pods", ["which", f"vpk-bp-{pods // 2:03d}"]))
+            yield commands
         finally:
             del os.environ["CONTAINER_RUNTIME_ENDPOINT"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", default="netlink,docker,cri", help="which protocols (default all)")
+    parser.add_argument("--only", default="netlink,docker,cri,protobuf", help="which protocols (default all)")
     parser.add_argument("--n", type=int, default=1000, help="namespaces for netlink (default 1000)")
     parser.add_argument("--containers", type=int, default=20, help="containers for docker (default 20)")
-    parser.add_argument("--pods", type=int, default=20, help="pods for cri (default 20)")
+    parser.add_argument("--pods", type=int, default=20, help="pods for cri and protobuf (default 20)")
     parser.add_argument("--repeat", type=int, default=5, help="best of R (default 5)")
     parser.add_argument("--load", type=int, default=0, metavar="K", help="again beside K busy loops")
     args = parser.parse_args(argv)
@@ -127,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "netlink": ("pyroute2", lambda: netlink_lab(args.n)),
         "docker": ("docker", lambda: docker_engine(args.containers)),
         "cri": ("grpcio", lambda: cri_runtime(args.pods)),
+        "protobuf": ("protobuf", lambda: cri_runtime(args.pods, which=True)),
     }
     rows = []
     for protocol in args.only.split(","):

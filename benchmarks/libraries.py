@@ -7,7 +7,9 @@
 * ``pyroute2``: the walk's rtnetlink socket (``vethpeer.netlink.RtnlSocket``) for one built on
   pyroute2's ``IPRoute`` (made inside each namespace, as ours is);
 * ``docker``: the Engine client on the local socket (``docker_api.LocalApi``) for the docker SDK;
-* ``grpcio``: the CRI client on ``h2`` (``vethpeer.cri.client.Channel``) for a grpcio channel.
+* ``grpcio``: the CRI client on ``h2`` (``vethpeer.cri.client.Channel``) for a grpcio channel;
+* ``protobuf``: the CRI messages by hand (``vethpeer.cri.messages``) for protobuf's generated
+  ``api_pb2``, imported where ours would be (in the CRI source's thread, once a socket is found).
 
 ``none`` swaps nothing (the same runner, for a fair comparison). The switch lives here, in
 the benchmarks, not in vethpeer or its CLI: the commands users run are unchanged, and
@@ -28,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 BRPORT_STATES = ("disabled", "listening", "learning", "forwarding", "blocking")
-CHOICES = ("pyroute2", "docker", "grpcio")
+CHOICES = ("pyroute2", "docker", "grpcio", "protobuf")
 
 
 class Pyroute2Socket:
@@ -176,6 +178,25 @@ class _Future:
             raise RpcError(Code(error.code().value[0]), error.details() or "") from None
 
 
+class ProtobufMessages:
+    """A finder that gives ``vethpeer.cri.messages`` protobuf's ``api_pb2`` when it is imported."""
+
+    NAME = "vethpeer.cri.messages"
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        import importlib.util
+
+        return importlib.util.spec_from_loader(name, self) if name == self.NAME else None
+
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: Any) -> None:
+        from vethpeer.cri import api_pb2
+
+        module.__dict__.update({k: v for k, v in vars(api_pb2).items() if not k.startswith("__")})
+
+
 def swap(libraries: set[str]) -> None:
     """Put the libraries in place, in this process."""
     if "pyroute2" in libraries:
@@ -190,6 +211,8 @@ def swap(libraries: set[str]) -> None:
         from vethpeer.cri import client
 
         client.Channel = GrpcioChannel  # type: ignore[misc,assignment]
+    if "protobuf" in libraries:
+        sys.meta_path.insert(0, ProtobufMessages())
 
 
 def main(argv: list[str]) -> int:

@@ -227,6 +227,28 @@ def test_which_json_has_the_pod(crilab: Lab, pods: dict[str, Pod]) -> None:
     assert data["interfaces"][0]["workload"]["label"] == "pod/vpk-b/vpk-db"
 
 
+def test_which_pod_imports_no_protobuf(crilab: Lab, pods: dict[str, Pod]) -> None:
+    """The messages are read by hand (vethpeer/cri/messages.py): protobuf's import was half the CPU
+    of the thread `which POD` waits for last (docs/benchmarks.md); only the tests import it."""
+    argv = [sys.executable, "-X", "importtime", "-m", "vethpeer", "--runtime-endpoint"]
+    env = {k: v for k, v in os.environ.items() if k not in ("CONTAINER_RUNTIME_ENDPOINT", "KUBECONFIG")}
+    env.update(HOME="/nonexistent-vpk-home", PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [*argv, crilab.containerd.endpoint, "which", "vpk-db", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [_host_veth(crilab, pods["db"])]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "import time" in line}
+    assert "h2.connection" in imported and "vethpeer.cri.messages" in imported
+    assert not {m for m in imported if m.startswith("google")}, sorted(imported)
+
+
 def _by_id(items: Any) -> dict[str, Any]:
     """A list reply's items by ID (the runtime lists them in no set order)."""
     return {item.id: item for item in items}
@@ -276,6 +298,54 @@ def test_our_grpc_client_agrees_with_grpcio(crilab: Lab, pods: dict[str, Pod]) -
             oracle.stub.PodSandboxStatus(missing, timeout=10)
         assert ours_failed.value.code.name == oracle_failed.value.code().name == "NOT_FOUND"
         assert ours_failed.value.details == oracle_failed.value.details()
+
+
+class Raw:
+    """A reply type that keeps the bytes: each is then read by both ours and protobuf."""
+
+    @staticmethod
+    def FromString(data: bytes) -> bytes:  # protobuf's name
+        return bytes(data)
+
+
+def test_our_messages_read_the_runtimes_replies_as_protobuf_does(crilab: Lab, pods: dict[str, Pod]) -> None:
+    """vethpeer/cri/messages.py against api_pb2, the oracle, on containerd's own replies
+    (annotations, images, networks, container statuses: the fields ours skips are all there);
+    and its requests are protobuf's bytes."""
+    from tests.messages_oracle import same
+    from vethpeer.cri import api_pb2 as pb
+    from vethpeer.cri import messages
+    from vethpeer.cri.client import Channel
+    from vethpeer.deadline import Deadline
+    from vethpeer.sources.cri import MAX_MESSAGE, SERVICE
+
+    ready = messages.PodSandboxFilter(state=messages.PodSandboxStateValue(state=messages.SANDBOX_READY))
+    oracle_ready = pb.PodSandboxFilter(state=pb.PodSandboxStateValue(state=pb.SANDBOX_READY))
+    requests = [
+        ("Version", messages.VersionRequest(version="v1"), pb.VersionRequest(version="v1")),
+        ("ListPodSandbox", messages.ListPodSandboxRequest(), pb.ListPodSandboxRequest()),
+        (
+            "ListPodSandbox",
+            messages.ListPodSandboxRequest(filter=ready),
+            pb.ListPodSandboxRequest(filter=oracle_ready),
+        ),
+        ("ListContainers", messages.ListContainersRequest(), pb.ListContainersRequest()),
+    ]
+    with Channel(crilab.containerd.socket, Deadline(10), service=SERVICE, max_message=MAX_MESSAGE) as channel:
+        replies = []
+        for method, mine, theirs in requests:
+            assert mine.SerializeToString() == theirs.SerializeToString()
+            replies.append((f"{method}Response", channel.call(method, mine, Raw)))
+        sandboxes = pb.ListPodSandboxResponse.FromString(replies[1][1]).items
+        assert len(sandboxes) >= len(pods)
+        for sandbox in sandboxes:
+            request = messages.PodSandboxStatusRequest(pod_sandbox_id=sandbox.id, verbose=True)
+            oracle = pb.PodSandboxStatusRequest(pod_sandbox_id=sandbox.id, verbose=True)
+            assert request.SerializeToString() == oracle.SerializeToString()
+            replies.append(("PodSandboxStatusResponse", channel.call("PodSandboxStatus", request, Raw)))
+    assert any(pb.ListContainersResponse.FromString(replies[3][1]).containers)
+    for name, raw in replies:
+        same(getattr(messages, name).FromString(raw), getattr(pb, name).FromString(raw))
 
 
 # ------------------------------------------------------------------ lifecycle

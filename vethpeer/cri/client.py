@@ -35,7 +35,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import unquote
 
 import h2.config
@@ -47,10 +47,23 @@ import h2.settings
 
 from ..deadline import Deadline
 
-if TYPE_CHECKING:
-    from google.protobuf.message import Message
 
-M = TypeVar("M", bound="Message")
+class Message(Protocol):
+    """What the client needs of a message: :mod:`vethpeer.cri.messages`' (what vethpeer sends and
+    reads), or protobuf's generated ones (the tests' oracle)."""
+
+    def SerializeToString(self) -> bytes: ...  # protobuf's name
+
+
+M = TypeVar("M", bound=Message)
+Read = TypeVar("Read", covariant=True)
+
+
+class ReplyType(Protocol[Read]):
+    """A message class: it reads its message from the bytes of a reply."""
+
+    def FromString(self, data: bytes, /) -> Read: ...  # protobuf's name
+
 
 WINDOW = 1 << 24  # credit given to the server up front, per stream and for the connection
 RECV_BYTES = 1 << 16
@@ -108,7 +121,7 @@ def _code(value: bytes | None) -> Code:
 class Pending(Generic[M]):
     """One call: sent when the connection has a stream for it, done when its stream ends."""
 
-    def __init__(self, channel: Channel, method: str, request: bytes, reply_type: type[M]) -> None:
+    def __init__(self, channel: Channel, method: str, request: bytes, reply_type: ReplyType[M]) -> None:
         self._channel = channel
         self.path = f"/{channel.service}/{method}".encode()
         self.request = request
@@ -154,7 +167,9 @@ class Pending(Generic[M]):
         try:
             self.outcome = self.reply_type.FromString(bytes(self.body[5:]))
         except Exception as error:  # protobuf's DecodeError, and whatever a bad message raises
-            self.outcome = RpcError(Code.INTERNAL, f"reply is not a {self.reply_type.__name__}: {error}")
+            self.outcome = RpcError(
+                Code.INTERNAL, f"the reply to {self.path.decode()} is not its message: {error}"
+            )
 
     def result(self) -> M:
         """The reply, driving the connection until it is here; raises :class:`RpcError`."""
@@ -206,7 +221,7 @@ class Channel:
     def close(self) -> None:
         self._sock.close()
 
-    def start(self, method: str, request: Message, reply_type: type[M]) -> Pending[M]:
+    def start(self, method: str, request: Message, reply_type: ReplyType[M]) -> Pending[M]:
         """Queue one call; it is sent on the next :meth:`run_until` (any call's ``result()``)."""
         call = Pending(self, method, request.SerializeToString(), reply_type)
         reason = self._broken or self._going_away
@@ -216,7 +231,7 @@ class Channel:
             self._waiting.append(call)  # type: ignore[arg-type]  # Pending is invariant in M
         return call
 
-    def call(self, method: str, request: Message, reply_type: type[M]) -> M:
+    def call(self, method: str, request: Message, reply_type: ReplyType[M]) -> M:
         return self.start(method, request, reply_type).result()
 
     # ------------------------------------------------------------------ the connection

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Regenerate the CRI bindings from api.proto (see the header of api.proto).
 # Needs: pip install grpcio-tools==1.85.1 mypy-protobuf==5.1.0
-# Run from anywhere; writes api_pb2.py and api_pb2.pyi next to api.proto (vethpeer's
-# messages), and the gRPC stubs api_pb2_grpc.py and api_pb2_grpc.pyi into tests/lab/
+# Run from anywhere; writes api_pb2.py and api_pb2.pyi next to api.proto (the oracle of
+# vethpeer/cri/messages.py, which the package uses), and the gRPC stubs api_pb2_grpc.py and
+# api_pb2_grpc.pyi into tests/lab/
 # (only the tests use grpcio: the package speaks gRPC with its own client).
 #   PYTHON                the interpreter that has grpcio-tools (default: python3)
 #   PROTOC_GEN_MYPY       mypy-protobuf's plugins (default: next to $PYTHON's scripts,

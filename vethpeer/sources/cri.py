@@ -21,7 +21,8 @@ NODE, or a namespace that is the host's) is a claim on the host key, so the
 correlator lists it apart. A runtime that gives no pid or path (cri-dockerd) is
 matched through the pod UID in the cgroup path of the namespaces' processes.
 
-The client (:mod:`vethpeer.cri.client`, on ``h2``) and the protobuf messages are
+The client (:mod:`vethpeer.cri.client`, on ``h2``) and the messages (:mod:`vethpeer.cri.messages`,
+protobuf's wire format by hand: protobuf's own import cost more than the whole conversation) are
 imported only once a socket is known to exist.
 """
 
@@ -37,7 +38,7 @@ from . import HEAVY_IMPORTS, PRIORITY_RUNTIME, Context, procfs
 from .cri_endpoints import EndpointError, candidates, discover, given
 
 if TYPE_CHECKING:
-    from ..cri import api_pb2
+    from ..cri import messages
     from ..cri.client import Channel, RpcError
 
 CONTAINER_NAME_LABEL = "io.kubernetes.container.name"  # set by the kubelet
@@ -219,7 +220,7 @@ def _query(
 
     Raises RpcError for a failure of the runtime as a whole.
     """
-    from ..cri import api_pb2 as pb
+    from ..cri import messages as pb
     from ..cri.client import Channel
 
     with Channel(path, deadline, service=SERVICE, max_message=MAX_MESSAGE) as channel:
@@ -276,9 +277,9 @@ def _query(
 
 def _statuses(
     channel: Channel, ids: list[str], deadline: Deadline
-) -> tuple[dict[str, api_pb2.PodSandboxStatusResponse], int]:
+) -> tuple[dict[str, messages.PodSandboxStatusResponse], int]:
     """PodSandboxStatus(verbose) for every id, IN_FLIGHT at a time; (replies, how many did not arrive)."""
-    from ..cri import api_pb2 as pb
+    from ..cri import messages as pb
     from ..cri.client import Code, RpcError
 
     replies: dict[str, pb.PodSandboxStatusResponse] = {}
@@ -325,10 +326,9 @@ def fetch(context: Context) -> Fetch:
         return Fetch(_status(SourceState.SKIPPED, why_none))  # not a Kubernetes node
     try:
         with HEAVY_IMPORTS:
-            from ..cri import api_pb2  # noqa: F401  (fails early if protobuf is too old)
             from ..cri.client import RpcError
     except ImportError as error:
-        return Fetch(_status(SourceState.UNAVAILABLE, f"the CRI client needs h2 and protobuf: {error}"))
+        return Fetch(_status(SourceState.UNAVAILABLE, f"the CRI client needs h2: {error}"))
 
     deadline = Deadline(options.timeout)
     problems: list[tuple[SourceState, str]] = []
