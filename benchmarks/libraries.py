@@ -192,7 +192,7 @@ class ProtobufMessages:
         return None
 
     def exec_module(self, module: Any) -> None:
-        from vethpeer.cri import api_pb2
+        from tests.lab import api_pb2
 
         module.__dict__.update({k: v for k, v in vars(api_pb2).items() if not k.startswith("__")})
 

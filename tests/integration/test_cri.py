@@ -262,7 +262,7 @@ def test_our_grpc_client_agrees_with_grpcio(crilab: Lab, pods: dict[str, Pod]) -
     """
     import grpc
 
-    from vethpeer.cri import api_pb2 as pb
+    from tests.lab import api_pb2 as pb
     from vethpeer.cri.client import Channel, RpcError
     from vethpeer.deadline import Deadline
     from vethpeer.sources.cri import MAX_MESSAGE, SERVICE
@@ -312,8 +312,8 @@ def test_our_messages_read_the_runtimes_replies_as_protobuf_does(crilab: Lab, po
     """vethpeer/cri/messages.py against api_pb2, the oracle, on containerd's own replies
     (annotations, images, networks, container statuses: the fields ours skips are all there);
     and its requests are protobuf's bytes."""
+    from tests.lab import api_pb2 as pb
     from tests.messages_oracle import same
-    from vethpeer.cri import api_pb2 as pb
     from vethpeer.cri import messages
     from vethpeer.cri.client import Channel
     from vethpeer.deadline import Deadline

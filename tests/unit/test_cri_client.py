@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from vethpeer.cri import api_pb2 as pb
+from tests.lab import api_pb2 as pb
 from vethpeer.cri.client import Channel, Code, RpcError
 from vethpeer.deadline import Deadline
 from vethpeer.sources.cri import SERVICE

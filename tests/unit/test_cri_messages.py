@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.lab import api_pb2 as pb
 from tests.messages_oracle import same
-from vethpeer.cri import api_pb2 as pb
 from vethpeer.cri import messages as ours
 
 REPLIES = ("VersionResponse", "ListPodSandboxResponse", "ListContainersResponse", "PodSandboxStatusResponse")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab import api_pb2 as pb
 from tests.policy import need, need_binary
-from vethpeer.cri import api_pb2 as pb
 from vethpeer.model import NsKey, SourceState, SourceStatus, Workload, WorkloadKind
 from vethpeer.sources import PRIORITY_RUNTIME, Context, Options, Paths, cri, cri_endpoints
 
@@ -301,7 +301,7 @@ def test_generated_bindings_are_reproducible(tmp_path: Path) -> None:
     }
     copy = tmp_path / "vethpeer" / "cri"
     shutil.copytree(ROOT / "vethpeer" / "cri", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    generated = ("vethpeer/cri/api_pb2.py", "vethpeer/cri/api_pb2.pyi", *GRPC_STUBS)
+    generated = ("tests/lab/api_pb2.py", "tests/lab/api_pb2.pyi", *GRPC_STUBS)
     for name in generated:
         (tmp_path / name).unlink(missing_ok=True)
     env = {**os.environ, "PYTHON": sys.executable, **plugins}

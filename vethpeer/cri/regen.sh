@@ -1,10 +1,10 @@
 #!/bin/sh
 # Regenerate the CRI bindings from api.proto (see the header of api.proto).
 # Needs: pip install grpcio-tools==1.85.1 mypy-protobuf==5.1.0
-# Run from anywhere; writes api_pb2.py and api_pb2.pyi next to api.proto (the oracle of
-# vethpeer/cri/messages.py, which the package uses), and the gRPC stubs api_pb2_grpc.py and
-# api_pb2_grpc.pyi into tests/lab/
-# (only the tests use grpcio: the package speaks gRPC with its own client).
+# Run from anywhere; writes protobuf's messages api_pb2.py and api_pb2.pyi (the oracle of
+# vethpeer/cri/messages.py, which the package uses) and grpcio's stubs api_pb2_grpc.py and
+# api_pb2_grpc.pyi into tests/lab/: only the tests use protobuf and grpcio (the package reads
+# its messages and speaks gRPC with its own code).
 #   PYTHON                the interpreter that has grpcio-tools (default: python3)
 #   PROTOC_GEN_MYPY       mypy-protobuf's plugins (default: next to $PYTHON's scripts,
 #   PROTOC_GEN_MYPY_GRPC  e.g. the venv's bin, else on PATH)
@@ -26,21 +26,21 @@ MYPY_PLUGIN=${PROTOC_GEN_MYPY:-$(plugin protoc-gen-mypy)}
 MYPY_GRPC_PLUGIN=${PROTOC_GEN_MYPY_GRPC:-$(plugin protoc-gen-mypy_grpc)}
 mkdir -p tests/lab
 "$PYTHON" -m grpc_tools.protoc -I vethpeer/cri \
-    --python_out=vethpeer/cri \
+    --python_out=tests/lab \
     --grpc_python_out=tests/lab \
     --plugin=protoc-gen-mypy="$MYPY_PLUGIN" \
-    --mypy_out=vethpeer/cri \
+    --mypy_out=tests/lab \
     --plugin=protoc-gen-mypy_grpc="$MYPY_GRPC_PLUGIN" \
     --mypy_grpc_out=tests/lab \
     vethpeer/cri/api.proto
 # grpc_tools and mypy-protobuf emit top-level imports of api_pb2; make them
-# import the package's messages, vethpeer.cri.api_pb2.
-sed -i 's/^import api_pb2 as api__pb2$/from vethpeer.cri import api_pb2 as api__pb2/' \
+# import the tests' messages, tests.lab.api_pb2.
+sed -i 's/^import api_pb2 as api__pb2$/from tests.lab import api_pb2 as api__pb2/' \
     tests/lab/api_pb2_grpc.py
-sed -i 's/^import api_pb2 as _api_pb2$/from vethpeer.cri import api_pb2 as _api_pb2/' \
+sed -i 's/^import api_pb2 as _api_pb2$/from tests.lab import api_pb2 as _api_pb2/' \
     tests/lab/api_pb2_grpc.pyi
-grep -q '^from vethpeer\.cri import api_pb2 as api__pb2$' tests/lab/api_pb2_grpc.py
-grep -q '^from vethpeer\.cri import api_pb2 as _api_pb2$' tests/lab/api_pb2_grpc.pyi
+grep -q '^from tests\.lab import api_pb2 as api__pb2$' tests/lab/api_pb2_grpc.py
+grep -q '^from tests\.lab import api_pb2 as _api_pb2$' tests/lab/api_pb2_grpc.pyi
 if grep -q '^import api_pb2' tests/lab/api_pb2_grpc.py tests/lab/api_pb2_grpc.pyi; then
     echo "regen.sh: unfixed top-level import of api_pb2" >&2
     exit 1

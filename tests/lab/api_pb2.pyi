@@ -10,28 +10,30 @@ out (proto3 keeps them as unknown fields when a runtime sends them), and
 no field number is ever reused for something else. Only RPCs of the
 RuntimeService that vethpeer or its test lab use are declared.
 
-Regenerate the bindings (from anywhere; pins: grpcio-tools==1.85.1,
+vethpeer reads and writes these messages with vethpeer/cri/messages.py
+(protobuf's wire format by hand). The generated bindings are the tests'
+only: protobuf's messages, the oracle of messages.py, and grpcio's stubs,
+for the test lab. Regenerate them (from anywhere; pins: grpcio-tools==1.85.1,
 mypy-protobuf==5.1.0):
 
     sh vethpeer/cri/regen.sh
 
 which runs (from the repo root)
 
-    python -m grpc_tools.protoc -I vethpeer/cri --python_out=vethpeer/cri \\
+    python -m grpc_tools.protoc -I vethpeer/cri --python_out=tests/lab \\
         --grpc_python_out=tests/lab \\
         --plugin=protoc-gen-mypy=$(which protoc-gen-mypy) \\
-        --mypy_out=vethpeer/cri \\
+        --mypy_out=tests/lab \\
         --plugin=protoc-gen-mypy_grpc=$(which protoc-gen-mypy_grpc) \\
         --mypy_grpc_out=tests/lab vethpeer/cri/api.proto
 
-producing api_pb2.py and api_pb2.pyi (the package's messages) and, for the
-tests only, the grpcio stubs tests/lab/api_pb2_grpc.py and .pyi, then rewrites
-the stubs' top-level `import api_pb2 as ...` to
-`from vethpeer.cri import api_pb2 as ...`.
+producing tests/lab/api_pb2.py and .pyi (the messages) and
+tests/lab/api_pb2_grpc.py and .pyi (the stubs), then rewrites the stubs'
+top-level `import api_pb2 as ...` to `from tests.lab import api_pb2 as ...`.
 The .pyi files come from mypy-protobuf rather than protoc's --pyi_out:
 --pyi_out stubs fail mypy --strict (bare Mapping) and have no gRPC stubs.
 Generated with grpcio-tools 1.85.1 (bundled protoc gencode 7.35.1),
-protobuf 7.36.2, grpcio 1.85.1, mypy-protobuf 5.1.0. Runtime needs
+protobuf 7.36.2, grpcio 1.85.1, mypy-protobuf 5.1.0. The tests need
 protobuf>=7.35.1,<8 and grpcio>=1.85.1,<2 (the generated modules check
 both at import time); type checking needs types-protobuf, types-grpcio.
 """
