@@ -58,8 +58,11 @@ def _read_conf(ifnames: Iterable[str], proc: str) -> dict[tuple[str, str], int]:
 def _read_defaults(family: int) -> tuple[tuple[Route, ...], tuple[Neighbour, ...]]:
     """The default routes of the namespace this thread is in, and their gateways' neighbours."""
     with RtnlSocket() as sock:
-        sock.strict(True)  # the kernel filters the route dump (Linux 4.20+; before, the parser does)
+        # the kernel filters the route dump under strict checking (Linux 4.20+; before, the parser does)
+        strict = sock.strict(True)
         defaults = tuple(netlink_routes.default_routes(sock, family))
+        if strict:
+            sock.strict(False)  # the neighbour dump is asked as it always was
         gateways = {hop.gateway for route in defaults for hop in route.nexthops if hop.gateway}
         return defaults, tuple(netlink_routes.gateway_neighbours(sock, gateways))
 
