@@ -6,9 +6,11 @@ times :func:`vethpeer.diagnosis.diagnose` over one walk's report, in-process: th
 reads inside the namespaces (:func:`vethpeer.diagnosis.facts_for`) and the checks alone; the
 wall time and the CPU time of the thread, median of ``--repeat``. Twice: with the lab as
 `bench_serve.py` builds it (eth0 down, no address) and with every eth0 up, addressed, with a
-default route via the bridge's address (as pods are). ``--older TREE`` runs the same rounds from
-an older checkout in the same run (``git archive main | tar -x -C /tmp/old``), each tree in a
-process of its own. Needs root. ``python benchmarks/bench_doctor.py --size 1000 --older /tmp/old``.
+default route via the bridge's address (as pods are) but in every tenth namespace. Each tree's
+findings are shown with a digest of their content: the same digest, the same findings.
+``--older TREE`` runs the same rounds from an older checkout in the same run (``git archive main |
+tar -x -C /tmp/old``), each tree in a process of its own. Needs root.
+``python benchmarks/bench_doctor.py --size 1000 --older /tmp/old``.
 Target (issue 16): the doctor's share of `serve --live`'s CPU under churn cut to a fraction.
 """
 
@@ -28,7 +30,7 @@ from tests.lab.serve_lab import BridgeLab, ip_batch  # noqa: E402
 
 # One tree's rounds on the namespaces present, printed as JSON (run with that tree first on the path).
 ROUND = """
-import gc, io, json, resource, statistics, sys, time
+import gc, hashlib, io, json, resource, statistics, sys, time
 from vethpeer import diagnosis
 from vethpeer.checks import diagnose as run_checks
 from vethpeer.collect import Request, gather
@@ -59,7 +61,10 @@ for name, work in (
         walls.append(time.perf_counter() - w0)
         cpus.append(cpu() - c0)
     found[name] = (statistics.median(walls), statistics.median(cpus))
-found["findings"] = len(diagnosis.diagnose(report, None, None).findings)
+findings = diagnosis.diagnose(report, None, None).findings
+found["findings"] = len(findings)
+shown = sorted(repr((f.check, f.end.ns.key, f.end.link.name, f.message, f.evidence, f.fix)) for f in findings)
+found["digest"] = hashlib.sha256("\\n".join(shown).encode()).hexdigest()[:12]
 print(json.dumps(found))
 """
 
@@ -85,7 +90,7 @@ def show(title: str, trees: dict[str, Path], repeat: int) -> None:
             f"{part} {found[part][0] * 1000:6.1f} ms (cpu {found[part][1] * 1000:5.1f})"  # type: ignore[index]
             for part in ("round", "reads", "checks")
         )
-        print(f"  {name:10} {parts}   findings {found['findings']}")
+        print(f"  {name:10} {parts}   findings {found['findings']} (digest {found['digest']})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,10 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         show("eth0 down, no address (bench_serve.py's lab):", trees, args.repeat)
         third = int(lab.tag, 16) % 254
         ip_batch([f"addr add 198.18.{third}.1/15 dev {lab.bridge}"])
-        for m in lab.members:
+        for i, m in enumerate(lab.members):
             commands = ["link set eth0 up", f"addr add {m.address}/15 dev eth0"]
-            ip_batch([*commands, f"route add default via 198.18.{third}.1"], netns=m.netns)
-        show("eth0 up, addressed, a default route via the bridge (as pods):", trees, args.repeat)
+            route = [f"route add default via 198.18.{third}.1"] if i % 10 else []  # a tenth without
+            ip_batch([*commands, *route], netns=m.netns)
+        show("eth0 up, addressed, a default route via the bridge but in a tenth:", trees, args.repeat)
     return 0
 
 
