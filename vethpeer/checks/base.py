@@ -143,14 +143,14 @@ def link_flags(link: Link) -> str:
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=16384)  # above a round's addresses: cycling through more would miss them all
 def interface(text: str) -> Interface:
     """``ipaddress.ip_interface``, remembered: `serve` checks the same few thousand addresses at
     every round, and parsing them was most of the checks' time."""
     return ipaddress.ip_interface(text)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)
 def address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """``ipaddress.ip_address``, remembered (the gateways, the same at every round)."""
     return ipaddress.ip_address(text)
@@ -161,7 +161,7 @@ def global_addresses(addresses: Iterable[str], family: int | None = None) -> lis
     return list(_global_addresses(tuple(addresses), family))
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=32768)  # up to three asks (families) a link a round
 def _global_addresses(addresses: tuple[str, ...], family: int | None) -> tuple[Interface, ...]:
     found = []
     for text in addresses:
