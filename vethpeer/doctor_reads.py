@@ -1,12 +1,18 @@
 """The extra reads `doctor` needs from inside namespaces: routes, neighbours, sysctls, holders.
 
 The walk reads links only (it must stay fast for the table). `doctor` also wants
-each workload's routing table and ARP/NDP cache (is there a default route, does its
-gateway answer?) and, for veth pairs with both ends in one namespace, the
+each workload's default routes and their gateways' ARP/NDP entries (is there a default
+route, does its gateway answer?) and, for veth pairs with both ends in one namespace, the
 ``rp_filter`` / ``accept_local`` sysctls. Those live under ``/proc/sys/net``, which
 shows the network namespace *of the thread that opens the file*: so they are read
 while the thread is inside the namespace (``netns.inside``), like the netlink socket
 is created there. Nothing is changed and nothing is forked.
+
+Only what the checks look at is read, and all of it at every call (`serve` diagnoses every
+``--min-interval``): the kernel's events do not cover it. A neighbour entry turning
+INCOMPLETE (an ARP or ND probe for the gateway under way, unanswered so far) is announced
+by no RTM_NEWNEIGH, and IPv4 routes flushed with their link's carrier or address by no
+RTM_DELROUTE, so a cache kept by events would show a finding late, or one no longer true.
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ CONF_KEYS = ("rp_filter", "accept_local")
 class NsFacts:
     """What `doctor` read inside one namespace."""
 
-    routes: tuple[Route, ...] = ()
-    neighbours: tuple[Neighbour, ...] = ()
+    default_routes: tuple[Route, ...] = ()  # every table's but the local one's
+    gateway_neighbours: tuple[Neighbour, ...] = ()  # the ARP/NDP entries of those routes' gateways
     # (interface or "all", key) -> value, from /proc/sys/net/ipv4/conf/<if>/<key>
     ipv4_conf: Mapping[tuple[str, str], int] = field(default_factory=dict)
     error: str | None = None
@@ -49,15 +55,29 @@ def _read_conf(ifnames: Iterable[str], proc: str) -> dict[tuple[str, str], int]:
     return values
 
 
+def _read_defaults(family: int) -> tuple[tuple[Route, ...], tuple[Neighbour, ...]]:
+    """The default routes of the namespace this thread is in, and their gateways' neighbours."""
+    with RtnlSocket() as sock:
+        # the kernel filters the route dump under strict checking (Linux 4.20+; before, the parser does)
+        strict = sock.strict(True)
+        defaults = tuple(netlink_routes.default_routes(sock, family))
+        if strict:
+            sock.strict(False)  # the neighbour dump is asked as it always was
+        gateways = {hop.gateway for route in defaults for hop in route.nexthops if hop.gateway}
+        return defaults, tuple(netlink_routes.gateway_neighbours(sock, gateways))
+
+
 def read(
     namespaces: Iterable[Namespace],
     *,
-    routes: Iterable[NsKey] = (),
+    routes: Mapping[NsKey, int] | None = None,
     conf: Mapping[NsKey, Iterable[str]] | None = None,
     proc: str = "/proc",
 ) -> dict[NsKey, NsFacts]:
-    """Routes and neighbours of the namespaces in ``routes``; ipv4 conf sysctls of ``conf``'s interfaces."""
-    want_routes = set(routes)
+    """The default routes of the namespaces in ``routes`` (of the family it gives each: AF_INET,
+    AF_INET6, or AF_UNSPEC for both) and their gateways' neighbours; ipv4 conf sysctls of
+    ``conf``'s interfaces."""
+    want_routes = dict(routes or {})
     want_conf = dict(conf or {})
     facts: dict[NsKey, NsFacts] = {}
     with home_namespace(proc) as home:
@@ -71,14 +91,12 @@ def read(
                 continue
             try:
                 with inside(fd, home):
-                    found_routes: tuple[Route, ...] = ()
+                    defaults: tuple[Route, ...] = ()
                     neighbours: tuple[Neighbour, ...] = ()
                     if ns.key in want_routes:
-                        with RtnlSocket() as sock:
-                            found_routes = tuple(netlink_routes.routes(sock))
-                            neighbours = tuple(netlink_routes.neighbours(sock))
+                        defaults, neighbours = _read_defaults(want_routes[ns.key])
                     values = _read_conf(want_conf[ns.key], proc) if ns.key in want_conf else {}
-                facts[ns.key] = NsFacts(found_routes, neighbours, values)
+                facts[ns.key] = NsFacts(defaults, neighbours, values)
             except OSError as error:
                 facts[ns.key] = NsFacts(error=f"cannot read: {error.strerror or error}")
             finally:

@@ -408,7 +408,7 @@ class RtnlSocket:
         payload = _IFADDR.pack(0, 0, 0, 0, index)
         if not index:
             return self.dump(RTM_GETADDR, RTM_NEWADDR, payload, parse_address)
-        strict = self._strict(True)
+        strict = self.strict(True)
         try:
             found = self.dump(RTM_GETADDR, RTM_NEWADDR, payload, parse_address)
         except NetlinkError as error:
@@ -417,10 +417,10 @@ class RtnlSocket:
             raise
         finally:
             if strict:
-                self._strict(False)
+                self.strict(False)
         return [address for address in found if address.index == index]
 
-    def _strict(self, on: bool) -> bool:
+    def strict(self, on: bool) -> bool:
         """Strict checking on or off for the next requests; False if the kernel has none."""
         try:
             self._sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, int(on))

@@ -1,6 +1,9 @@
 """Routes and neighbours for `vethpeer doctor`: :func:`routes` and :func:`neighbours` dump
 them through a :class:`vethpeer.netlink.RtnlSocket`, with the RTM_NEWROUTE and (AF_INET/AF_INET6)
-RTM_NEWNEIGH decoders here.
+RTM_NEWNEIGH decoders here. The doctor reads only what its checks look at, in every workload at
+each round of `serve`: :func:`default_routes` (a dump the kernel filters to unicast routes, whose
+other routes are dropped by their header, before any attribute is decoded) and
+:func:`gateway_neighbours` (the entries of those routes' gateways only).
 
 Apart from :mod:`vethpeer.netlink` because only `doctor` asks for them, per namespace it checks;
 both build on :mod:`vethpeer.netlink_wire`, and neither imports the other.
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from .netlink_wire import NDA_LLADDR, NDMSG, U16, U32, Dumps, attrs, hex_mac
@@ -152,6 +155,49 @@ def parse_neighbour(data: bytes, offset: int, end: int) -> Neighbour | None:
     if address is None:
         return None
     return Neighbour(index, address, mac, state)
+
+
+def parse_default_route(data: bytes, offset: int, end: int) -> Route | None:
+    """:func:`parse_route` for the default routes only (:attr:`Route.is_default`): any other route
+    is dropped by its header (a prefix length, a type other than unicast) before its attributes
+    are decoded; the local table is known after them (RTA_TABLE holds ids over 255)."""
+    _family, dst_len, _src_len, _tos, _table, _proto, _scope, rtype, _flags = _RTMSG.unpack_from(data, offset)
+    if dst_len or rtype != RTN_UNICAST:
+        return None
+    route = parse_route(data, offset, end)
+    return route if route is not None and route.is_default else None
+
+
+def default_routes(sock: Dumps, family: int = socket.AF_UNSPEC) -> list[Route]:
+    """The default routes of every table but the local one (what the doctor's checks look at).
+
+    The request asks for unicast routes only (``rtm_type``): under strict checking
+    (``NETLINK_GET_STRICT_CHK``, Linux 4.20+, which the caller turns on) the kernel sends no
+    other; without it, it sends every route, and the parser drops them."""
+    request = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, RTN_UNICAST, 0)
+    return sock.dump(RTM_GETROUTE, RTM_NEWROUTE, request, parse_default_route)
+
+
+def gateway_neighbours(sock: Dumps, gateways: Collection[str]) -> list[Neighbour]:
+    """The ARP / NDP entries of these addresses (any interface), out of a dump of the families
+    they are in: an entry for another address is dropped by its destination's bytes, unparsed."""
+    wanted = {_packed(address) for address in gateways}
+    if not wanted:
+        return []
+    families = {len(raw) for raw in wanted}
+    family = socket.AF_UNSPEC if len(families) > 1 else (socket.AF_INET if 4 in families else socket.AF_INET6)
+
+    def parse(data: bytes, offset: int, end: int) -> Neighbour | None:
+        for attr, start, stop in attrs(data, offset + NDMSG.size, end):
+            if attr == NDA_DST:
+                return parse_neighbour(data, offset, end) if data[start:stop] in wanted else None
+        return None
+
+    return sock.dump(RTM_GETNEIGH, RTM_NEWNEIGH, NDMSG.pack(family, 0, 0, 0, 0), parse)
+
+
+def _packed(address: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
 
 
 def routes(sock: Dumps, family: int = socket.AF_UNSPEC) -> list[Route]:

@@ -7,16 +7,19 @@ into a shell, and to show no control character (:func:`quote`).
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Iterable
 
 from .model import End, Namespace, NsKey
 
 
+@functools.lru_cache(maxsize=16384)
 def quote(word: str) -> str:
     """One exact shell word that is printable: ``shlex.quote``, or bash's ``$'...'`` when the
     word holds anything not printable (a control character, a byte that is not UTF-8), each
-    such character written as the ``\\xNN`` escapes of its bytes."""
+    such character written as the ``\\xNN`` escapes of its bytes. Remembered: `serve`'s doctor
+    writes the same words (``ip``, ``-n``, the interfaces' names) into thousands of lines a round."""
     if word.isprintable():
         return shlex.quote(word)
     escaped = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -229,6 +230,61 @@ def test_routes_match_the_kernel(lan: Net) -> None:
     kernel = json.loads(sh("ip", "-n", "vpo-d-a", "-j", "-4", "route", "show", "table", "main").stdout)
     theirs = {("0.0.0.0/0" if r["dst"] == "default" else r["dst"], r.get("gateway")) for r in kernel}
     assert {x for x in ours if ":" not in x[0]} == theirs
+
+
+def test_default_routes_and_gateway_neighbours_are_the_full_reads_filtered(net: Net) -> None:
+    """What the doctor reads at each round (the default routes, out of a dump the kernel filters under
+    strict checking, and the gateways' neighbour entries) against the full dumps, and against `ip`."""
+    from vethpeer.netlink import RtnlSocket
+    from vethpeer.netlink_routes import default_routes, gateway_neighbours, neighbours, routes
+    from vethpeer.netns import inside
+
+    name = net.ns("vpo-d-r", ipv6=True)
+    net.veth_to_host(name, "vpodh-r")
+    net.addr(name, "10.232.0.2/24", "eth0")
+    sh("ip", "-n", name, "-6", "addr", "add", "fd00:232::2/64", "dev", "eth0", "nodad")
+    for route in (
+        ("default", "via", "10.232.0.1"),
+        ("default", "via", "10.232.0.9", "table", "100"),
+        ("blackhole", "default", "table", "101"),
+        ("unreachable", "default", "metric", "900"),
+        ("10.9.0.0/16", "via", "10.232.0.1"),
+    ):
+        sh("ip", "-n", name, "route", "add", *route)
+    sh("ip", "-n", name, "-6", "route", "add", "default", "via", "fd00:232::1")
+    for address, mac in (("10.232.0.1", "02:00:00:00:e8:01"), ("10.232.0.5", "02:00:00:00:e8:05")):
+        sh("ip", "-n", name, "neigh", "add", address, "lladdr", mac, "dev", "eth0", "nud", "permanent")
+    sh("ip", "-n", name, "-6", "neigh", "add", "fd00:232::1", "lladdr", "02:00:00:00:e8:06", "dev", "eth0")
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        with inside(target, home):
+            sock = RtnlSocket()
+        with sock:
+            assert sock.strict(True)  # this kernel has strict checking (4.20+): the filter is the kernel's
+            every, ours = routes(sock), default_routes(sock)
+            ipv4 = default_routes(sock, socket.AF_INET)
+            gateways = {hop.gateway for route in ours for hop in route.nexthops if hop.gateway}
+            all_neighbours, gateway_entries = neighbours(sock), gateway_neighbours(sock, gateways)
+    finally:
+        os.close(target)
+        os.close(home)
+    assert ours == [r for r in every if r.is_default]
+    assert ipv4 == [r for r in ours if r.family == socket.AF_INET]
+    kernel = json.loads(sh("ip", "-n", name, "-j", "route", "show", "table", "all").stdout)
+    kernel += json.loads(sh("ip", "-n", name, "-j", "-6", "route", "show", "table", "all").stdout)
+    unicast_defaults = {
+        (r["dst"], r.get("table", "main"), r.get("gateway"))
+        for r in kernel
+        if r["dst"] == "default" and r.get("type", "unicast") == "unicast" and r.get("table") != "local"
+    }
+    tables = {254: "main"}
+    assert {
+        ("default", tables.get(r.table, str(r.table)), r.nexthops[0].gateway) for r in ours
+    } == unicast_defaults
+    assert gateways == {"10.232.0.1", "10.232.0.9", "fd00:232::1"}
+    assert gateway_entries == [n for n in all_neighbours if n.address in gateways]
+    assert {n.address for n in gateway_entries} == {"10.232.0.1", "fd00:232::1"}
 
 
 def test_text_output_and_exit_status(lan: Net) -> None:

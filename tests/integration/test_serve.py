@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -212,6 +212,41 @@ def test_doctor_is_the_cli_document(lab: BridgeLab, server: Served) -> None:
     one = get(server.port, f"/api/v1/doctor?target={lab.members[0].netns}").json()
     assert {f["check"] for f in one["findings"]} >= {"mtu-mismatch", "no-default-route"}
     assert {f["interface"]["netns"]["inode"] for f in one["findings"]} == {lab.members[0].inode}
+
+
+def test_findings_follow_routes_and_the_gateway_at_the_next_round(server: Served) -> None:
+    """The doctor reads each workload's default routes and its gateway's neighbour entry at every round
+    (no event tells of every change: a neighbour turning INCOMPLETE is announced by none): a default
+    route added, its gateway not answering ARP, its subnet gone, the route deleted, each shows."""
+    with BridgeLab(1) as pod:
+        member = pod.members[0]
+
+        def findings() -> dict[str, str]:
+            document = get(server.port, "/api/v1/doctor").json()
+            ours = (f for f in document["findings"] if f["interface"]["netns"]["inode"] == member.inode)
+            return {f["check"]: f["message"] for f in ours}
+
+        def until(wanted: Callable[[dict[str, str]], bool], what: str) -> None:
+            deadline = time.monotonic() + 20
+            while not wanted(found := findings()):
+                assert time.monotonic() < deadline, f"{what}: still {found}"
+                time.sleep(0.2)
+
+        def ip(*args: str) -> None:
+            subprocess.run(["ip", "-n", member.netns, *args], check=True)
+
+        until(lambda f: "no-default-route" in f, "the pod without a default route")
+        ip("addr", "add", "198.51.100.2/24", "dev", "eth0")  # a second subnet; its .1 is nobody's
+        ip("route", "add", "default", "via", "198.51.100.1")
+        until(lambda f: not f.keys() & {"no-default-route", "gateway-unreachable"}, "a default route added")
+        # one datagram: the pod asks ARP for the gateway, unanswered (INCOMPLETE, then FAILED)
+        probe = "import socket as s\ns.socket(s.AF_INET, s.SOCK_DGRAM).sendto(b'x', ('198.51.100.1', 9))"
+        subprocess.run(["ip", "netns", "exec", member.netns, PYTHON, "-c", probe], check=True)
+        until(lambda f: "nobody answers" in f.get("gateway-unreachable", ""), "a gateway not answering")
+        ip("addr", "del", "198.51.100.2/24", "dev", "eth0")  # the route stays, its gateway in no subnet
+        until(lambda f: "in no subnet" in f.get("gateway-unreachable", ""), "the gateway's subnet gone")
+        ip("route", "del", "default")
+        until(lambda f: "no-default-route" in f and "gateway-unreachable" not in f, "the route deleted")
 
 
 def test_health_and_readiness(server: Served) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
 
 from vethpeer import checks as doctor_checks
-from vethpeer.checks import Diagnosis, Facts, Severity, link_index, orphan_rows
+from vethpeer.checks import Diagnosis, Facts, Severity, link_index, orphan_rows, wanted_facts
+from vethpeer.checks.base import global_addresses
 from vethpeer.doctor_reads import Holder, NsFacts
 from vethpeer.model import Namespace, NsKey, Report, Row
 from vethpeer.netlink import IFF_UP
@@ -50,7 +52,7 @@ def healthy() -> tuple[Topo, NsKey]:
 
 
 def facts_for(a: NsKey, routes: tuple[Route, ...] = (DEFAULT_OK,), **kw: object) -> dict[NsKey, NsFacts]:
-    return {a: NsFacts(routes=routes, **kw)}  # type: ignore[arg-type]
+    return {a: NsFacts(default_routes=routes, **kw)}  # type: ignore[arg-type]
 
 
 def checks(t: Topo, facts: dict[NsKey, NsFacts] | None = None, **kw: object) -> list[tuple[str, Severity]]:
@@ -105,7 +107,7 @@ def _same_ns_pair(conf: dict[tuple[str, str], int]) -> tuple[Topo, dict[NsKey, N
     t = Topo()
     a = t.netns("vpo-s")
     t.veth(a, "vpox", a, "vpoy", a={"addresses": ("10.9.0.1/24",)}, b={"addresses": ("10.9.0.2/24",)})
-    return t, {a: NsFacts(routes=(), ipv4_conf=conf)}
+    return t, {a: NsFacts(default_routes=(), ipv4_conf=conf)}
 
 
 def test_same_namespace_pair_without_accept_local() -> None:
@@ -248,12 +250,12 @@ def test_gateway_that_does_not_answer_arp() -> None:
     t, a = healthy()
     t.set(HOST, "vpobr0", addresses=())  # nobody owns 10.0.0.1
     neighbours = (Neighbour(101, "10.0.0.1", None, NUD_FAILED),)
-    d = diagnose(t.report(), facts=facts_for(a, neighbours=neighbours))
+    d = diagnose(t.report(), facts=facts_for(a, gateway_neighbours=neighbours))
     (f,) = [f for f in d.findings if f.check == "gateway-unreachable"]
     assert "FAILED" in f.message
     assert f.fix == ("ip addr add 10.0.0.1/24 dev vpobr0",)
     ok = (Neighbour(101, "10.0.0.1", "02:00:00:00:00:01", NUD_REACHABLE),)
-    assert checks(t, facts_for(a, neighbours=ok)) == []
+    assert checks(t, facts_for(a, gateway_neighbours=ok)) == []
 
 
 def test_gateway_on_a_linkdown_route() -> None:
@@ -295,3 +297,42 @@ def test_duplicate_mac_found_when_the_twin_is_outside_the_target() -> None:
     d = diagnose(report, rows_a, facts=facts_for(a))
     assert [f.check for f in d.findings] == ["duplicate-mac"]
     assert d.findings[0].end.ns.key == a
+
+
+def test_routes_are_read_only_where_the_route_check_looks() -> None:
+    """wanted_facts names the workloads (and the one family) whose default routes the checks look
+    at: with facts for those only, the findings are the ones facts for every namespace give."""
+    t = Topo()
+    added: dict[str, NsKey] = {}
+    for name, eth0 in (
+        ("v4", {"addresses": ("10.0.0.2/24", "fe80::2/64")}),
+        ("dual", {"addresses": ("fd00::3/64", "10.0.0.3/24")}),
+        ("v6", {"addresses": ("fd00::4/64", "fe80::4/64")}),
+        ("down", {"addresses": ("10.0.0.5/24",), "flags": 0}),
+        ("bare", {}),
+        ("link-local", {"addresses": ("169.254.0.6/16", "fe80::6/64")}),
+    ):
+        added[name] = t.netns(f"vpo-{name}")
+        t.veth(added[name], "eth0", HOST, f"vpoh-{name}", a=eth0)
+    report = t.report()
+    routes, _conf = wanted_facts(report.rows, HOST)
+    assert routes == {
+        added["v4"]: socket.AF_INET,
+        added["dual"]: socket.AF_INET,
+        added["v6"]: socket.AF_INET6,
+    }
+    no_routes = {key: NsFacts() for key in added.values()}
+    every = diagnose(report, facts=no_routes).findings
+    assert every == diagnose(report, facts={key: no_routes[key] for key in routes}).findings
+    missing = {f.end.ns.key for f in every if f.check == "no-default-route"}
+    assert missing == set(routes)  # not vacuous: each of them is checked
+
+
+def test_parsed_addresses_are_remembered_and_handed_out_afresh() -> None:
+    addresses = ("10.0.0.2/24", "fe80::1/64")
+    first = global_addresses(addresses)
+    assert first == [ipaddress.ip_interface("10.0.0.2/24")]
+    first.clear()  # a caller's list is its own
+    assert global_addresses(list(addresses), socket.AF_INET) == [ipaddress.ip_interface("10.0.0.2/24")]
+    assert global_addresses(addresses) == [ipaddress.ip_interface("10.0.0.2/24")]
+    assert global_addresses(addresses, socket.AF_INET6) == []

@@ -1,9 +1,12 @@
-"""parse_route / parse_neighbour on hand-encoded rtnetlink messages (kernel ABI layouts)."""
+"""parse_route / parse_neighbour, and the doctor's filtered reads, on hand-encoded rtnetlink messages
+(kernel ABI layouts)."""
 
 from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
+from typing import TypeVar
 
 from vethpeer.netlink_routes import (
     NUD_FAILED,
@@ -13,14 +16,19 @@ from vethpeer.netlink_routes import (
     RTA_OIF,
     RTA_TABLE,
     RTA_VIA,
+    RTM_GETROUTE,
     RTN_UNICAST,
     RTNH_F_LINKDOWN,
     RTNH_F_ONLINK,
+    default_routes,
+    gateway_neighbours,
+    parse_default_route,
     parse_neighbour,
     parse_route,
 )
 
 RTN_LOCAL = 2
+T = TypeVar("T")
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -116,3 +124,68 @@ def test_neighbour() -> None:
     )
     n6 = parse_neighbour(msg6, 0, len(msg6))
     assert n6 is not None and n6.address == "fd00::1" and n6.mac == "02:00:00:00:00:01"
+
+
+class _Kernel:
+    """A :class:`~vethpeer.netlink_wire.Dumps` that answers every dump with these messages and
+    keeps each request's payload."""
+
+    def __init__(self, *messages: bytes) -> None:
+        self.messages = messages
+        self.asked: list[tuple[int, bytes]] = []
+
+    def dump(
+        self, msg_type: int, reply_type: int, payload: bytes, parse: Callable[[bytes, int, int], T | None]
+    ) -> list[T]:
+        self.asked.append((msg_type, payload))
+        return [item for m in self.messages if (item := parse(m, 0, len(m))) is not None]
+
+
+def test_default_routes_are_parsed_and_nothing_else() -> None:
+    gateway = _attr(RTA_GATEWAY, socket.inet_aton("10.0.0.1"))
+    default = _route(socket.AF_INET, 0, 254, RTN_UNICAST, 0, gateway, _attr(RTA_OIF, struct.pack("=I", 2)))
+    table_100 = _route(
+        socket.AF_INET, 0, 252, RTN_UNICAST, 0, _attr(RTA_TABLE, struct.pack("=I", 100)), gateway
+    )
+    connected = _route(socket.AF_INET, 24, 254, RTN_UNICAST, 0, _attr(RTA_DST, socket.inet_aton("10.0.0.0")))
+    blackhole = _route(socket.AF_INET, 0, 254, 6, 0)  # RTN_BLACKHOLE: no way out, not a default route here
+    local_table = _route(socket.AF_INET, 0, 252, RTN_UNICAST, 0, _attr(RTA_TABLE, struct.pack("=I", 255)))
+    v6_gateway = _attr(RTA_GATEWAY, socket.inet_pton(socket.AF_INET6, "fe80::1"))
+    v6 = _route(socket.AF_INET6, 0, 254, RTN_UNICAST, 0, v6_gateway)
+    every = (default, table_100, connected, blackhole, local_table, v6)
+    kernel = _Kernel(*every)
+    found = default_routes(kernel)
+    assert found == [r for m in every if (r := parse_route(m, 0, len(m))) is not None and r.is_default]
+    assert [(r.dst, r.table) for r in found] == [("0.0.0.0/0", 254), ("0.0.0.0/0", 100), ("::/0", 254)]
+    for message in (connected, blackhole, local_table):
+        assert parse_default_route(message, 0, len(message)) is None
+
+
+def test_default_routes_ask_the_kernel_for_unicast_routes_of_one_family() -> None:
+    kernel = _Kernel()
+    default_routes(kernel, socket.AF_INET6)
+    ((msg_type, payload),) = kernel.asked
+    family, dst_len, _src, _tos, table, _proto, _scope, rtype, _flags = struct.unpack("=BBBBBBBBI", payload)
+    assert (msg_type, family, dst_len, table, rtype) == (RTM_GETROUTE, socket.AF_INET6, 0, 0, RTN_UNICAST)
+
+
+def _neighbour(family: int, address: str, state: int, index: int = 2) -> bytes:
+    return struct.pack("=BxxxiHBB", family, index, state, 0, 1) + _attr(1, socket.inet_pton(family, address))
+
+
+def test_gateway_neighbours_are_the_gateways_entries_only() -> None:
+    entries = (
+        _neighbour(socket.AF_INET, "10.0.0.1", NUD_FAILED),
+        _neighbour(socket.AF_INET, "10.0.0.7", NUD_FAILED),
+        _neighbour(socket.AF_INET6, "fe80::1", NUD_FAILED),
+        _neighbour(socket.AF_INET, "10.0.0.1", NUD_FAILED, index=3),
+    )
+    kernel = _Kernel(*entries)
+    found = gateway_neighbours(kernel, {"10.0.0.1"})
+    assert [(n.address, n.index) for n in found] == [("10.0.0.1", 2), ("10.0.0.1", 3)]
+    assert [struct.unpack_from("=B", payload)[0] for _type, payload in kernel.asked] == [socket.AF_INET]
+    both = _Kernel(*entries)
+    assert {n.address for n in gateway_neighbours(both, {"10.0.0.1", "fe80::1"})} == {"10.0.0.1", "fe80::1"}
+    assert struct.unpack_from("=B", both.asked[0][1])[0] == socket.AF_UNSPEC
+    none = _Kernel(*entries)
+    assert gateway_neighbours(none, ()) == [] and none.asked == []  # no gateway: nothing asked

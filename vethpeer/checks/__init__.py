@@ -19,6 +19,7 @@ from . import bridges, counters, orphans, routes  # noqa: F401  (registers the c
 from . import pairs as pair_checks  # noqa: F401
 from .base import CHECKS, Facts, Finding, Severity, all_ids, ends, link_index, pairs
 from .orphans import orphan_rows
+from .routes import route_families
 
 __all__ = ["Diagnosis", "Facts", "Finding", "Severity", "all_ids", "diagnose", "link_index", "orphan_rows"]
 
@@ -35,9 +36,10 @@ class Diagnosis:
         return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
 
 
-def wanted_facts(rows: Sequence[Row], host: NsKey) -> tuple[set[NsKey], dict[NsKey, list[str]]]:
-    """Which namespaces need routes (workloads) and which sysctls (same-namespace pairs)."""
-    routes_of = {row.end.ns.key for row in rows if row.end.ns.key != host}
+def wanted_facts(rows: Sequence[Row], host: NsKey) -> tuple[dict[NsKey, int], dict[NsKey, list[str]]]:
+    """Which namespaces need their default routes, of which family (workloads with an address up),
+    and which need sysctls (same-namespace pairs)."""
+    routes_of = route_families(rows, host)
     conf: dict[NsKey, list[str]] = {}
     for row in pairs(rows):
         assert row.peer is not None

@@ -8,6 +8,7 @@ docs entry.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -139,15 +140,35 @@ def link_flags(link: Link) -> str:
     return ",".join(names)
 
 
-def global_addresses(
-    addresses: Iterable[str], family: int | None = None
-) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+@functools.lru_cache(maxsize=16384)  # above a round's addresses: cycling through more would miss them all
+def interface(text: str) -> Interface:
+    """``ipaddress.ip_interface``, remembered: `serve` checks the same few thousand addresses at
+    every round, and parsing them was most of the checks' time."""
+    return ipaddress.ip_interface(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``ipaddress.ip_address``, remembered (the gateways, the same at every round)."""
+    return ipaddress.ip_address(text)
+
+
+def global_addresses(addresses: Iterable[str], family: int | None = None) -> list[Interface]:
+    """The addresses that are neither link-local nor loopback (of ``family`` only, if given)."""
+    return list(_global_addresses(tuple(addresses), family))
+
+
+@functools.lru_cache(maxsize=32768)  # up to three asks (families) a link a round
+def _global_addresses(addresses: tuple[str, ...], family: int | None) -> tuple[Interface, ...]:
     found = []
     for text in addresses:
-        iface = ipaddress.ip_interface(text)
+        iface = interface(text)
         if iface.ip.is_link_local or iface.ip.is_loopback:
             continue
         if family is not None and (iface.version == 4) != (family == socket.AF_INET):
             continue
         found.append(iface)
-    return found
+    return tuple(found)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
@@ -10,14 +9,32 @@ from ..model import Link, NsKey, NsView, Report, Row
 from ..netlink import IFF_LOWER_UP, IFF_UP
 from ..netlink_routes import NUD_FAILED, NUD_INCOMPLETE, Neighbour, NextHop, Route
 from ..shell import in_ns, ip_in
-from .base import Facts, Finding, Severity, check, global_addresses
+from .base import Facts, Finding, Severity, address, check, global_addresses, interface
 
 
 def _reachable_on(gateway: str, links: Iterable[Link]) -> list[Link]:
-    address = ipaddress.ip_address(gateway)
-    return [
-        link for link in links if any(address in ipaddress.ip_interface(a).network for a in link.addresses)
-    ]
+    ip = address(gateway)
+    return [link for link in links if any(ip in interface(a).network for a in link.addresses)]
+
+
+def _up(row: Row) -> bool:
+    return not row.end.link.is_loopback and bool(row.end.link.flags & IFF_UP)
+
+
+def route_families(rows: Iterable[Row], host: NsKey) -> dict[NsKey, int]:
+    """The workloads whose default routes :func:`default_route` looks at, each with the one family
+    it looks at: IPv4 when an interface up has a global IPv4 address, else IPv6 when one has a
+    global IPv6 address (dual stack is checked through IPv4). The doctor reads only these."""
+    families: dict[NsKey, int] = {}
+    for row in rows:
+        key = row.end.ns.key
+        if key == host or families.get(key) == socket.AF_INET or not _up(row):
+            continue
+        if global_addresses(row.end.link.addresses, socket.AF_INET):
+            families[key] = socket.AF_INET
+        elif global_addresses(row.end.link.addresses, socket.AF_INET6):
+            families[key] = socket.AF_INET6
+    return families
 
 
 def _bridge_gateway(row: Row, facts: Facts) -> str | None:
@@ -48,7 +65,7 @@ def default_route(report: Report, facts: Facts) -> Iterator[Finding]:
         view = views.get(key)
         if found is None or found.error or view is None:
             continue
-        up = [r for r in ns_rows if not r.end.link.is_loopback and r.end.link.flags & IFF_UP]
+        up = [r for r in ns_rows if _up(r)]
         for family in (socket.AF_INET, socket.AF_INET6):
             addressed = [r for r in up if global_addresses(r.end.link.addresses, family)]
             if not addressed:
@@ -57,8 +74,8 @@ def default_route(report: Report, facts: Facts) -> Iterator[Finding]:
                 global_addresses(r.end.link.addresses, socket.AF_INET) for r in up
             ):
                 continue  # dual stack: IPv4 is checked; IPv6 defaults come from RAs and come and go
-            defaults = [r for r in found.routes if r.family == family and r.is_default]
-            yield from _default_findings(addressed, defaults, found.neighbours, view, facts, family)
+            defaults = [r for r in found.default_routes if r.family == family and r.is_default]
+            yield from _default_findings(addressed, defaults, found.gateway_neighbours, view, facts, family)
 
 
 def _default_findings(
@@ -72,10 +89,13 @@ def _default_findings(
     host = facts.host
     first = addressed[0]
     v = "-4" if family == socket.AF_INET else "-6"
-    confirm = (
-        ip_in(first.end, host, v, "route", "show", "table", "all", "default"),
-        ip_in(first.end, host, v, "neigh", "show"),
-    )
+
+    def confirm() -> tuple[str, ...]:  # built for a finding only (serve checks a thousand workloads)
+        return (
+            ip_in(first.end, host, v, "route", "show", "table", "all", "default"),
+            ip_in(first.end, host, v, "neigh", "show"),
+        )
+
     if not defaults:
         gateway = _bridge_gateway(first, facts) or "GATEWAY"
         yield Finding(
@@ -85,7 +105,7 @@ def _default_findings(
             f"{first.end.workload.label} has {'IPv4' if family == socket.AF_INET else 'IPv6'} addresses "
             "but no default route: it reaches only its directly connected subnets",
             evidence=tuple(f"{r.end.link.name}: {', '.join(r.end.link.addresses)}" for r in addressed),
-            confirm=confirm,
+            confirm=confirm(),
             fix=(
                 ip_in(first.end, host, "route", "add", "default", "via", gateway, "dev", first.end.link.name),
             ),
@@ -113,10 +133,9 @@ def _default_findings(
             elif row.peer is not None and row.peer.master and hop.gateway:
                 prefix = next(
                     (
-                        str(ipaddress.ip_interface(a).network.prefixlen)
+                        str(interface(a).network.prefixlen)
                         for a in row.end.link.addresses
-                        if hop.gateway
-                        and ipaddress.ip_address(hop.gateway) in ipaddress.ip_interface(a).network
+                        if hop.gateway and address(hop.gateway) in interface(a).network
                     ),
                     None,
                 )
@@ -142,7 +161,7 @@ def _default_findings(
                     f"default via {gateway}" + (f" dev {links[hop.oif].name}" if hop.oif in links else ""),
                     problem,
                 ),
-                confirm=confirm,
+                confirm=confirm(),
                 fix=fix,
                 peer=row.peer,
             )
@@ -155,8 +174,7 @@ def _unreachable(hop: NextHop, links: Mapping[int, Link], neighbours: Sequence[N
         return f"its interface {name} has no carrier (the route is marked linkdown)"
     if hop.gateway is None:
         return None  # a device route: no gateway to reach
-    gateway = ipaddress.ip_address(hop.gateway)
-    if not hop.onlink and not gateway.is_link_local:
+    if not hop.onlink and not address(hop.gateway).is_link_local:
         candidates = [oif] if oif is not None else list(links.values())
         if not _reachable_on(hop.gateway, candidates):
             return f"{hop.gateway} is in no subnet of {name} (and the route is not onlink)"
