@@ -151,9 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.reaper.release(self._token)
         with contextlib.suppress(OSError):
             super().finish()
+        _linger(self.connection)
         if self._tls is not None:  # the server closes the plain socket it accepted, now detached
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(self.connection, socket.SHUT_WR)
             self.connection.close()
 
     def handle(self) -> None:
@@ -345,13 +344,30 @@ def default_per_client(max_clients: int) -> int:
 
 
 def _answer_plaintext(conn: ssl.SSLSocket) -> None:
-    """Go's 400 to a plaintext request on the TLS port, written on the bare socket; then read what
-    is left of the request for a moment, so that closing does not reset the answer away."""
+    """Go's 400 to a plaintext request on the TLS port, written on the bare socket (then closed
+    as every connection is: :func:`_linger`)."""
     with contextlib.suppress(OSError):
         socket.socket.sendall(conn, PLAINTEXT_TO_TLS)
+
+
+LINGER_SECONDS, LINGER_BYTES = 0.2, 1 << 20
+
+
+def _linger(conn: socket.socket) -> None:
+    """Close gently: stop writing, then read and drop what the client still sends, until it hangs
+    up, for at most LINGER_SECONDS and LINGER_BYTES. Closing a socket with unread bytes makes the
+    kernel send a reset, which can destroy an answer the client has not read yet (a 405 to a POST
+    whose body we never read; the client still sending it gets EPIPE instead). Go's net/http and
+    Apache close so too ("lingering close", RFC 9112 section 9.6). Under TLS the answer is written
+    by then, and the bytes dropped are the socket's own (the TLS session is over)."""
+    with contextlib.suppress(OSError):
         socket.socket.shutdown(conn, socket.SHUT_WR)
-        conn.settimeout(0.2)
-        for _ in range(16):
+        deadline = time.monotonic() + LINGER_SECONDS
+        for _ in range(LINGER_BYTES // 65536):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            conn.settimeout(left)
             if not socket.socket.recv(conn, 65536):
                 break
 
