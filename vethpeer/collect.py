@@ -29,6 +29,7 @@ from .errors import NoPrivilege, SourceFailed
 from .model import NsKey, Report, Snapshot, SourceResult, SourceState, SourceStatus
 from .netns import Discovery, discover
 from .sources import Context, Options, Source, all_sources
+from .sources.kernel import KernelNames
 from .walk import snapshot
 
 if TYPE_CHECKING:
@@ -177,13 +178,19 @@ def _prepare(source: Source, context: Context) -> Callable[[], object] | None:
 class _Naming:
     """The sources of one discovery, started in their threads; ``finish()`` waits for them."""
 
-    def __init__(self, discovery: Discovery, request: Request, env: Environment) -> None:
+    def __init__(
+        self, discovery: Discovery, request: Request, env: Environment, kernel: KernelNames | None = None
+    ) -> None:
         self.request = request
         self.context = Context(
             discovery.host, discovery.namespaces, request.options, proc=env.proc, environ=env.environ
         )
         chosen = all_sources() if request.sources is None else list(request.sources)
-        self.inline = [s for s in chosen if s.name == "kernel"]  # cheap: no thread
+        self.inline = [  # cheap: no thread (``kernel``: a caller's, which remembers its answers)
+            kernel if kernel is not None and isinstance(s, KernelNames) else s
+            for s in chosen
+            if s.name == "kernel"
+        ]
         self.jobs = [
             self._start(s.name, partial(s.collect, self.context), _failed_source, _prepare(s, self.context))
             for s in chosen
@@ -225,9 +232,12 @@ class _Naming:
         return Naming(tuple(results), found)
 
 
-def name_namespaces(discovery: Discovery, request: Request, env: Environment) -> Naming:
-    """Only the sources' part of :func:`gather`, for a walk that is repeated (`top`, `watch`)."""
-    return _Naming(discovery, request, env).finish()
+def name_namespaces(
+    discovery: Discovery, request: Request, env: Environment, kernel: KernelNames | None = None
+) -> Naming:
+    """Only the sources' part of :func:`gather`, for a walk that is repeated (`top`, `watch`);
+    ``kernel``: the walk's own kernel names, kept from one naming to the next."""
+    return _Naming(discovery, request, env, kernel).finish()
 
 
 def join(snap: Snapshot, naming: Naming, request: Request, env: Environment) -> Report:

@@ -72,6 +72,15 @@ def _link_owners(claims: Iterable[LinkClaim]) -> dict[tuple[NsKey, str], Workloa
     return {key: claim.workload for key, claim in best.items()}
 
 
+# What a join read, for a Correlator (:attr:`_Index.looked`): (namespace, what, which).
+NS = 0  # the namespace: its view's error and its workloads (its object: see Correlator._stale)
+LINK = 1  # its link at ifindex ``which``
+NAME = 2  # only that link's name (a bridge's, for a port's row)
+NSID = 3  # what its nsid ``which`` means (view.nsids)
+LONELY = 4  # whether its links are all loopback (a namespace's ``lo`` is a row only then)
+Seen = tuple[NsKey, int, int]
+
+
 class _Index:
     """Lookups over one snapshot."""
 
@@ -85,10 +94,9 @@ class _Index:
         self.snapshot = snapshot
         self.views: dict[NsKey, NsView] = {view.ns.key: view for view in snapshot.views}
         self.workloads = workloads
-        # What the rows joined since it was set read: (namespace, None, _) its view and workloads,
-        # (namespace, ifindex, False) one of its links, (namespace, ifindex, True) only that link's
-        # name (a bridge's) -- a Correlator keeps rows while those stay the same.
-        self.looked: list[tuple[NsKey, int | None, bool]] | None = None
+        # What the rows joined since it was set read (see Seen): a Correlator keeps rows while
+        # those stay the same.
+        self.looked: list[Seen] | None = None
         self.by_index: dict[NsKey, tuple[NsView, dict[int, Link]]] = {}  # a Correlator keeps them
 
     def links(self, key: NsKey) -> dict[int, Link]:
@@ -101,12 +109,12 @@ class _Index:
 
     def link_at(self, key: NsKey, index: int, name_only: bool = False) -> Link | None:
         if self.looked is not None:
-            self.looked.append((key, index, name_only))
+            self.looked.append((key, NAME if name_only else LINK, index))
         return self.links(key).get(index)
 
     def workload(self, ns: Namespace) -> Workload:
         if self.looked is not None:
-            self.looked.append((ns.key, None, False))
+            self.looked.append((ns.key, NS, 0))
         if ns.key == self.snapshot.host:
             return HOST
         named = self.workloads.get(ns.key)
@@ -133,7 +141,12 @@ class _Index:
         if not link.link or (link.link == link.index and link.link_netnsid is None):
             return None, None, None
         relation = Relation.VETH if link.kind in PAIR_KINDS else Relation.PARENT
-        resolved = view.ns.key if link.link_netnsid is None else view.nsids.get(link.link_netnsid)
+        if link.link_netnsid is None:
+            resolved: NsKey | None = view.ns.key
+        else:
+            if self.looked is not None:
+                self.looked.append((view.ns.key, NSID, link.link_netnsid))
+            resolved = view.nsids.get(link.link_netnsid)
         if resolved is None:
             return (
                 relation,
@@ -145,7 +158,7 @@ class _Index:
             )
         where: NsKey = resolved
         if self.looked is not None:
-            self.looked.append((where, None, False))
+            self.looked.append((where, NS, 0))
         target_view = self.views.get(where)
         if target_view is None or target_view.error:
             reason = target_view.error if target_view else "not readable"
@@ -161,7 +174,11 @@ class _Index:
 def _wanted(view: NsView, link: Link, host: NsKey, index: _Index) -> bool:
     """Rows are interfaces inside workload namespaces, plus host veths not shown as a peer."""
     if view.ns.key != host:
-        return not link.is_loopback or all(other.is_loopback for other in view.links)
+        if not link.is_loopback:
+            return True
+        if index.looked is not None:
+            index.looked.append((view.ns.key, LONELY, 0))
+        return _lonely(view)
     if (host, link.name) in index.link_owners and link.kind == "tun":
         return True  # a tap held by a VM: the VM's row
     if link.kind not in PAIR_KINDS:
@@ -171,26 +188,33 @@ def _wanted(view: NsView, link: Link, host: NsKey, index: _Index) -> bool:
     return unresolved is not None or (peer is not None and peer[0].key == host)
 
 
+def _lonely(view: NsView) -> bool:
+    return all(other.is_loopback for other in view.links)
+
+
 def _order(row: Row) -> tuple[int, str, int, str]:
     workload = row.end.workload
     return (workload.kind is WorkloadKind.HOST, workload.label, row.end.ns.key.ino, row.end.link.name)
 
 
+def _link_row(view: NsView, link: Link, host: NsKey, index: _Index) -> Row | None:
+    """The row of one link of a namespace that could be read (None: it is not one)."""
+    if not _wanted(view, link, host, index):
+        return None
+    relation, peer, unresolved = index.peer(view, link)
+    end = index.end(view.ns, link)
+    owner = index.link_owners.get((view.ns.key, link.name))
+    if relation is Relation.TAP and owner is not None and view.ns.key == host:
+        end = End(end.ns, owner, end.link, end.master)  # the host's tap is the VM's
+    return Row(end, relation, peer, unresolved)
+
+
 def _view_rows(view: NsView, host: NsKey, index: _Index) -> list[Row]:
     """The rows of one namespace (none for one that could not be read)."""
-    rows: list[Row] = []
     if view.error:
-        return rows
-    for link in view.links:
-        if not _wanted(view, link, host, index):
-            continue
-        relation, peer, unresolved = index.peer(view, link)
-        end = index.end(view.ns, link)
-        owner = index.link_owners.get((view.ns.key, link.name))
-        if relation is Relation.TAP and owner is not None and view.ns.key == host:
-            end = End(end.ns, owner, end.link, end.master)  # the host's tap is the VM's
-        rows.append(Row(end, relation, peer, unresolved))
-    return rows
+        return []
+    rows = [_link_row(view, link, host, index) for link in view.links]
+    return [row for row in rows if row is not None]
 
 
 _Named = tuple[dict[NsKey, tuple[Workload, ...]], tuple[Workload, ...], dict[tuple[NsKey, str], Workload]]
@@ -232,22 +256,46 @@ def correlate(snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
     return _report(rows, snapshot, results, workloads, host_network)
 
 
-Seen = tuple[NsKey, "int | None", bool]  # what :attr:`_Index.looked` names
-Ordered = list[tuple[tuple[int, str, int, str], Row]]  # rows with their sort keys
+Keyed = tuple[tuple[int, str, int, str], Row]  # a row with its sort key
+Ordered = list[Keyed]
+Slot = tuple[NsKey, int]  # a link's place: its namespace, its ifindex (see Correlator._join)
+
+
+class _Unit:
+    """One link joined: the object it was joined from, what the join read, its row (or none)."""
+
+    __slots__ = ("link", "looked", "row")
+
+    def __init__(self, link: Link, looked: tuple[Seen, ...], row: Keyed | None) -> None:
+        self.link, self.looked, self.row = link, looked, row
+
+
+class _Joined:
+    """One namespace joined: the view, its links' units by slot (in the view's order), their rows."""
+
+    __slots__ = ("rows", "units", "view")
+
+    def __init__(self, view: NsView, units: dict[int, _Unit], rows: Ordered) -> None:
+        self.view, self.units, self.rows = view, units, rows
 
 
 class Correlator:
-    """:func:`correlate` again and again (the live model): the rows of a namespace are joined again
-    only when what they were joined from changed, the others kept from the last call.
+    """:func:`correlate` again and again (the live model): a link's row is joined again only when
+    what it was joined from changed, the others kept from the last call.
 
-    A namespace's rows depend on its view, and on what they read of the others (their peers'):
-    a namespace's identity and workloads, a link at an ifindex, a bridge's name. When its view is
-    the same object as last time and everything it read is equal (mostly: the same objects), its
-    rows are the same, and kept. What a row read of a namespace can only change when that
-    namespace's view is another object, or its workloads are others: only what was read of those
-    is looked at again (an index from what was read to the namespaces that read it), so a look
-    that changed a few namespaces costs a few joins, not a pass over every row. The sources'
-    claims are ranked again when they are others; a change of the links' owners or of the host
+    A link's row depends on the link, and on what its join read (:data:`Seen`): a namespace's
+    workloads and whether it could be read, a link at an ifindex, a bridge's name, what an nsid
+    means, whether a namespace has only loopback links. A link that is the same object as last
+    time, of which everything read is equal (mostly: the same objects), has the same row, kept.
+    What was read of a namespace can only change when its view is another object, or its
+    workloads are others: of such a view only what differs from the last one is looked at again
+    (its links that are other objects, its nsids that mean something else), through an index from
+    what was read to the links whose rows read it. So a host whose view is new every look (a veth
+    came) joins again the veth that came, not its thousand others, and a look that changed a few
+    namespaces costs a few joins. A namespace object found anew for the same key (its processes
+    or mounts changed: the host's whenever a process starts or ends there) is put into the rows
+    that show it. The sources' claims are ranked again when they are others, a namespace's
+    workloads reused when its claims are the same; a change of the links' owners or of the host
     joins everything again. The result equals ``correlate(snapshot, results)``.
     """
 
@@ -255,133 +303,277 @@ class Correlator:
         self._host: NsKey | None = None
         self._owners: dict[tuple[NsKey, str], Workload] = {}
         self._claims: tuple[Sequence[SourceResult], NsKey, _Named] | None = None  # the last ranking
-        self._joined: dict[NsKey, tuple[NsView, tuple[Seen, ...], Ordered]] = {}
+        self._by_ns: dict[NsKey, tuple[list[Claim], tuple[Workload, ...]]] = {}  # claims -> ranked
+        self._joined: dict[NsKey, _Joined] = {}
         # what was read of each namespace: the value then (the same for every reader, after each
-        # call), and the namespaces whose rows read it
-        self._read: dict[NsKey, dict[Seen, tuple[object, set[NsKey]]]] = {}
+        # call), and the links whose rows read it
+        self._read: dict[NsKey, dict[Seen, tuple[object, set[Slot]]]] = {}
         self._views: dict[NsKey, NsView] = {}
         self._workloads: Mapping[NsKey, tuple[Workload, ...]] = {}
         self._by_index: dict[NsKey, tuple[NsView, dict[int, Link]]] = {}
 
+    def _reset(self) -> None:
+        self._joined, self._read, self._views, self._workloads, self._by_index = {}, {}, {}, {}, {}
+
     def _ranked(self, snapshot: Snapshot, results: Sequence[SourceResult]) -> _Named:
+        """:func:`_named`, a namespace's ranking kept while its claims are the same objects."""
         memo = self._claims
         if memo is not None and memo[0] is results and memo[1] == snapshot.host:
             return memo[2]
-        named = _named(snapshot, results)
-        self._claims = results, snapshot.host, named
+        host = snapshot.host
+        claims: dict[NsKey, list[Claim]] = {}
+        on_host: list[Claim] = []
+        for result in results:
+            for claim in result.claims:
+                if claim.netns == host:
+                    on_host.append(claim)
+                else:
+                    claims.setdefault(claim.netns, []).append(claim)
+        before, by_ns = self._by_ns, {}
+        workloads: dict[NsKey, tuple[Workload, ...]] = {}
+        for key, found in claims.items():
+            kept = before.get(key)
+            if kept is None or kept[0] != found:  # (the same objects, mostly: compared in C)
+                kept = found, _rank(found)[key]
+            workloads[key] = kept[1]
+            by_ns[key] = kept
+        self._by_ns = by_ns
+        links = _link_owners(c for result in results for c in result.links)
+        named = workloads, _host_network(on_host), links
+        self._claims = results, host, named
         return named
 
     def __call__(self, snapshot: Snapshot, results: Sequence[SourceResult]) -> Report:
         workloads, host_network, owners = self._ranked(snapshot, results)
         if snapshot.host != self._host or owners != self._owners:
             self._host, self._owners = snapshot.host, owners
-            self._joined, self._read, self._views, self._workloads = {}, {}, {}, {}
+            self._reset()
         index = _Index(snapshot, workloads, owners)
         views = index.views
-        index.by_index = {key: found for key, found in self._by_index.items() if views.get(key) is found[0]}
+        if len(views) != len(snapshot.views):  # a namespace twice: not from a walk, joined whole
+            self._reset()
+            return correlate(snapshot, results)
+        index.by_index = self._by_index
         redo, moved = self._stale(index)
-        joined: dict[NsKey, tuple[NsView, tuple[Seen, ...], Ordered]] = {}
+        joined: dict[NsKey, _Joined] = {}
         ordered: Ordered = []
         for view in snapshot.views:
             key = view.ns.key
             kept = self._joined.get(key)
-            if kept is not None and kept[0] is view and key not in redo:
-                if key in moved:  # the same rows, with the namespaces' objects as found now
-                    kept = (view, kept[1], [(order, _current(row, views)) for order, row in kept[2]])
-                joined[key] = kept
-                ordered += kept[2]
-                continue
-            if kept is not None:
-                self._forget(key, kept[1])
-            index.looked = []
-            found = [(_order(row), row) for row in _view_rows(view, snapshot.host, index)]
-            looked = tuple(dict.fromkeys(index.looked))
-            for seen in looked:
-                entry = self._read.setdefault(seen[0], {}).get(seen)
-                if entry is None:
-                    self._read[seen[0]][seen] = (self._now(index, *seen), {key})
-                else:
-                    entry[1].add(key)  # its value is the current one (see _stale)
-            joined[key] = (view, looked, found)
-            ordered += found
+            if kept is None or kept.view is not view or key in redo:
+                kept = self._join(view, kept, redo.get(key), key in moved, index)
+            elif key in moved:
+                self._repoint(kept, views)
+            joined[key] = kept
+            ordered += kept.rows
         for key in self._joined.keys() - joined.keys():
-            self._forget(key, self._joined[key][1])
-        self._joined, self._by_index = joined, index.by_index
-        self._views, self._workloads = views, workloads
+            for slot, unit in self._joined[key].units.items():
+                self._forget((key, slot), unit.looked)
+        for key in self._by_index.keys() - views.keys():
+            del self._by_index[key]
+        self._joined, self._views, self._workloads = joined, views, workloads
         ordered.sort(key=_first)  # stable: as correlate()'s sort of the same rows in the same order
         rows = [row for _key, row in ordered]
         return _report(rows, snapshot, results, workloads, host_network, ordered=True)
 
-    def _stale(self, index: _Index) -> tuple[set[NsKey], set[NsKey]]:
-        """The namespaces whose rows read something that is not what it was: only what was read
-        of a namespace whose view or workloads are others can be. Each value read is then made
-        the current one (every reader of a changed one is joined again, and reads it anew).
+    def _join(
+        self,
+        view: NsView,
+        kept: _Joined | None,
+        again: set[int] | None,
+        moved: bool,
+        index: _Index,
+    ) -> _Joined:
+        """A namespace's rows: each link's kept when it is the same object and nothing it read
+        changed (``again``: the slots that did), joined again otherwise.
 
-        And the namespaces whose rows show a namespace whose object is another (its processes or
-        mounts found anew: the host's, whenever a process starts or ends there), by the same key:
-        nothing a join reads of a namespace but its key, so those rows are the same but for
-        that object (a join builds each End with the namespace's object of the snapshot)."""
-        views, before = index.views, self._views
-        changed = {key for key, view in views.items() if before.get(key) is not view}
+        A link's slot is its ifindex; a view from a walk has each once (an ifindex is a device in
+        its namespace), one that repeats one (a hand-made view) has the repeats by position."""
+        key = view.ns.key
+        before = kept.units if kept is not None else {}
+        units: dict[int, _Unit] = {}
+        rows: Ordered = []
+        if not view.error:
+            host = index.snapshot.host
+            for position, link in enumerate(view.links):
+                slot = link.index if link.index not in units else -1 - position
+                unit = before.get(slot)
+                if unit is not None and unit.link is link and (again is None or slot not in again):
+                    if moved and unit.row is not None:
+                        unit.row = (unit.row[0], _current(unit.row[1], index.views))
+                else:
+                    if unit is not None:
+                        self._forget((key, slot), unit.looked)
+                    unit = self._join_link(view, link, (key, slot), host, index)
+                units[slot] = unit
+                if unit.row is not None:
+                    rows.append(unit.row)
+        for slot in before.keys() - units.keys():
+            self._forget((key, slot), before[slot].looked)
+        return _Joined(view, units, rows)
+
+    def _join_link(self, view: NsView, link: Link, slot: Slot, host: NsKey, index: _Index) -> _Unit:
+        index.looked = []
+        row = _link_row(view, link, host, index)
+        looked = tuple(dict.fromkeys(index.looked))
+        index.looked = None
+        for seen in looked:
+            read = self._read.get(seen[0])
+            if read is None:
+                read = self._read[seen[0]] = {}
+            entry = read.get(seen)
+            if entry is None:
+                read[seen] = (self._now(index, seen), {slot})
+            else:
+                entry[1].add(slot)  # its value is the current one (see _stale)
+        return _Unit(link, looked, None if row is None else (_order(row), row))
+
+    @staticmethod
+    def _repoint(kept: _Joined, views: Mapping[NsKey, NsView]) -> None:
+        """The same rows, with the namespaces' objects as found now."""
+        rows: Ordered = []
+        for unit in kept.units.values():
+            if unit.row is not None:
+                order, row = unit.row
+                fresh = _current(row, views)
+                if fresh is not row:
+                    unit.row = order, fresh
+                rows.append(unit.row)
+        kept.rows = rows
+
+    def _stale(self, index: _Index) -> tuple[dict[NsKey, set[int]], set[NsKey]]:
+        """The links whose rows read something that is not what it was, by namespace: only what
+        was read of a namespace whose view or workloads are others can be, and of a view that is
+        another object only what differs from the last one (its links at the ifindexes whose
+        object is another, its nsids that mean something else, its workloads, whether it could
+        be read, whether it has only loopback links). Each value read is then made the current
+        one (every reader of a changed one is joined again, and reads it anew).
+
+        And the namespaces with rows that show a namespace whose object is another (its processes
+        or mounts found anew), by the same key: nothing a join reads of a namespace but its key, so
+        those rows are the same but for that object (a join builds each End with the
+        namespace's object of the snapshot)."""
+        views, before, reads = index.views, self._views, self._read
+        redo: dict[NsKey, set[int]] = {}
         moved: set[NsKey] = set()
-        for key in changed:
+        for key, view in views.items():
             old = before.get(key)
-            if old is not None and old.ns is not views[key].ns:
-                entry = self._read.get(key, {}).get((key, None, False))
-                if entry is not None:
-                    moved |= entry[1]
-        changed |= before.keys() - views.keys()
-        workloads = index.workloads
-        if workloads is not self._workloads:
-            changed.update(
-                key
-                for key in workloads.keys() | self._workloads.keys()
-                if workloads.get(key) != self._workloads.get(key)
-            )
-        redo: set[NsKey] = set()
-        for target in changed:
-            read = self._read.get(target)
+            if old is view:
+                continue
+            read = reads.get(key)
             if not read:
                 continue
-            for seen, (then, readers) in read.items():
-                now = self._now(index, *seen)
-                if now is not then and now != then:
-                    redo |= readers
-                    read[seen] = (now, readers)
+            if old is None or old.error or view.error:
+                self._check(index, read, list(read), redo)
+                continue
+            if old.ns is not view.ns:
+                entry = read.get((key, NS, 0))
+                if entry is not None:
+                    moved.update(reader for reader, _slot in entry[1])
+            seens: list[Seen] = [(key, NS, 0), (key, LONELY, 0)]
+            found = self._by_index.get(key)
+            then = (
+                found[1]
+                if found is not None and found[0] is old
+                else {link.index: link for link in old.links}
+            )
+            now = index.links(key)
+            differ = [at for at, link in now.items() if then.get(at) is not link]
+            differ += then.keys() - now.keys()
+            for at in differ:
+                seens += ((key, LINK, at), (key, NAME, at))
+            if old.nsids is not view.nsids:
+                seens += (
+                    (key, NSID, nsid) for nsid in {n for n, _ in old.nsids.items() ^ view.nsids.items()}
+                )
+            self._check(index, read, seens, redo)
+        for key in before.keys() - views.keys():
+            read = reads.get(key)
+            if read:
+                self._check(index, read, list(read), redo)
+        workloads, earlier = index.workloads, self._workloads
+        if workloads is not earlier:
+            renamed = [key for key, named in workloads.items() if earlier.get(key) is not named]
+            renamed += earlier.keys() - workloads.keys()
+            for key in renamed:
+                read = reads.get(key)
+                if read:
+                    self._check(index, read, [(key, NS, 0)], redo)
         return redo, moved
 
-    def _forget(self, key: NsKey, looked: tuple[Seen, ...]) -> None:
-        """``key``'s rows no longer read these."""
+    def _check(
+        self,
+        index: _Index,
+        read: dict[Seen, tuple[object, set[Slot]]],
+        seens: Iterable[Seen],
+        redo: dict[NsKey, set[int]],
+    ) -> None:
+        """Each of ``seens`` that was read and is now another value: its readers to join again."""
+        for seen in seens:
+            entry = read.get(seen)
+            if entry is None:
+                continue
+            then, readers = entry
+            now = self._now(index, seen)
+            if now is not then and now != then:
+                _mark(redo, readers)
+                read[seen] = (now, readers)
+
+    def _forget(self, slot: Slot, looked: tuple[Seen, ...]) -> None:
+        """The link at ``slot`` no longer reads these."""
         for seen in looked:
             read = self._read.get(seen[0])
             entry = read.get(seen) if read is not None else None
             if read is None or entry is None:
                 continue
-            entry[1].discard(key)
+            entry[1].discard(slot)
             if not entry[1]:
                 del read[seen]
                 if not read:
                     del self._read[seen[0]]
 
     @staticmethod
-    def _now(index: _Index, key: NsKey, at: int | None, name_only: bool) -> object:
-        if at is None:  # the namespace's object is not compared: see _stale
-            view = index.views.get(key)
-            return (view.error, index.workloads.get(key)) if view is not None else None
-        link = index.links(key).get(at) if key in index.views else None
-        return link.name if name_only and link is not None else link
+    def _now(index: _Index, seen: Seen) -> object:
+        """What ``seen`` reads in ``index``'s snapshot."""
+        key, what, at = seen
+        view = index.views.get(key)
+        if view is None:
+            return None
+        if what == NS:  # the namespace's object is not compared: see _stale
+            return view.error, index.workloads.get(key)
+        if what == NSID:
+            return view.nsids.get(at)
+        if what == LONELY:
+            return _lonely(view)
+        link = index.links(key).get(at)
+        return link.name if what == NAME and link is not None else link
+
+
+def _mark(slots: dict[NsKey, set[int]], readers: Iterable[Slot]) -> None:
+    for key, slot in readers:
+        found = slots.get(key)
+        if found is None:
+            slots[key] = {slot}
+        else:
+            found.add(slot)
+
+
+_new = tuple.__new__  # a named tuple made without its __new__'s call: a thousand rows a look
 
 
 def _current(row: Row, views: Mapping[NsKey, NsView]) -> Row:
     """``row`` with each End's namespace the object of ``views`` (the same key)."""
-    end = _current_end(row.end, views)
-    peer = None if row.peer is None else _current_end(row.peer, views)
-    return row if end is row.end and peer is row.peer else Row(end, row.relation, peer, row.unresolved)
-
-
-def _current_end(end: End, views: Mapping[NsKey, NsView]) -> End:
-    view = views.get(end.ns.key)
-    return end if view is None or view.ns is end.ns else End(view.ns, end.workload, end.link, end.master)
+    end, peer = row.end, row.peer
+    found = views.get(end.ns.key)
+    if found is not None and found.ns is not end.ns:
+        end = _new(End, (found.ns, end.workload, end.link, end.master))
+    if peer is not None:
+        found = views.get(peer.ns.key)
+        if found is not None and found.ns is not peer.ns:
+            peer = _new(End, (found.ns, peer.workload, peer.link, peer.master))
+    if end is row.end and peer is row.peer:
+        return row
+    return _new(Row, (end, row.relation, peer, row.unresolved))
 
 
 def _first(pair: tuple[tuple[int, str, int, str], Row]) -> tuple[int, str, int, str]:

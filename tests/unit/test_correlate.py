@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from typing import Any
+
+from pytest import MonkeyPatch
 
 from vethpeer.correlate import Correlator, correlate
 from vethpeer.model import (
@@ -14,6 +17,7 @@ from vethpeer.model import (
     NsKey,
     NsView,
     Relation,
+    Row,
     Snapshot,
     SourceResult,
     Workload,
@@ -217,18 +221,25 @@ class Churning:
     def _host_changed(self) -> None:
         self.host = NsView(self.host.ns, tuple(self.host_links.values()), dict(self.host_nsids))
 
+    def add_pod(self) -> None:
+        """A pod with eth0 whose peer is on the bridge."""
+        self.serial += 1
+        key, index, nsid = NsKey(4, 2000 + self.serial), 100 + self.serial, self.serial
+        eth0 = veth(2, "eth0", index, 0)
+        self.views[key] = NsView(ns(key.ino, names=(f"p{self.serial}",)), (LO, eth0), {0: HOST})
+        self.host_links[index] = veth(index, f"veth{self.serial}", 2, nsid, master=3)
+        self.host_nsids[nsid] = key
+        self._host_changed()
+
     def step(self) -> None:
         rng = self.rng
         pods = sorted(self.views)
+        if pods and rng.random() < 0.2:
+            self.rare_step(pods)
+            return
         choice = rng.random()
-        if choice < 0.3 or not pods:  # a pod with eth0 whose peer is on the bridge
-            self.serial += 1
-            key, index, nsid = NsKey(4, 2000 + self.serial), 100 + self.serial, self.serial
-            eth0 = veth(2, "eth0", index, 0)
-            self.views[key] = NsView(ns(key.ino, names=(f"p{self.serial}",)), (LO, eth0), {0: HOST})
-            self.host_links[index] = veth(index, f"veth{self.serial}", 2, nsid, master=3)
-            self.host_nsids[nsid] = key
-            self._host_changed()
+        if choice < 0.3 or not pods:
+            self.add_pod()
         elif choice < 0.45:  # a pod gone; its host veth with it, or (in between) not yet
             key = rng.choice(pods)
             del self.views[key]
@@ -294,6 +305,40 @@ class Churning:
                 self.views[key] = moved
         # else: nothing changed
 
+    def rare_step(self, pods: list[NsKey]) -> None:
+        """What the per-link joins must notice although the link objects stay the same."""
+        rng = self.rng
+        choice = rng.random()
+        if choice < 0.25:  # an nsid the host has means another pod now (the kernel reuses them)
+            nsids = sorted({link.link_netnsid for link in self.host_links.values() if link.link_netnsid})
+            if nsids:
+                self.host_nsids[rng.choice(nsids)] = rng.choice(pods)
+                self._host_changed()
+        elif choice < 0.45:  # a pod left with lo only (lo is its row), or its eth0 back
+            key = rng.choice(pods)
+            view = self.views[key]
+            links = (LO,) if len(view.links) > 1 else (LO, veth(2, "eth0", 100 + key.ino - 2000, 0))
+            self.views[key] = NsView(view.ns, links, view.nsids)
+        elif choice < 0.55:  # a hand-made view that repeats an ifindex
+            key = rng.choice(pods)
+            view = self.views[key]
+            if view.links:
+                twin = replace(view.links[-1], name=f"twin{rng.randrange(3)}")
+                self.views[key] = NsView(view.ns, (*view.links, twin), view.nsids)
+        elif choice < 0.7:  # the host's process list and one pod's change in one look
+            key = rng.choice(pods)
+            self.host = self.host._replace(ns=self.host.ns._replace(pids=(rng.randrange(1, 99),)))
+            view = self.views[key]
+            self.views[key] = view._replace(ns=view.ns._replace(pids=(rng.randrange(1, 9),)))
+        elif choice < 0.8:  # a pod's claim withdrawn: named by the kernel again
+            self.claims.pop(rng.choice(pods), None)
+        elif choice < 0.9:  # the host's view is a new object of the same links (a counters round)
+            self.host = NsView(self.host.ns, tuple(self.host.links), dict(self.host.nsids))
+        else:  # a pod's eth0 re-read: an equal link, another object
+            key = rng.choice(pods)
+            view = self.views[key]
+            self.views[key] = NsView(view.ns, tuple(replace(link) for link in view.links), view.nsids)
+
     def snapshot(self) -> tuple[Snapshot, list[SourceResult]]:
         views = sorted([self.host, *self.views.values()], key=lambda view: view.ns.key)
         return Snapshot(HOST, tuple(views)), [answered("cri", list(self.claims.values()), self.owners)]
@@ -302,10 +347,41 @@ class Churning:
 def test_joining_only_what_changed_gives_what_a_full_join_does() -> None:
     """The live model's correlator (rows kept for namespaces whose inputs are the same objects)
     against the pure one, over random sequences of pods coming, going and changing."""
-    for seed in range(60):
+    for seed in range(100):
         world, joiner = Churning(random.Random(seed)), Correlator()
         for _ in range(120):
             for _ in range(world.rng.randrange(3)):
                 world.step()
             snapshot, results = world.snapshot()
             assert joiner(snapshot, results) == correlate(snapshot, results), seed
+
+
+def test_a_new_view_of_the_host_joins_again_only_its_links_that_changed(monkeypatch: MonkeyPatch) -> None:
+    """200 pods; then one comes (a veth in the host, the host's view and process list new) and
+    the bridge's MTU changes: the new pod's links, its host veth and the bridge (not a row) are
+    joined, no other link; every pod's row shows the host's new Namespace object."""
+    from vethpeer import correlate as module
+
+    world = Churning(random.Random(1))
+    for _ in range(200):
+        world.add_pod()
+    joiner = Correlator()
+    snapshot, results = world.snapshot()
+    joiner(snapshot, results)
+    world.add_pod()
+    world.host_links[3] = replace(world.host_links[3], mtu=9000)
+    world._host_changed()
+    world.host = world.host._replace(ns=world.host.ns._replace(pids=(1, 2)))
+    joined: list[str] = []
+    real = module._link_row
+
+    def counted(view: NsView, link: Link, host: NsKey, index: Any) -> Row | None:
+        joined.append(link.name)
+        return real(view, link, host, index)
+
+    monkeypatch.setattr(module, "_link_row", counted)
+    snapshot, results = world.snapshot()
+    report = joiner(snapshot, results)
+    assert sorted(joined) == sorted(["lo", "eth0", f"veth{world.serial}", "br0"])
+    assert report == correlate(snapshot, results)
+    assert all(row.peer is None or row.peer.ns is world.host.ns for row in report.rows)

@@ -3,6 +3,7 @@ the event parser and the walker's name memory. No kernel here: the values are bu
 
 from __future__ import annotations
 
+import operator
 import struct
 from dataclasses import replace
 
@@ -327,6 +328,10 @@ def test_kernel_names_asked_again_make_only_what_changed_and_equal_a_fresh_answe
     kept = KernelNames()
     before = kept.collect(Context(host.key, first))
     again = kept.collect(Context(host.key, later))
-    for namespaces, answer in ((first, before), (later, again)):
+    # another object, named by the same (a process that is not its first came)
+    third = (*later[:2], later[2]._replace(pids=(41, 57)), later[3])
+    once_more = kept.collect(Context(host.key, third))
+    for namespaces, answer in ((first, before), (later, again), (third, once_more)):
         assert answer == KernelNames().collect(Context(host.key, namespaces))
     assert again.claims[0] is before.claims[0]
+    assert all(map(operator.is_, once_more.claims, again.claims))

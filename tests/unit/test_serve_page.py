@@ -79,6 +79,12 @@ class Host:
         self.next_ino = 100
         self.rows: tuple[Row, ...] = ()
         self.diagnosis: Diagnosis | None = None
+        # as the live model's Correlator keeps them from report to report: a workload side's End
+        # while its device's workload and counters are the same, a host device's Link while its
+        # name is; the host's End is new whenever the host's Namespace object is (host_ns)
+        self.ends: dict[tuple[int, Workload, LinkStats | None], End] = {}
+        self.links: dict[tuple[int, str], Link] = {}
+        self.host_ns = HOST_NS
 
     def name(self) -> str:
         return self.random.choice(HOSTILE) + str(self.random.randrange(1000))
@@ -110,9 +116,12 @@ class Host:
             elif action < 0.6:
                 at = self.random.randrange(len(self.devices))
                 self.devices[at] = replace(self.devices[at], name=self.name())
-            elif action < 0.8:
+            elif action < 0.75:
                 at = self.random.randrange(len(self.devices))
                 self.devices[at] = replace(self.devices[at], stats=self.stats())
+            elif action < 0.8:
+                at = self.random.randrange(len(self.devices))
+                self.devices[at] = replace(self.devices[at], bridge=self.random.choice(["br0", None]))
             elif action < 0.83:
                 self.devices = []
             else:
@@ -139,11 +148,18 @@ class Host:
 
     def observation(self) -> Observation:
         rows = []
+        if self.random.random() < 0.5:  # a process started or ended in the host
+            self.host_ns = HOST_NS._replace(pids=(self.random.randrange(9),))
+        ends, links = self.ends, self.links
+        self.ends, self.links = {}, {}
         for d in self.devices:
             ns = Namespace(NsKey(4, d.ino), pids=(d.ino,))
-            inside = End(ns, d.workload, Link(2, "eth0", kind="veth", stats=d.stats), None)
-            peer = End(HOST_NS, HOST, Link(d.ino, d.name, kind="veth", master=1), d.bridge)
-            rows.append(Row(inside, Relation.VETH, peer))
+            inside = ends.get((d.ino, d.workload, d.stats)) or End(
+                ns, d.workload, Link(2, "eth0", kind="veth", stats=d.stats), None
+            )
+            link = links.get((d.ino, d.name)) or Link(d.ino, d.name, kind="veth", master=1)
+            self.ends[(d.ino, d.workload, d.stats)], self.links[(d.ino, d.name)] = inside, link
+            rows.append(Row(inside, Relation.VETH, End(self.host_ns, HOST, link, d.bridge)))
         self.rows = tuple(rows)
         report = Report(self.rows, {}, (), (), Snapshot(HOST_KEY, (NsView(HOST_NS),)))
         return Observation(report, still_there(self.diagnosis, report))

@@ -341,12 +341,17 @@ class _Families:
         return []
 
 
+_process: list[ProcessCollector] = []  # one, made when first asked (it reads the boot time when made)
+
+
 def render(families: Iterable[Metric], accept: str, process: bool = False) -> tuple[bytes, str]:
     """The exposition (text 0.0.4, or OpenMetrics when ``accept`` asks) and its content type."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))
     if process:
-        ProcessCollector(registry=registry)
+        if not _process:
+            _process.append(ProcessCollector(registry=None))
+        registry.register(_process[0])
     encoder, content_type = choose_encoder(accept)
     return encoder(registry), content_type
 

@@ -18,7 +18,7 @@ import threading
 from operator import attrgetter
 
 from ..checks import Finding
-from ..model import LinkStats, NsKey
+from ..model import End, Link, LinkStats, NsKey, Report
 from .engine import Observation
 from .metrics import (
     COUNTERS,
@@ -27,11 +27,12 @@ from .metrics import (
     Labels,
     LabelSet,
     device_families,
-    devices,
     finding_family,
     finding_series,
     findings,
     health_families,
+    host_side_rows,
+    interface_labels,
     render,
 )
 
@@ -79,6 +80,8 @@ class DeviceLines:
         empty = render([*device_families([]), finding_family([])], accept)[0]
         *self._headers, self._finding_header = [header for header, _samples in sections(empty)]
         self._lines: dict[Key, Lines] = {}
+        # by id() of a row's workload End: what its device's key and series were made of, and them
+        self._kept: dict[int, tuple[End, Link, str | None, tuple[Key, Device]]] = {}
         self._findings: dict[LabelSet, bytes] = {}  # a finding's line by its labels
         # by id(): the same findings come back with each report until the checks run again
         self._series: dict[int, tuple[Finding, NsKey, tuple[Labels, LabelSet]]] = {}
@@ -86,10 +89,10 @@ class DeviceLines:
     def page(self, observation: Observation) -> bytes:
         """The walk's part of the page (no ``# EOF``): what the library renders for
         :func:`~.metrics.interface_families`."""
-        found = devices(observation.report)
-        keys = [_key(device) for device in found]
+        found = self._devices(observation.report)
+        keys = [key for key, _device in found]
         known, new = self._lines, {}
-        for key, device in zip(keys, found, strict=True):
+        for key, device in found:
             if key not in known and key not in new:
                 new[key] = device
         if new:
@@ -103,6 +106,25 @@ class DeviceLines:
             parts.extend(column)
         parts.append(self._finding_lines(observation))
         return b"".join(parts)
+
+    def _devices(self, report: Report) -> list[tuple[Key, Device]]:
+        """:func:`~.metrics.devices` with their keys, each made again only for a row whose
+        workload side is another End object, or whose host device is another Link or on another
+        bridge: what its labels and counters are made of. The live model's Correlator keeps a
+        row's Ends from report to report, the host's End new whenever the host's Namespace is."""
+        kept, seen = self._kept, {}
+        found = []
+        for row in host_side_rows(report):
+            end, peer = row.end, row.peer
+            assert peer is not None
+            known = kept.get(id(end))
+            if known is None or known[0] is not end or known[1] is not peer.link or known[2] != peer.master:
+                device = (interface_labels(row), end.link.stats)
+                known = end, peer.link, peer.master, (_key(device), device)
+            seen[id(end)] = known
+            found.append(known[3])
+        self._kept = seen
+        return found
 
     def _render(self, found: list[Device]) -> bytes:
         return render(device_families(found), self._accept)[0]

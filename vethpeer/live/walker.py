@@ -503,7 +503,7 @@ class Walker:
             return self._kernel_names(discovery, self._naming) if seen != self._named else self._naming
         if self._naming is None or wanted or now - self._named_at >= self.naming_every:
             self._stale = False
-            fresh = name_namespaces(discovery, self.request, self.env)
+            fresh = name_namespaces(discovery, self.request, self.env, self._kernel)
             self._naming = fresh if self._naming is None else remember(self._naming, fresh, keys)
             self._named, self._named_at = seen, now
             statuses = [r.status for r in self._naming.results]

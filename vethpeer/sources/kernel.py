@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..model import Claim, Namespace, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
+from ..model import Claim, Namespace, NsKey, SourceResult, SourceState, SourceStatus, Workload, WorkloadKind
 from . import PRIORITY_NETNS, PRIORITY_PROCESS, Context
 
 HOST = Workload(WorkloadKind.HOST, "host")
@@ -36,7 +36,9 @@ class KernelNames:
     name = "kernel"
 
     def __init__(self) -> None:
-        self._known: dict[tuple[object, ...], tuple[Claim, ...]] = {}
+        # per namespace: the object, what its claims name it by, its claims (discovery keeps a
+        # namespace's object while nothing of it changed: then nothing is looked at)
+        self._known: dict[NsKey, tuple[Namespace, tuple[object, ...], tuple[Claim, ...]]] = {}
 
     def collect(self, context: Context) -> SourceResult:
         known, self._known = self._known, {}
@@ -44,10 +46,11 @@ class KernelNames:
         for ns in context.namespaces:
             if ns.is_host:
                 continue
-            face = (ns.key, ns.mounts, ns.pids[:1], ns.comm)
-            found = known.get(face)
-            if found is None:
-                found = tuple(names_of(ns))
-            self._known[face] = found
-            claims += found
+            kept = known.get(ns.key)
+            if kept is None or kept[0] is not ns:
+                face = (ns.key, ns.mounts, ns.pids[:1], ns.comm)
+                found = kept[2] if kept is not None and kept[1] == face else tuple(names_of(ns))
+                kept = ns, face, found
+            self._known[ns.key] = kept
+            claims += kept[2]
         return SourceResult(SourceStatus(self.name, SourceState.OK), tuple(claims))

@@ -37,13 +37,30 @@ class Holder(NamedTuple):
     ifnames: tuple[str, ...]
 
 
+# sysfs directory -> (device name, inode of its entry) -> whether it is a tun/tap device
+_looked: dict[str, dict[tuple[str, int], bool]] = {}
+
+
 def tun_devices(sys_net: str = SYS_NET) -> list[str]:
-    """tun/tap devices of the namespace sysfs shows (a ``tun_flags`` attribute marks them)."""
+    """tun/tap devices of the namespace sysfs shows (a ``tun_flags`` attribute marks them).
+
+    Each device is looked at once, not at every naming (a host with a veth per workload: a
+    thousand stat calls every 2 s under churn): a device made anew is another sysfs node, whose
+    inode (kernfs numbers its nodes without reusing a number) the directory's listing gives, so
+    a name with the inode it had is the device it was."""
     try:
-        names = os.listdir(sys_net)
+        with os.scandir(sys_net) as listing:
+            entries = [(entry.name, entry.inode()) for entry in listing]
     except OSError:
         return []
-    return sorted(n for n in names if os.path.exists(f"{sys_net}/{n}/tun_flags"))
+    known, now = _looked.get(sys_net, {}), {}
+    for entry in entries:
+        is_tun = known.get(entry)
+        if is_tun is None:
+            is_tun = os.path.exists(f"{sys_net}/{entry[0]}/tun_flags")
+        now[entry] = is_tun
+    _looked[sys_net] = now
+    return sorted(name for (name, _inode), is_tun in now.items() if is_tun)
 
 
 def attached(pid: int, proc: str = "/proc") -> tuple[str, ...]:
