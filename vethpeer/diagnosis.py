@@ -30,7 +30,11 @@ def facts_for(
     inside = doctor_reads.read(namespaces, routes=routes, conf=conf, proc=proc)
     orphans = orphan_rows(rows, report)
     nsids = {row.end.link.link_netnsid for row in orphans if row.end.link.link_netnsid is not None}
-    holders = doctor_reads.fd_holders(nsids, host.dev, proc) if nsids else {}
+    # A namespace just deleted is unreachable for a moment (0.05-0.5 s) before the kernel's cleanup
+    # removes its veths: not leaked, going away. Asked after the dump that named its nsid.
+    dying = doctor_reads.dying(nsids) if nsids else frozenset()
+    orphans = tuple(row for row in orphans if row.end.link.link_netnsid not in dying)
+    holders = doctor_reads.fd_holders(nsids - dying, host.dev, proc) if nsids - dying else {}
     return Facts(
         rows=rows,
         host=host,

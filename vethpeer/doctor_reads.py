@@ -104,6 +104,14 @@ def read(
     return facts
 
 
+def dying(nsids: Iterable[int]) -> frozenset[int]:
+    """The nsids (as the current namespace, the host, numbers them) whose namespace is being
+    destroyed: nothing holds it any more, but the kernel's cleanup has not yet removed its nsid
+    and its veths (``RtnlSocket.nsid_alive``). Such a veth is not an orphan: it is going away."""
+    with RtnlSocket() as sock:
+        return frozenset(nsid for nsid in nsids if not sock.nsid_alive(nsid))
+
+
 @dataclass(frozen=True, slots=True)
 class Holder:
     """A process holding a network namespace only through an open file descriptor."""

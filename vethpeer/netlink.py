@@ -452,6 +452,22 @@ class RtnlSocket:
                     return None if nsid < 0 else nsid
         return None
 
+    def nsid_alive(self, nsid: int) -> bool:
+        """Whether the nsid this socket's namespace assigned still names a live namespace.
+
+        RTM_GETNSID by NETNSA_NSID (Linux 4.20) takes a reference to the namespace it names, which
+        a namespace being destroyed no longer gives (its nsid stays assigned until the kernel's
+        cleanup reaches it, its veths a little longer): ENOENT then, as for an nsid not assigned.
+        Nothing is allocated."""
+        payload = _RTGEN.pack(socket.AF_UNSPEC) + NLA.pack(8, NETNSA_NSID) + S32.pack(nsid)
+        try:
+            replies = self._request(RTM_GETNSID, NLM_F_REQUEST, payload)
+            return any(rtype == RTM_NEWNSID for rtype, *_ in replies)
+        except NetlinkError as error:
+            if error.errno == errno.ENOENT:
+                return False
+            raise
+
     def stats(self) -> dict[int, LinkStats]:
         """Every link's counters only (RTM_GETSTATS, IFLA_STATS_LINK_64), by ifindex: about a
         tenth of a full link dump to read and parse, for `top`'s rounds between link dumps."""

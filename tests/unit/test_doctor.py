@@ -6,6 +6,8 @@ import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
 
+import pytest
+
 from vethpeer import checks as doctor_checks
 from vethpeer.checks import Diagnosis, Facts, Severity, link_index, orphan_rows, wanted_facts
 from vethpeer.checks.base import global_addresses
@@ -176,6 +178,28 @@ def test_orphaned_host_veth() -> None:
     (f,) = [f for f in d.findings if f.check == "orphaned-veth"]
     assert f.end.link.name == "vpoh-gone" and f.fix == ("ip link del dev vpoh-gone",)
     assert any("pid 77 (leaky) fd 5" in e for e in f.evidence)
+
+
+def test_a_veth_whose_namespace_is_being_destroyed_is_no_orphan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The doctor's facts leave out a host veth whose namespace the kernel says is being destroyed
+    (``doctor_reads.dying``: asked only for the orphans' nsids), and look for no fd holder of it."""
+    from vethpeer import diagnosis, doctor_reads
+
+    t, a = healthy()
+    gone = t.netns("vpo-gone")
+    t.veth(gone, "eth0", HOST, "vpoh-gone")
+    report = t.report(hide={gone})
+    nsid = next(
+        link.link_netnsid for v in report.snapshot.views for link in v.links if link.name == "vpoh-gone"
+    )
+    asked: list[set[int]] = []
+    monkeypatch.setattr(doctor_reads, "read", lambda *_a, **_k: facts_for(a))
+    monkeypatch.setattr(doctor_reads, "fd_holders", lambda nsids, *_a: asked.append(set(nsids)) or {})
+    for dying, orphans in ((frozenset(), ("vpoh-gone",)), (frozenset({nsid}), ())):
+        monkeypatch.setattr(doctor_reads, "dying", lambda nsids, d=dying: d & set(nsids))
+        built = diagnosis.facts_for(report, report.rows)
+        assert tuple(row.end.link.name for row in built.orphans) == orphans
+    assert asked == [{nsid}]  # only while it was not dying
 
 
 def test_fdb_not_learned_is_only_info() -> None:
