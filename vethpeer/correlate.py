@@ -40,15 +40,16 @@ def _rank(claims: Iterable[Claim]) -> dict[NsKey, tuple[Workload, ...]]:
     by_ns: dict[NsKey, list[Claim]] = {}
     for claim in claims:
         by_ns.setdefault(claim.netns, []).append(claim)
-    ranked: dict[NsKey, tuple[Workload, ...]] = {}
-    for key, found in by_ns.items():
-        found.sort(key=lambda c: (-c.priority, c.workload.kind.value, c.workload.name))
-        unique: dict[tuple[str, str, str | None], Workload] = {}
-        for claim in found:
-            w = claim.workload
-            unique.setdefault((w.kind.value, w.name, w.id), w)
-        ranked[key] = tuple(unique.values())
-    return ranked
+    return {key: _ranked_workloads(found) for key, found in by_ns.items()}
+
+
+def _ranked_workloads(claims: Iterable[Claim]) -> tuple[Workload, ...]:
+    """One namespace's workloads, best claim first; equal priorities by name."""
+    unique: dict[tuple[str, str, str | None], Workload] = {}
+    for claim in sorted(claims, key=lambda c: (-c.priority, c.workload.kind.value, c.workload.name)):
+        w = claim.workload
+        unique.setdefault((w.kind.value, w.name, w.id), w)
+    return tuple(unique.values())
 
 
 def _host_network(claims: Iterable[Claim]) -> tuple[Workload, ...]:
@@ -334,7 +335,7 @@ class Correlator:
         for key, found in claims.items():
             kept = before.get(key)
             if kept is None or kept[0] != found:  # (the same objects, mostly: compared in C)
-                kept = found, _rank(found)[key]
+                kept = found, _ranked_workloads(found)
             workloads[key] = kept[1]
             by_ns[key] = kept
         self._by_ns = by_ns
@@ -563,17 +564,18 @@ _new = tuple.__new__  # a named tuple made without its __new__'s call: a thousan
 
 def _current(row: Row, views: Mapping[NsKey, NsView]) -> Row:
     """``row`` with each End's namespace the object of ``views`` (the same key)."""
-    end, peer = row.end, row.peer
-    found = views.get(end.ns.key)
-    if found is not None and found.ns is not end.ns:
-        end = _new(End, (found.ns, end.workload, end.link, end.master))
-    if peer is not None:
-        found = views.get(peer.ns.key)
-        if found is not None and found.ns is not peer.ns:
-            peer = _new(End, (found.ns, peer.workload, peer.link, peer.master))
+    end = _current_end(row.end, views)
+    peer = None if row.peer is None else _current_end(row.peer, views)
     if end is row.end and peer is row.peer:
         return row
     return _new(Row, (end, row.relation, peer, row.unresolved))
+
+
+def _current_end(end: End, views: Mapping[NsKey, NsView]) -> End:
+    found = views.get(end.ns.key)
+    if found is None or found.ns is end.ns:
+        return end
+    return _new(End, (found.ns, end.workload, end.link, end.master))
 
 
 def _first(pair: tuple[tuple[int, str, int, str], Row]) -> tuple[int, str, int, str]:
