@@ -60,22 +60,16 @@ def default_route(report: Report, facts: Facts) -> Iterator[Finding]:
         if row.end.ns.key != host:
             by_ns.setdefault(row.end.ns.key, []).append(row)
     views = {v.ns.key: v for v in report.snapshot.views}
+    families = route_families(facts.rows, host)  # the one family checked in each (the reads' too)
     for key, ns_rows in by_ns.items():
         found = facts.inside.get(key)
         view = views.get(key)
-        if found is None or found.error or view is None:
+        family = families.get(key)
+        if found is None or found.error or view is None or family is None:
             continue
-        up = [r for r in ns_rows if _up(r)]
-        for family in (socket.AF_INET, socket.AF_INET6):
-            addressed = [r for r in up if global_addresses(r.end.link.addresses, family)]
-            if not addressed:
-                continue
-            if family == socket.AF_INET6 and any(
-                global_addresses(r.end.link.addresses, socket.AF_INET) for r in up
-            ):
-                continue  # dual stack: IPv4 is checked; IPv6 defaults come from RAs and come and go
-            defaults = [r for r in found.default_routes if r.family == family and r.is_default]
-            yield from _default_findings(addressed, defaults, found.gateway_neighbours, view, facts, family)
+        addressed = [r for r in ns_rows if _up(r) and global_addresses(r.end.link.addresses, family)]
+        defaults = [r for r in found.default_routes if r.family == family and r.is_default]
+        yield from _default_findings(addressed, defaults, found.gateway_neighbours, view, facts, family)
 
 
 def _default_findings(
