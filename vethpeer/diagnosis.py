@@ -34,7 +34,8 @@ def facts_for(
     # removes its veths: not leaked, going away. Asked after the dump that named its nsid.
     dying = doctor_reads.dying(nsids) if nsids else frozenset()
     orphans = tuple(row for row in orphans if row.end.link.link_netnsid not in dying)
-    holders = doctor_reads.fd_holders(nsids - dying, host.dev, proc) if nsids - dying else {}
+    alive = nsids - dying
+    holders = doctor_reads.fd_holders(alive, host.dev, proc) if alive else {}
     return Facts(
         rows=rows,
         host=host,

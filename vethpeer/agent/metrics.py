@@ -15,6 +15,7 @@ or user labels become labels.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -341,7 +342,10 @@ class _Families:
         return []
 
 
-_process: list[ProcessCollector] = []  # one, made when first asked (it reads the boot time when made)
+@functools.cache
+def _process_collector() -> ProcessCollector:
+    """One, made when first asked (it reads the boot time when made)."""
+    return ProcessCollector(registry=None)
 
 
 def render(families: Iterable[Metric], accept: str, process: bool = False) -> tuple[bytes, str]:
@@ -349,9 +353,7 @@ def render(families: Iterable[Metric], accept: str, process: bool = False) -> tu
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))
     if process:
-        if not _process:
-            _process.append(ProcessCollector(registry=None))
-        registry.register(_process[0])
+        registry.register(_process_collector())
     encoder, content_type = choose_encoder(accept)
     return encoder(registry), content_type
 
