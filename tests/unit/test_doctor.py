@@ -166,7 +166,9 @@ def test_bridge_port_not_forwarding() -> None:
     assert "listening" in f.message and f.fix == ("ip link set dev vpobr0 type bridge stp_state 0",)
 
 
-def test_orphaned_host_veth() -> None:
+def orphaned() -> tuple[NsKey, Report, int]:
+    """:func:`healthy` and a host veth vpoh-gone whose peer's namespace discovery did not find:
+    the workload's key, the report, the nsid the host gives that namespace."""
     t, a = healthy()
     gone = t.netns("vpo-gone")
     t.veth(gone, "eth0", HOST, "vpoh-gone")
@@ -174,6 +176,12 @@ def test_orphaned_host_veth() -> None:
     nsid = next(
         link.link_netnsid for v in report.snapshot.views for link in v.links if link.name == "vpoh-gone"
     )
+    assert nsid is not None
+    return a, report, nsid
+
+
+def test_orphaned_host_veth() -> None:
+    a, report, nsid = orphaned()
     d = diagnose(report, facts=facts_for(a), holders={nsid: [Holder(77, 5, "leaky")]})
     (f,) = [f for f in d.findings if f.check == "orphaned-veth"]
     assert f.end.link.name == "vpoh-gone" and f.fix == ("ip link del dev vpoh-gone",)
@@ -185,13 +193,7 @@ def test_a_veth_whose_namespace_is_being_destroyed_is_no_orphan(monkeypatch: pyt
     (``doctor_reads.dying``: asked only for the orphans' nsids), and look for no fd holder of it."""
     from vethpeer import diagnosis, doctor_reads
 
-    t, a = healthy()
-    gone = t.netns("vpo-gone")
-    t.veth(gone, "eth0", HOST, "vpoh-gone")
-    report = t.report(hide={gone})
-    nsid = next(
-        link.link_netnsid for v in report.snapshot.views for link in v.links if link.name == "vpoh-gone"
-    )
+    a, report, nsid = orphaned()
     asked: list[set[int]] = []
     monkeypatch.setattr(doctor_reads, "read", lambda *_a, **_k: facts_for(a))
     monkeypatch.setattr(doctor_reads, "fd_holders", lambda nsids, *_a: asked.append(set(nsids)) or {})
